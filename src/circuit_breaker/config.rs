@@ -1,0 +1,427 @@
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::state::Transition;
+use crate::error::InvalidConfig;
+
+/// Which calls the failure-rate and slow-call-rate rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last `n` calls: a ring in which the oldest call falls out as each
+    /// new one comes in.
+    Count(u32),
+    /// The calls of the last `duration`, kept in `buckets` buckets of
+    /// `duration / buckets` each; a bucket leaves the window whole.
+    Time {
+        /// How far back the window reaches.
+        duration: Duration,
+        /// How many buckets it is split into (1 to 1,000).
+        buckets: u32,
+    },
+}
+
+impl Window {
+    /// The last `n` calls.
+    pub const fn count(n: u32) -> Self {
+        Window::Count(n)
+    }
+
+    /// The last `duration`, in `buckets` buckets.
+    pub const fn time(duration: Duration, buckets: u32) -> Self {
+        Window::Time { duration, buckets }
+    }
+}
+
+impl Default for Window {
+    /// The last 10 seconds in 10 buckets.
+    fn default() -> Self {
+        Window::time(Duration::from_secs(10), 10)
+    }
+}
+
+pub(crate) type OnTransition = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+/// A validated circuit-breaker configuration; made by
+/// [`CircuitBreakerConfig::builder`].
+///
+/// See the [module docs](super) for what each setting does.
+#[derive(Clone)]
+pub struct CircuitBreakerConfig {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call_duration: Option<Duration>,
+    pub(crate) slow_call_rate: Option<f64>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) window: Window,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open_duration: Duration,
+    pub(crate) open_duration_multiplier: f64,
+    pub(crate) max_open_duration: Duration,
+    pub(crate) open_jitter: f64,
+    pub(crate) half_open_max_calls: u32,
+    pub(crate) success_threshold: u32,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) seed: Option<u64>,
+    pub(crate) minimum_calls_set: bool,
+    pub(crate) on_transition: Option<OnTransition>,
+}
+
+impl fmt::Debug for CircuitBreakerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerConfig")
+            .field("name", &self.name)
+            .field("failure_rate", &self.failure_rate)
+            .field("slow_call_duration", &self.slow_call_duration)
+            .field("slow_call_rate", &self.slow_call_rate)
+            .field("consecutive_failures", &self.consecutive_failures)
+            .field("window", &self.window)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("open_duration", &self.open_duration)
+            .field("open_duration_multiplier", &self.open_duration_multiplier)
+            .field("max_open_duration", &self.max_open_duration)
+            .field("open_jitter", &self.open_jitter)
+            .field("half_open_max_calls", &self.half_open_max_calls)
+            .field("success_threshold", &self.success_threshold)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("on_transition", &self.on_transition.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    /// The defaults of [`CircuitBreakerConfig::builder`].
+    fn default() -> Self {
+        CircuitBreakerBuilder::new()
+            .build()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl CircuitBreakerConfig {
+    /// A builder with the defaults: trip on 50 % failures over the last 10 s
+    /// (10 buckets, at least 20 calls) **or** 20 consecutive failures; slow
+    /// calls off; open for 5 s, ×2 on each re-open up to 60 s, ±20 % jitter;
+    /// one half-open probe, one success to close, probes time out after 30 s.
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
+    }
+
+    /// The name given with [`CircuitBreakerBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// Builds a [`CircuitBreakerConfig`]; every setting is optional.
+///
+/// [`build`](Self::build) checks the values and names the first bad field.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerBuilder {
+    cfg: CircuitBreakerConfig,
+}
+
+impl CircuitBreakerBuilder {
+    fn new() -> Self {
+        Self {
+            cfg: CircuitBreakerConfig {
+                name: None,
+                failure_rate: Some(50.0),
+                slow_call_duration: None,
+                slow_call_rate: None,
+                consecutive_failures: Some(20),
+                window: Window::default(),
+                minimum_calls: 20,
+                open_duration: Duration::from_secs(5),
+                open_duration_multiplier: 2.0,
+                max_open_duration: Duration::from_secs(60),
+                open_jitter: 0.2,
+                half_open_max_calls: 1,
+                success_threshold: 1,
+                probe_timeout: Duration::from_secs(30),
+                seed: None,
+                minimum_calls_set: false,
+                on_transition: None,
+            },
+        }
+    }
+
+    /// A name for this breaker, used in `tracing` events and snapshots.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.cfg.name = Some(name.into());
+        self
+    }
+
+    /// Trip when at least `percent` % of the calls in the window failed
+    /// (once the window holds [`minimum_calls`](Self::minimum_calls)).
+    /// Must be in (0, 100]. Default 50.
+    pub fn failure_rate(mut self, percent: f64) -> Self {
+        self.cfg.failure_rate = Some(percent);
+        self
+    }
+
+    /// Turn the failure-rate rule off.
+    pub fn without_failure_rate(mut self) -> Self {
+        self.cfg.failure_rate = None;
+        self
+    }
+
+    /// The window the rate rules look at. Default: the last 10 s in 10 buckets.
+    pub fn window(mut self, window: Window) -> Self {
+        self.cfg.window = window;
+        self
+    }
+
+    /// How many calls the window must hold before a rate means anything.
+    /// At least 1, and at most the size of a count window. Default 20 (or
+    /// the size of a smaller count window).
+    pub fn minimum_calls(mut self, n: u32) -> Self {
+        self.cfg.minimum_calls = n;
+        self.cfg.minimum_calls_set = true;
+        self
+    }
+
+    /// A call that takes at least `duration` is slow. Together with
+    /// [`slow_call_rate`](Self::slow_call_rate) this turns the slow-call rule on.
+    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.cfg.slow_call_duration = Some(duration);
+        self
+    }
+
+    /// Trip when at least `percent` % of the calls in the window were slow.
+    /// Must be in (0, 100]; needs [`slow_call_duration`](Self::slow_call_duration).
+    pub fn slow_call_rate(mut self, percent: f64) -> Self {
+        self.cfg.slow_call_rate = Some(percent);
+        self
+    }
+
+    /// Trip after `n` failures in a row (an ignored call does not break the
+    /// run; a success does). At least 1. Default 20.
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.cfg.consecutive_failures = Some(n);
+        self
+    }
+
+    /// Turn the consecutive-failures rule off.
+    pub fn without_consecutive_failures(mut self) -> Self {
+        self.cfg.consecutive_failures = None;
+        self
+    }
+
+    /// How long the breaker stays open the first time. Default 5 s.
+    pub fn open_duration(mut self, d: Duration) -> Self {
+        self.cfg.open_duration = d;
+        self
+    }
+
+    /// Each re-open (a failed probe) multiplies the open duration by this,
+    /// up to [`max_open_duration`](Self::max_open_duration). At least 1. Default 2.
+    pub fn open_duration_multiplier(mut self, factor: f64) -> Self {
+        self.cfg.open_duration_multiplier = factor;
+        self
+    }
+
+    /// The cap on the open duration, before jitter. At least the base. Default 60 s.
+    pub fn max_open_duration(mut self, d: Duration) -> Self {
+        self.cfg.max_open_duration = d;
+        self
+    }
+
+    /// Spread each open duration uniformly by ± this fraction, so a fleet of
+    /// clients does not probe in step. In [0, 1). Default 0.2.
+    pub fn open_jitter(mut self, fraction: f64) -> Self {
+        self.cfg.open_jitter = fraction;
+        self
+    }
+
+    /// Seed the jitter's random number generator (for reproducible tests).
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.cfg.seed = Some(seed);
+        self
+    }
+
+    /// At most this many probes in flight while half-open. 1 to 1,023. Default 1.
+    pub fn half_open_max_calls(mut self, n: u32) -> Self {
+        self.cfg.half_open_max_calls = n;
+        self
+    }
+
+    /// Successful probes needed to close. 1 to 1,023. Default 1.
+    pub fn success_threshold(mut self, n: u32) -> Self {
+        self.cfg.success_threshold = n;
+        self
+    }
+
+    /// A half-open phase in which no probe finishes for this long counts as a
+    /// failed probe and re-opens the breaker, so a hung probe cannot wedge it.
+    /// Default 30 s.
+    pub fn probe_timeout(mut self, d: Duration) -> Self {
+        self.cfg.probe_timeout = d;
+        self
+    }
+
+    /// Called on every state change, after the change and outside any lock.
+    pub fn on_transition<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Transition) + Send + Sync + 'static,
+    {
+        self.cfg.on_transition = Some(Arc::new(f));
+        self
+    }
+
+    /// Checks every value and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first field that breaks its rule.
+    pub fn build(self) -> Result<CircuitBreakerConfig, InvalidConfig> {
+        let mut c = self.cfg;
+        if let Window::Count(n) = c.window {
+            // The default minimum shrinks to fit a small count window; one
+            // the user chose is checked below.
+            if !c.minimum_calls_set && n > 0 {
+                c.minimum_calls = c.minimum_calls.min(n);
+            }
+        }
+        let field = |name: &'static str| name;
+        let percent = |name: &'static str, v: Option<f64>| match v {
+            Some(p) if !(p > 0.0 && p <= 100.0) => Err(InvalidConfig::new(
+                field(name),
+                format!("must be in (0, 100], got {p}"),
+            )),
+            _ => Ok(()),
+        };
+        let positive = |name: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(InvalidConfig::new(field(name), "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        percent("circuit_breaker.failure_rate", c.failure_rate)?;
+        percent("circuit_breaker.slow_call_rate", c.slow_call_rate)?;
+        if let Some(d) = c.slow_call_duration {
+            positive("circuit_breaker.slow_call_duration", d)?;
+        }
+        match (c.slow_call_duration, c.slow_call_rate) {
+            (Some(_), None) => {
+                return Err(InvalidConfig::new(
+                    "circuit_breaker.slow_call_rate",
+                    "must be set when slow_call_duration is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(InvalidConfig::new(
+                    "circuit_breaker.slow_call_duration",
+                    "must be set when slow_call_rate is set",
+                ))
+            }
+            _ => {}
+        }
+        if c.consecutive_failures == Some(0) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.consecutive_failures",
+                "must be at least 1, got 0",
+            ));
+        }
+        if c.failure_rate.is_none()
+            && c.slow_call_rate.is_none()
+            && c.consecutive_failures.is_none()
+        {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.failure_rate",
+                "no trip rule is set: set failure_rate, slow_call_rate or consecutive_failures",
+            ));
+        }
+        if c.minimum_calls == 0 {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.minimum_calls",
+                "must be at least 1, got 0",
+            ));
+        }
+        match c.window {
+            Window::Count(n) => {
+                if n == 0 || n > 1_000_000 {
+                    return Err(InvalidConfig::new(
+                        "circuit_breaker.window",
+                        format!("a count window holds 1 to 1,000,000 calls, got {n}"),
+                    ));
+                }
+                if c.failure_rate.is_some() || c.slow_call_rate.is_some() {
+                    if c.minimum_calls > n {
+                        return Err(InvalidConfig::new(
+                            "circuit_breaker.minimum_calls",
+                            format!(
+                                "must not exceed the count window ({n}), got {}",
+                                c.minimum_calls
+                            ),
+                        ));
+                    }
+                }
+            }
+            Window::Time { duration, buckets } => {
+                if buckets == 0 || buckets > 1_000 {
+                    return Err(InvalidConfig::new(
+                        "circuit_breaker.window",
+                        format!("a time window has 1 to 1,000 buckets, got {buckets}"),
+                    ));
+                }
+                if duration / buckets < Duration::from_millis(1) {
+                    return Err(InvalidConfig::new(
+                        "circuit_breaker.window",
+                        format!(
+                            "each bucket must span at least 1 ms, got {:?}",
+                            duration / buckets
+                        ),
+                    ));
+                }
+            }
+        }
+        positive("circuit_breaker.open_duration", c.open_duration)?;
+        if !(c.open_duration_multiplier.is_finite() && c.open_duration_multiplier >= 1.0) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.open_duration_multiplier",
+                format!(
+                    "must be a finite number of at least 1, got {}",
+                    c.open_duration_multiplier
+                ),
+            ));
+        }
+        if c.max_open_duration < c.open_duration {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.max_open_duration",
+                format!(
+                    "must be at least open_duration ({:?}), got {:?}",
+                    c.open_duration, c.max_open_duration
+                ),
+            ));
+        }
+        if c.max_open_duration > Duration::from_secs(365 * 24 * 3600) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.max_open_duration",
+                "must be at most a year",
+            ));
+        }
+        if !(c.open_jitter >= 0.0 && c.open_jitter < 1.0) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.open_jitter",
+                format!("must be in [0, 1), got {}", c.open_jitter),
+            ));
+        }
+        if !(1..=1023).contains(&c.half_open_max_calls) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.half_open_max_calls",
+                format!("must be 1 to 1023, got {}", c.half_open_max_calls),
+            ));
+        }
+        if !(1..=1023).contains(&c.success_threshold) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.success_threshold",
+                format!("must be 1 to 1023, got {}", c.success_threshold),
+            ));
+        }
+        positive("circuit_breaker.probe_timeout", c.probe_timeout)?;
+        Ok(c)
+    }
+}

@@ -1,0 +1,873 @@
+//! The breaker's state machine, shared by every service and clone of a layer.
+//!
+//! Everything the hot path touches is an atomic:
+//!
+//! * one state word packs `[generation: 41 | probe successes: 10 |
+//!   probes in flight: 10 | state: 3]`, so half-open admission, release and
+//!   success are single compare-and-swaps, and a result that carries an older
+//!   generation is recognised as stale;
+//! * the consecutive-failure count is written only by failures (a success
+//!   resets it only when it is not already zero);
+//! * the counters and the time window are striped per thread.
+//!
+//! Transitions (rare) take a mutex, re-check the word they decided on, do
+//! their side work (clear the window, set the open deadline), publish the new
+//! word, release the lock and only then tell observers.
+//!
+//! Time is passed in as nanoseconds since the breaker was made, through a
+//! closure, so the closed path reads the clock only when a rule needs it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
+use super::window::{CountWindow, TimeWindow, Totals, Window};
+use crate::classify::Outcome;
+use crate::metrics::{sum, CachePadded, Count, Striped};
+use crate::sync::{lock, AtomicU32, AtomicU64, Mutex};
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CircuitState {
+    /// Calls pass; outcomes are counted against the trip rules.
+    Closed,
+    /// Calls are rejected at once with [`CircuitOpen`](super::error::CircuitOpen)
+    /// until the open duration has passed.
+    Open,
+    /// A limited number of probe calls pass; the rest are rejected.
+    HalfOpen,
+    /// Opened by hand ([`CircuitBreakerHandle::force_open`](super::CircuitBreakerHandle::force_open)):
+    /// every call is rejected until [`reset`](super::CircuitBreakerHandle::reset).
+    ForcedOpen,
+    /// Switched off by hand: every call passes, outcomes are still counted.
+    Disabled,
+}
+
+impl CircuitState {
+    /// The lowercase name used in events and metrics (`closed`, `open`,
+    /// `half_open`, `forced_open`, `disabled`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::ForcedOpen => "forced_open",
+            CircuitState::Disabled => "disabled",
+        }
+    }
+
+    const fn from_bits(bits: u64) -> Self {
+        match bits {
+            CLOSED => CircuitState::Closed,
+            OPEN => CircuitState::Open,
+            HALF_OPEN => CircuitState::HalfOpen,
+            FORCED_OPEN => CircuitState::ForcedOpen,
+            _ => CircuitState::Disabled,
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the breaker changed state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum TransitionReason {
+    /// The failure rate over the window reached the threshold (in percent).
+    FailureRate(f64),
+    /// The slow-call rate over the window reached the threshold (in percent).
+    SlowCallRate(f64),
+    /// This many failures in a row.
+    ConsecutiveFailures(u32),
+    /// The open duration passed and a call arrived: it becomes the first probe.
+    OpenElapsed,
+    /// Enough probes succeeded.
+    ProbesSucceeded,
+    /// A probe failed (or was slow, when the slow-call rule is on).
+    ProbeFailed,
+    /// No probe finished within the probe timeout.
+    ProbeTimeout,
+    /// [`force_open`](super::CircuitBreakerHandle::force_open),
+    /// [`disable`](super::CircuitBreakerHandle::disable) or
+    /// [`reset`](super::CircuitBreakerHandle::reset).
+    Manual,
+}
+
+impl fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransitionReason::FailureRate(p) => write!(f, "failure rate {p:.1}%"),
+            TransitionReason::SlowCallRate(p) => write!(f, "slow-call rate {p:.1}%"),
+            TransitionReason::ConsecutiveFailures(n) => write!(f, "{n} consecutive failures"),
+            TransitionReason::OpenElapsed => f.write_str("open duration elapsed"),
+            TransitionReason::ProbesSucceeded => f.write_str("probes succeeded"),
+            TransitionReason::ProbeFailed => f.write_str("probe failed"),
+            TransitionReason::ProbeTimeout => f.write_str("probe timed out"),
+            TransitionReason::Manual => f.write_str("manual"),
+        }
+    }
+}
+
+/// A state change, as given to the [`on_transition`] callback.
+///
+/// [`on_transition`]: super::CircuitBreakerBuilder::on_transition
+#[derive(Debug, Clone)]
+pub struct Transition {
+    name: Option<Cow<'static, str>>,
+    from: CircuitState,
+    to: CircuitState,
+    reason: TransitionReason,
+    open_for: Option<Duration>,
+}
+
+impl Transition {
+    /// The breaker's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The state before.
+    pub fn from(&self) -> CircuitState {
+        self.from
+    }
+    /// The state after.
+    pub fn to(&self) -> CircuitState {
+        self.to
+    }
+    /// Why.
+    pub fn reason(&self) -> TransitionReason {
+        self.reason
+    }
+    /// For a transition to [`CircuitState::Open`]: how long it stays open
+    /// (jitter included).
+    pub fn open_for(&self) -> Option<Duration> {
+        self.open_for
+    }
+}
+
+impl fmt::Display for Transition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.name {
+            write!(f, "{name}: ")?;
+        }
+        write!(f, "{} -> {} ({})", self.from, self.to, self.reason)?;
+        if let Some(d) = self.open_for {
+            write!(f, " for {d:.2?}")?;
+        }
+        Ok(())
+    }
+}
+
+// --- the state word ---
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const FORCED_OPEN: u64 = 3;
+const DISABLED: u64 = 4;
+
+const STATE_MASK: u64 = 0b111;
+const INFLIGHT_SHIFT: u32 = 3;
+const SUCC_SHIFT: u32 = 13;
+const GEN_SHIFT: u32 = 23;
+const FIELD: u64 = 0x3ff;
+const INFLIGHT_ONE: u64 = 1 << INFLIGHT_SHIFT;
+const SUCC_ONE: u64 = 1 << SUCC_SHIFT;
+
+#[inline]
+const fn state_of(w: u64) -> u64 {
+    w & STATE_MASK
+}
+#[inline]
+const fn gen_of(w: u64) -> u64 {
+    w >> GEN_SHIFT
+}
+#[inline]
+const fn inflight_of(w: u64) -> u64 {
+    (w >> INFLIGHT_SHIFT) & FIELD
+}
+#[inline]
+const fn succ_of(w: u64) -> u64 {
+    (w >> SUCC_SHIFT) & FIELD
+}
+#[inline]
+const fn pack(state: u64, gen: u64, inflight: u64) -> u64 {
+    (gen << GEN_SHIFT) | (inflight << INFLIGHT_SHIFT) | state
+}
+
+// --- admission ---
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TicketKind {
+    Closed,
+    Probe,
+    Disabled,
+}
+
+/// What an admitted call carries until it finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub(crate) kind: TicketKind,
+    pub(crate) gen: u64,
+    /// Start time in nanoseconds, when the slow-call rule needs it.
+    pub(crate) start: u64,
+}
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rejection {
+    pub(crate) state: CircuitState,
+    /// Nanoseconds until the next probe may be admitted, when known.
+    pub(crate) retry_after: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    successes: Count,
+    failures: Count,
+    ignored: Count,
+    slow: Count,
+    rejected: Count,
+    late: Count,
+    cancelled: Count,
+}
+
+#[derive(Debug)]
+struct Params {
+    failure_rate: Option<f64>,
+    slow_rate: Option<f64>,
+    slow_nanos: Option<u64>,
+    consecutive: Option<u32>,
+    minimum_calls: u64,
+    open_base: f64,
+    open_multiplier: f64,
+    open_max: f64,
+    open_jitter: f64,
+    half_open_max: u64,
+    success_threshold: u64,
+    probe_timeout: u64,
+}
+
+#[derive(Debug)]
+struct Slow {
+    rng: SmallRng,
+    /// Opens since the breaker last closed.
+    reopens: u32,
+    open_since: Option<u64>,
+    open_total: u64,
+}
+
+/// Snapshot numbers of the core; the public snapshot adds the name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CoreSnapshot {
+    pub(crate) state: CircuitState,
+    pub(crate) successes: u64,
+    pub(crate) failures: u64,
+    pub(crate) ignored: u64,
+    pub(crate) slow: u64,
+    pub(crate) rejected: u64,
+    pub(crate) late: u64,
+    pub(crate) cancelled: u64,
+    pub(crate) opened: u64,
+    pub(crate) half_opened: u64,
+    pub(crate) closed: u64,
+    pub(crate) window: Option<Totals>,
+    pub(crate) consecutive_failures: u32,
+    pub(crate) open_total: u64,
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// One circuit breaker.
+pub(crate) struct Core {
+    state: CachePadded<AtomicU64>,
+    consecutive: CachePadded<AtomicU32>,
+    open_until: AtomicU64,
+    probe_deadline: AtomicU64,
+    opened: AtomicU64,
+    half_opened: AtomicU64,
+    closed: AtomicU64,
+    window: Option<Window>,
+    counters: Striped<Counters>,
+    slow: Mutex<Slow>,
+    params: Params,
+    name: Option<Cow<'static, str>>,
+    on_transition: Option<OnTransition>,
+    base: tokio::time::Instant,
+    needs_start: bool,
+    record_needs_clock: bool,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Core {
+    pub(crate) fn new(cfg: &CircuitBreakerConfig) -> Self {
+        let window = if cfg.failure_rate.is_some() || cfg.slow_call_rate.is_some() {
+            Some(match cfg.window {
+                WindowConfig::Count(n) => Window::Count(CountWindow::new(n)),
+                WindowConfig::Time { duration, buckets } => {
+                    Window::Time(TimeWindow::new(nanos(duration / buckets.max(1)), buckets))
+                }
+            })
+        } else {
+            None
+        };
+        let seed = cfg.seed.unwrap_or_else(|| {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(0x5eed_u64)
+        });
+        let slow_nanos = cfg.slow_call_duration.map(nanos);
+        let needs_clock = window.as_ref().is_some_and(Window::needs_clock);
+        Self {
+            state: CachePadded(AtomicU64::new(pack(CLOSED, 0, 0))),
+            consecutive: CachePadded(AtomicU32::new(0)),
+            open_until: AtomicU64::new(0),
+            probe_deadline: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            half_opened: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            window,
+            counters: Striped::new(),
+            slow: Mutex::new(Slow {
+                rng: SmallRng::seed_from_u64(seed),
+                reopens: 0,
+                open_since: None,
+                open_total: 0,
+            }),
+            params: Params {
+                failure_rate: cfg.failure_rate.map(|p| p / 100.0),
+                slow_rate: cfg.slow_call_rate.map(|p| p / 100.0),
+                slow_nanos,
+                consecutive: cfg.consecutive_failures,
+                minimum_calls: u64::from(cfg.minimum_calls),
+                open_base: cfg.open_duration.as_secs_f64(),
+                open_multiplier: cfg.open_duration_multiplier,
+                open_max: cfg.max_open_duration.as_secs_f64(),
+                open_jitter: cfg.open_jitter,
+                half_open_max: u64::from(cfg.half_open_max_calls),
+                success_threshold: u64::from(cfg.success_threshold),
+                probe_timeout: nanos(cfg.probe_timeout),
+            },
+            name: cfg.name.clone(),
+            on_transition: cfg.on_transition.clone(),
+            base: tokio::time::Instant::now(),
+            needs_start: slow_nanos.is_some(),
+            record_needs_clock: needs_clock || slow_nanos.is_some(),
+        }
+    }
+
+    /// Nanoseconds since the breaker was made, on tokio's clock.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        nanos(tokio::time::Instant::now().saturating_duration_since(self.base))
+    }
+
+    pub(crate) fn name(&self) -> Option<&Cow<'static, str>> {
+        self.name.as_ref()
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        CircuitState::from_bits(state_of(self.state.load(Acquire)))
+    }
+
+    /// Admits a call or says why not. `now` is read only when needed.
+    #[inline]
+    pub(crate) fn try_acquire(&self, now: impl Fn() -> u64) -> Result<Ticket, Rejection> {
+        let w = self.state.load(Acquire);
+        if state_of(w) == CLOSED {
+            let start = if self.needs_start { now() } else { 0 };
+            return Ok(Ticket {
+                kind: TicketKind::Closed,
+                gen: gen_of(w),
+                start,
+            });
+        }
+        self.try_acquire_slow(w, &now)
+    }
+
+    #[cold]
+    fn try_acquire_slow(&self, mut w: u64, now: &dyn Fn() -> u64) -> Result<Ticket, Rejection> {
+        loop {
+            match state_of(w) {
+                CLOSED | DISABLED => {
+                    let start = if self.needs_start { now() } else { 0 };
+                    let kind = if state_of(w) == CLOSED {
+                        TicketKind::Closed
+                    } else {
+                        TicketKind::Disabled
+                    };
+                    return Ok(Ticket {
+                        kind,
+                        gen: gen_of(w),
+                        start,
+                    });
+                }
+                FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                OPEN => {
+                    let t = now();
+                    let until = self.open_until.load(Acquire);
+                    if t < until {
+                        return Err(self.reject(CircuitState::Open, Some(until - t)));
+                    }
+                    if let Some(ticket) = self.open_to_half_open(w, t) {
+                        return Ok(ticket);
+                    }
+                }
+                _ => {
+                    // HALF_OPEN
+                    if inflight_of(w) < self.params.half_open_max {
+                        if self
+                            .state
+                            .compare_exchange(w, w + INFLIGHT_ONE, AcqRel, Acquire)
+                            .is_ok()
+                        {
+                            let t = now();
+                            self.probe_deadline
+                                .fetch_max(t.saturating_add(self.params.probe_timeout), AcqRel);
+                            return Ok(Ticket {
+                                kind: TicketKind::Probe,
+                                gen: gen_of(w),
+                                start: t,
+                            });
+                        }
+                    } else {
+                        let t = now();
+                        if t < self.probe_deadline.load(Acquire) {
+                            return Err(self.reject(CircuitState::HalfOpen, None));
+                        }
+                        self.probe_timed_out(w, t);
+                    }
+                }
+            }
+            w = self.state.load(Acquire);
+        }
+    }
+
+    fn reject(&self, state: CircuitState, retry_after: Option<u64>) -> Rejection {
+        self.counters.local().rejected.incr();
+        Rejection { state, retry_after }
+    }
+
+    /// Records the outcome of an admitted call.
+    #[inline]
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome, now: impl Fn() -> u64) {
+        let t = if self.record_needs_clock { now() } else { 0 };
+        let slow = match self.params.slow_nanos {
+            Some(limit) if outcome != Outcome::Ignored => t.saturating_sub(ticket.start) >= limit,
+            _ => false,
+        };
+        let c = self.counters.local();
+        match outcome {
+            Outcome::Success => c.successes.incr(),
+            Outcome::Failure => c.failures.incr(),
+            Outcome::Ignored => c.ignored.incr(),
+        }
+        if slow {
+            c.slow.incr();
+        }
+        match ticket.kind {
+            TicketKind::Closed => self.complete_closed(ticket.gen, outcome, slow, t, &now),
+            TicketKind::Probe => self.complete_probe(ticket.gen, outcome, slow, &now),
+            TicketKind::Disabled => {}
+        }
+    }
+
+    #[inline]
+    fn complete_closed(
+        &self,
+        gen: u64,
+        outcome: Outcome,
+        slow: bool,
+        t: u64,
+        now: &dyn Fn() -> u64,
+    ) {
+        let w = self.state.load(Acquire);
+        if state_of(w) != CLOSED || gen_of(w) != gen {
+            self.counters.local().late.incr();
+            return;
+        }
+        let failure = match outcome {
+            Outcome::Ignored => return,
+            Outcome::Success => {
+                if self.params.consecutive.is_some() && self.consecutive.load(Relaxed) != 0 {
+                    self.consecutive.store(0, Relaxed);
+                }
+                false
+            }
+            Outcome::Failure => true,
+        };
+        if let Some(window) = &self.window {
+            window.record(t, failure, slow);
+        }
+        if failure || slow {
+            self.check_trip(gen, failure, slow, t, now);
+        }
+    }
+
+    #[cold]
+    fn check_trip(&self, gen: u64, failure: bool, slow: bool, t: u64, now: &dyn Fn() -> u64) {
+        let p = &self.params;
+        if failure {
+            if let Some(limit) = p.consecutive {
+                let run = self.consecutive.fetch_add(1, Relaxed).saturating_add(1);
+                if run >= limit {
+                    self.trip(gen, TransitionReason::ConsecutiveFailures(run), now);
+                    return;
+                }
+            }
+        }
+        let Some(window) = &self.window else { return };
+        let totals = window.totals(t);
+        if totals.calls < p.minimum_calls {
+            return;
+        }
+        let calls = totals.calls as f64;
+        if failure {
+            if let Some(rate) = p.failure_rate {
+                if totals.failures as f64 >= rate * calls {
+                    let pct = 100.0 * totals.failures as f64 / calls;
+                    self.trip(gen, TransitionReason::FailureRate(pct), now);
+                    return;
+                }
+            }
+        }
+        if slow {
+            if let Some(rate) = p.slow_rate {
+                if totals.slow as f64 >= rate * calls {
+                    let pct = 100.0 * totals.slow as f64 / calls;
+                    self.trip(gen, TransitionReason::SlowCallRate(pct), now);
+                }
+            }
+        }
+    }
+
+    fn complete_probe(&self, gen: u64, outcome: Outcome, slow: bool, now: &dyn Fn() -> u64) {
+        let outcome = if slow && self.params.slow_rate.is_some() {
+            Outcome::Failure
+        } else {
+            outcome
+        };
+        match outcome {
+            Outcome::Ignored => {
+                if !self.release_probe(gen) {
+                    self.counters.local().late.incr();
+                }
+            }
+            Outcome::Failure => {
+                let w = self.state.load(Acquire);
+                if state_of(w) != HALF_OPEN || gen_of(w) != gen {
+                    self.counters.local().late.incr();
+                    return;
+                }
+                let t = now();
+                let event = {
+                    let mut slow = lock(&self.slow);
+                    self.switch(&mut slow, t, OPEN, TransitionReason::ProbeFailed, |w| {
+                        state_of(w) == HALF_OPEN && gen_of(w) == gen
+                    })
+                };
+                self.emit(event);
+            }
+            Outcome::Success => loop {
+                let w = self.state.load(Acquire);
+                if state_of(w) != HALF_OPEN || gen_of(w) != gen {
+                    self.counters.local().late.incr();
+                    return;
+                }
+                if succ_of(w) + 1 >= self.params.success_threshold {
+                    let t = now();
+                    let event = {
+                        let mut slow = lock(&self.slow);
+                        self.switch(
+                            &mut slow,
+                            t,
+                            CLOSED,
+                            TransitionReason::ProbesSucceeded,
+                            |w| state_of(w) == HALF_OPEN && gen_of(w) == gen,
+                        )
+                    };
+                    self.emit(event);
+                    return;
+                }
+                let next = w - INFLIGHT_ONE + SUCC_ONE;
+                if self
+                    .state
+                    .compare_exchange(w, next, AcqRel, Acquire)
+                    .is_ok()
+                {
+                    return;
+                }
+            },
+        }
+    }
+
+    /// Frees a probe slot of generation `gen`; `false` if the generation is over.
+    fn release_probe(&self, gen: u64) -> bool {
+        let mut w = self.state.load(Acquire);
+        loop {
+            if state_of(w) != HALF_OPEN || gen_of(w) != gen || inflight_of(w) == 0 {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange(w, w - INFLIGHT_ONE, AcqRel, Acquire)
+            {
+                Ok(_) => return true,
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// The caller dropped the response future before it finished.
+    pub(crate) fn cancel(&self, ticket: Ticket) {
+        self.counters.local().cancelled.incr();
+        if ticket.kind == TicketKind::Probe {
+            self.release_probe(ticket.gen);
+        }
+    }
+
+    #[cold]
+    fn trip(&self, gen: u64, reason: TransitionReason, now: &dyn Fn() -> u64) {
+        let t = now();
+        let event = {
+            let mut slow = lock(&self.slow);
+            self.switch(&mut slow, t, OPEN, reason, |w| {
+                state_of(w) == CLOSED && gen_of(w) == gen
+            })
+        };
+        self.emit(event);
+    }
+
+    #[cold]
+    fn open_to_half_open(&self, w: u64, t: u64) -> Option<Ticket> {
+        let event = {
+            let mut slow = lock(&self.slow);
+            if self.open_until.load(Acquire) > t {
+                return None;
+            }
+            self.switch(
+                &mut slow,
+                t,
+                HALF_OPEN,
+                TransitionReason::OpenElapsed,
+                |cur| cur == w,
+            )
+        };
+        let gen = gen_of(w) + 1;
+        let admitted = event.is_some();
+        self.emit(event);
+        admitted.then_some(Ticket {
+            kind: TicketKind::Probe,
+            gen,
+            start: t,
+        })
+    }
+
+    #[cold]
+    fn probe_timed_out(&self, w: u64, t: u64) {
+        let event = {
+            let mut slow = lock(&self.slow);
+            if self.probe_deadline.load(Acquire) > t {
+                return;
+            }
+            self.switch(&mut slow, t, OPEN, TransitionReason::ProbeTimeout, |cur| {
+                state_of(cur) == HALF_OPEN && gen_of(cur) == gen_of(w)
+            })
+        };
+        self.emit(event);
+    }
+
+    /// Moves to `to` if the current word passes `check`. Runs under the
+    /// `slow` lock, so only lock-free probe bookkeeping can race with it; the
+    /// generation cannot change under us.
+    fn switch(
+        &self,
+        slow: &mut Slow,
+        t: u64,
+        to: u64,
+        reason: TransitionReason,
+        check: impl Fn(u64) -> bool,
+    ) -> Option<Transition> {
+        let mut w = self.state.load(Acquire);
+        if !check(w) {
+            return None;
+        }
+        let from = state_of(w);
+        if from == to && to != CLOSED {
+            return None;
+        }
+        // Leaving an open state: account the time spent open.
+        if let Some(since) = slow.open_since.take() {
+            slow.open_total = slow.open_total.saturating_add(t.saturating_sub(since));
+        }
+        let mut open_for = None;
+        match to {
+            OPEN => {
+                if from == CLOSED {
+                    slow.reopens = 0;
+                }
+                let d = self.open_duration(slow);
+                slow.reopens = slow.reopens.saturating_add(1);
+                slow.open_since = Some(t);
+                self.open_until.store(t.saturating_add(d), Release);
+                self.opened.fetch_add(1, Relaxed);
+                open_for = Some(Duration::from_nanos(d));
+            }
+            FORCED_OPEN => {
+                slow.open_since = Some(t);
+                self.opened.fetch_add(1, Relaxed);
+            }
+            HALF_OPEN => {
+                self.probe_deadline
+                    .store(t.saturating_add(self.params.probe_timeout), Release);
+                self.half_opened.fetch_add(1, Relaxed);
+            }
+            CLOSED => {
+                if let Some(window) = &self.window {
+                    window.clear();
+                }
+                self.consecutive.store(0, Relaxed);
+                slow.reopens = 0;
+                if from != CLOSED {
+                    self.closed.fetch_add(1, Relaxed);
+                }
+            }
+            _ => {}
+        }
+        // The entering call of a half-open phase is its first probe.
+        let inflight = u64::from(to == HALF_OPEN);
+        loop {
+            let next = pack(to, gen_of(w) + 1, inflight);
+            match self.state.compare_exchange(w, next, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(actual) => {
+                    // Only probe counters can have moved.
+                    debug_assert_eq!(gen_of(actual), gen_of(w));
+                    w = actual;
+                }
+            }
+        }
+        if from == to {
+            return None;
+        }
+        Some(Transition {
+            name: self.name.clone(),
+            from: CircuitState::from_bits(from),
+            to: CircuitState::from_bits(to),
+            reason,
+            open_for,
+        })
+    }
+
+    /// The next open duration, in nanoseconds: base × multiplier^reopens,
+    /// capped, then spread by ± jitter.
+    fn open_duration(&self, slow: &mut Slow) -> u64 {
+        let p = &self.params;
+        let exp = i32::try_from(slow.reopens.min(4096)).unwrap_or(4096);
+        let capped = (p.open_base * p.open_multiplier.powi(exp)).min(p.open_max);
+        let jittered = if p.open_jitter > 0.0 {
+            let u: f64 = slow.rng.random();
+            capped * (1.0 + p.open_jitter * (2.0 * u - 1.0))
+        } else {
+            capped
+        };
+        // `as` saturates; at least one nanosecond.
+        ((jittered * 1e9) as u64).max(1)
+    }
+
+    fn emit(&self, event: Option<Transition>) {
+        let Some(event) = event else { return };
+        let name = self.name.as_deref().unwrap_or("");
+        match event.to {
+            CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
+                target: "steadfast::circuit_breaker",
+                breaker = name,
+                from = event.from.as_str(),
+                to = event.to.as_str(),
+                reason = %event.reason,
+                open_for = ?event.open_for,
+                "circuit breaker opened"
+            ),
+            _ => tracing::info!(
+                target: "steadfast::circuit_breaker",
+                breaker = name,
+                from = event.from.as_str(),
+                to = event.to.as_str(),
+                reason = %event.reason,
+                "circuit breaker state changed"
+            ),
+        }
+        if let Some(cb) = &self.on_transition {
+            cb(&event);
+        }
+    }
+
+    /// Manual transition from any state.
+    pub(crate) fn force(&self, to: CircuitState, t: u64) {
+        let to = match to {
+            CircuitState::ForcedOpen => FORCED_OPEN,
+            CircuitState::Disabled => DISABLED,
+            _ => CLOSED,
+        };
+        let event = {
+            let mut slow = lock(&self.slow);
+            self.switch(&mut slow, t, to, TransitionReason::Manual, |_| true)
+        };
+        self.emit(event);
+    }
+
+    pub(crate) fn snapshot(&self, t: u64) -> CoreSnapshot {
+        let c = &self.counters;
+        let w = self.state.load(Acquire);
+        let state = CircuitState::from_bits(state_of(w));
+        let (open_total, open_since) = {
+            let slow = lock(&self.slow);
+            (slow.open_total, slow.open_since)
+        };
+        let open_total = open_total.saturating_add(open_since.map_or(0, |s| t.saturating_sub(s)));
+        let retry_after =
+            (state == CircuitState::Open).then(|| self.open_until.load(Acquire).saturating_sub(t));
+        CoreSnapshot {
+            state,
+            successes: sum(c, |s| &s.successes),
+            failures: sum(c, |s| &s.failures),
+            ignored: sum(c, |s| &s.ignored),
+            slow: sum(c, |s| &s.slow),
+            rejected: sum(c, |s| &s.rejected),
+            late: sum(c, |s| &s.late),
+            cancelled: sum(c, |s| &s.cancelled),
+            opened: self.opened.load(Relaxed),
+            half_opened: self.half_opened.load(Relaxed),
+            closed: self.closed.load(Relaxed),
+            window: self.window.as_ref().map(|w| w.totals(t)),
+            consecutive_failures: self.consecutive.load(Relaxed),
+            open_total,
+            retry_after,
+        }
+    }
+
+    /// The probe slots in flight (for tests).
+    #[cfg(test)]
+    pub(crate) fn probes_in_flight(&self) -> u64 {
+        inflight_of(self.state.load(Acquire))
+    }
+}

@@ -1,0 +1,44 @@
+#[path = "../support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use steadfast::circuit_breaker::error::CircuitOpen;
+use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState, Window};
+use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
+use tower_test::mock;
+
+#[tokio::test(start_paused = true)]
+async fn smoke_trips_and_recovers() {
+    let cfg = CircuitBreakerConfig::builder()
+        .without_failure_rate()
+        .consecutive_failures(2)
+        .open_jitter(0.0)
+        .open_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let layer = CircuitBreakerLayer::new(cfg);
+    let handle = layer.handle();
+    let (mut svc, mut h) = mock::spawn_layer::<u32, u32, _>(layer);
+    h.allow(100);
+    for _ in 0..2 {
+        assert_ready_ok!(svc.poll_ready());
+        let mut f = task::spawn(svc.call(1));
+        assert_pending!(f.poll());
+        let (_, send) = h.next_request().await.unwrap();
+        send.send_error("boom");
+        assert_ready_err!(f.poll());
+    }
+    assert_eq!(handle.state(), CircuitState::Open);
+    assert_ready_ok!(svc.poll_ready());
+    let err = assert_ready_err!(task::spawn(svc.call(1)).poll());
+    assert!(err.is::<CircuitOpen>());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let mut f = task::spawn(svc.call(2));
+    assert_eq!(handle.state(), CircuitState::HalfOpen);
+    let (_, send) = h.next_request().await.unwrap();
+    send.send_response(7);
+    assert_eq!(assert_ready_ok!(f.poll()), 7);
+    assert_eq!(handle.state(), CircuitState::Closed);
+    let _ = Window::count(3);
+}
