@@ -1,4 +1,90 @@
-//! LIB-DOCS-PLACEHOLDER
+//! Tower layers that keep calls between services working when the other
+//! side fails.
+//!
+//! `steadfast` wraps any [`tower::Service`] — a `reqwest` client, a tonic
+//! `Channel`, a hyper client, your own — in layers that decide what to do
+//! when the backend is failing. Each layer works alone; they share one idea
+//! of what a failure is ([`classify`]) and one way of counting (lock-free
+//! counters striped per thread, read as snapshots from each layer's handle).
+//!
+//! | module | layer | what it does |
+//! |---|---|---|
+//! | [`circuit_breaker`] | [`CircuitBreakerLayer`], [`KeyedCircuitBreakerLayer`] | stops calling a failing backend, probes it, resumes |
+//! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
+//!
+//! Retry with budgets, timeouts and deadlines, the bulkhead and idempotency
+//! keys follow the same design.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{error::CircuitOpen, CircuitBreakerConfig};
+//! use steadfast::ServiceBuilderExt;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(
+//!         CircuitBreakerConfig::builder()
+//!             .failure_rate(50.0)
+//!             .minimum_calls(20)
+//!             .open_duration(Duration::from_secs(5))
+//!             .build()?, // Err(InvalidConfig) names the bad field
+//!     )
+//!     .service_fn(|id: u32| async move { Ok::<_, std::io::Error>(format!("product {id}")) });
+//!
+//! match svc.oneshot(1).await {
+//!     Ok(product) => println!("{product}"),
+//!     Err(e) if e.is::<CircuitOpen>() => println!("serve the fallback"),
+//!     Err(e) => return Err(e),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Ordering
+//!
+//! When several layers are stacked, outermost first:
+//!
+//! ```text
+//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! ```
+//!
+//! Retry sits outside the breaker so a retry never hammers an open breaker;
+//! the per-attempt timeout sits inside it so timeouts count as failures.
+//!
+//! # Errors
+//!
+//! Layers that add failures of their own return [`BoxError`], and each
+//! failure is a small public struct to downcast (`err.is::<CircuitOpen>()`),
+//! or to find anywhere in a source chain with [`is_caused_by`]. Every
+//! `build()` returns [`InvalidConfig`] naming the field instead of panicking.
+//!
+//! # Time
+//!
+//! Every layer reads time from [`tokio::time`], so tests run on a paused
+//! clock (`#[tokio::test(start_paused = true)]`) and move it with
+//! `tokio::time::advance`.
+//!
+//! # Features
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `http` | yes | [`HttpClassifier`], [`GrpcClassifier`], ready-made keys for `http::Request` |
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85. Raising it is not a breaking change, but is noted in the
+//! changelog.
+//!
+//! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
+//! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
+//! [`CircuitOpen`]: circuit_breaker::error::CircuitOpen
+//! [`HttpClassifier`]: classify::HttpClassifier
+//! [`GrpcClassifier`]: classify::GrpcClassifier
+//! [`tower::Service`]: tower_service::Service
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -6,11 +92,11 @@
 
 mod builder;
 mod error;
+mod metrics;
 mod sync;
 
 pub mod circuit_breaker;
 pub mod classify;
-pub mod metrics;
 
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};

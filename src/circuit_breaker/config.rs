@@ -348,16 +348,14 @@ impl CircuitBreakerBuilder {
                         format!("a count window holds 1 to 1,000,000 calls, got {n}"),
                     ));
                 }
-                if c.failure_rate.is_some() || c.slow_call_rate.is_some() {
-                    if c.minimum_calls > n {
-                        return Err(InvalidConfig::new(
-                            "circuit_breaker.minimum_calls",
-                            format!(
-                                "must not exceed the count window ({n}), got {}",
-                                c.minimum_calls
-                            ),
-                        ));
-                    }
+                if (c.failure_rate.is_some() || c.slow_call_rate.is_some()) && c.minimum_calls > n {
+                    return Err(InvalidConfig::new(
+                        "circuit_breaker.minimum_calls",
+                        format!(
+                            "must not exceed the count window ({n}), got {}",
+                            c.minimum_calls
+                        ),
+                    ));
                 }
             }
             Window::Time { duration, buckets } => {

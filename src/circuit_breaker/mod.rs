@@ -1,7 +1,151 @@
 //! Circuit breaker: stop calling a backend that is failing, probe it now and
 //! then, and resume when it answers again.
 //!
-//! DOCS-PLACEHOLDER
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{
+//!     error::CircuitOpen, CircuitBreakerConfig, CircuitBreakerLayer, CircuitState,
+//! };
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = CircuitBreakerConfig::builder()
+//!     .consecutive_failures(3)
+//!     .open_duration(Duration::from_secs(5))
+//!     .build()?;
+//! let layer = CircuitBreakerLayer::new(config);
+//! let handle = layer.handle();
+//! let svc = layer.layer(service_fn(|_: ()| async { Err::<(), _>("refused") }));
+//!
+//! for _ in 0..3 {
+//!     assert!(svc.clone().oneshot(()).await.is_err()); // reaches the backend
+//! }
+//! assert_eq!(handle.state(), CircuitState::Open);
+//! let err = svc.clone().oneshot(()).await.unwrap_err(); // does not
+//! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
+//! assert!(open.retry_after().unwrap() <= Duration::from_secs(6));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For HTTP and gRPC, pass a classifier so that statuses count, not just
+//! transport errors:
+//!
+//! ```
+//! # #[cfg(feature = "http")] {
+//! use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+//! use steadfast::classify::HttpClassifier;
+//!
+//! let layer = CircuitBreakerLayer::with_classifier(
+//!     CircuitBreakerConfig::default(),
+//!     HttpClassifier::new(), // 5xx, 408, 429 and transport errors fail
+//! );
+//! # let _ = layer; }
+//! ```
+//!
+//! # States
+//!
+//! | state | calls | leaves when |
+//! |---|---|---|
+//! | [`Closed`](CircuitState::Closed) | pass; outcomes counted | a trip rule fires → `Open` |
+//! | [`Open`](CircuitState::Open) | rejected with [`CircuitOpen`](error::CircuitOpen) | the open duration passed and a call arrives → `HalfOpen` (that call is the first probe) |
+//! | [`HalfOpen`](CircuitState::HalfOpen) | up to `half_open_max_calls` probes pass, the rest are rejected | `success_threshold` probes succeed → `Closed`; a probe fails, or none finishes within `probe_timeout` → `Open` |
+//! | [`ForcedOpen`](CircuitState::ForcedOpen) | rejected | [`reset`](CircuitBreakerHandle::reset) |
+//! | [`Disabled`](CircuitState::Disabled) | pass; counted; nothing trips | [`reset`](CircuitBreakerHandle::reset) |
+//!
+//! Open → half-open happens lazily, on the first call after the open
+//! duration: no timer task runs in the background.
+//!
+//! # Trip rules
+//!
+//! Any combination; the first that fires opens the breaker.
+//!
+//! * **Failure rate** over a sliding [`Window`]: the last `n` calls
+//!   ([`Window::count`], a true ring — the oldest call falls out as each new
+//!   one comes in) or the last `d` ([`Window::time`], in buckets; a bucket
+//!   that has aged out drops from the sum). Nothing counts before the window
+//!   holds [`minimum_calls`](CircuitBreakerBuilder::minimum_calls).
+//! * **Slow-call rate** over the same window: calls that took at least
+//!   [`slow_call_duration`](CircuitBreakerBuilder::slow_call_duration).
+//! * **Consecutive failures**: `n` failures in a row.
+//!
+//! Ignored outcomes (a 404, a rejection by another layer of this crate) count
+//! in the snapshot but not in the window and do not break a run.
+//!
+//! ## Why both rules by default
+//!
+//! The default trips on 50 % failures over 10 s (at least 20 calls) **or** 20
+//! failures in a row. Against a hard outage at 1,000 calls/s, a 10 s rate
+//! window needs about 5 s of failures to reach 50 %, while 20 consecutive
+//! failures trip within milliseconds. The rate rule still catches a partial
+//! degradation that never produces a long run.
+//!
+//! # Open duration
+//!
+//! The first open lasts `open_duration` (default 5 s); each failed probe
+//! multiplies it by `open_duration_multiplier` (2) up to `max_open_duration`
+//! (60 s). The cap applies before the ± `open_jitter` (20 %) spread, so a
+//! fleet that has reached the cap still probes out of step. Closing resets
+//! the growth.
+//!
+//! # Half-open probes
+//!
+//! At most `half_open_max_calls` probes are in flight at once, across all
+//! clones. A probe whose future is dropped frees its slot and counts as
+//! nothing. A half-open phase in which every slot is taken and no probe
+//! finishes for `probe_timeout` (30 s) counts as a failed probe: the next call
+//! re-opens the breaker, so a hung probe cannot wedge it. A slow probe (when
+//! the slow-call rule is on) counts as a failed one.
+//!
+//! # Late results
+//!
+//! Every state change starts a new *generation*. A result from a call
+//! admitted in an earlier generation — say a slow failure that arrives after
+//! the breaker already opened and closed again — is counted in the snapshot
+//! ([`late`](CircuitBreakerSnapshot::late)) but moves nothing.
+//!
+//! # Errors
+//!
+//! The service's error type is [`BoxError`](crate::BoxError): the inner
+//! service's errors pass through (converted with `Into`), and a rejected call
+//! fails with [`CircuitOpen`](error::CircuitOpen), which carries the state
+//! and, while open, the time until the next probe.
+//!
+//! # Ordering
+//!
+//! Put the breaker **inside** retry, so a retry can wait out a short open
+//! period without re-sending rejections, and **outside** the per-attempt
+//! timeout, so timeouts count as failures:
+//!
+//! ```text
+//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! ```
+//!
+//! # Clone
+//!
+//! One [`CircuitBreakerLayer`] is one breaker: every service it makes, and
+//! every clone of those, counts against the same state. Build one layer per
+//! backend (or use [`KeyedCircuitBreakerLayer`] for one breaker per host or
+//! method).
+//!
+//! # Backpressure
+//!
+//! `poll_ready` passes straight through to the inner service; it never
+//! returns an error for an open circuit (a `poll_ready` error is final in
+//! tower) and never waits for the breaker. A rejected call is answered at
+//! once by its response future. This is what axum needs, which calls
+//! services without waiting on `poll_ready`: map `CircuitOpen` to a `503`
+//! with `HandleErrorLayer`.
+//!
+//! # Cost
+//!
+//! The closed path takes no lock and allocates nothing: one atomic load to
+//! admit, one to check the generation on completion, and counters striped
+//! per thread, so two cores never write the same cache line. See
+//! `BENCHMARKS.md` for measurements.
 
 mod config;
 mod handle;
@@ -17,6 +161,12 @@ pub mod future;
 pub use self::config::{CircuitBreakerBuilder, CircuitBreakerConfig, Window};
 pub use self::handle::{CircuitBreakerHandle, CircuitBreakerSnapshot};
 
+#[cfg(feature = "http")]
+pub use self::keyed::keys;
+pub use self::keyed::{
+    KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,
+    KeyedCircuitBreakerLayer,
+};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreaker;
 pub use self::state::{CircuitState, Transition, TransitionReason};

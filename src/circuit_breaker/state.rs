@@ -865,9 +865,156 @@ impl Core {
         }
     }
 
-    /// The probe slots in flight (for tests).
-    #[cfg(test)]
+    /// The probe slots in flight (for the model checks).
+    #[cfg(all(test, steadfast_loom))]
     pub(crate) fn probes_in_flight(&self) -> u64 {
         inflight_of(self.state.load(Acquire))
+    }
+}
+
+/// Model checks of admission and transitions: run with
+/// `RUSTFLAGS="--cfg steadfast_loom" cargo test --release --lib loom`.
+#[cfg(all(test, steadfast_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn core(half_open_max: u32, success_threshold: u32) -> Arc<Core> {
+        let cfg = CircuitBreakerConfig::builder()
+            .without_failure_rate()
+            .consecutive_failures(1)
+            .open_jitter(0.0)
+            .jitter_seed(7)
+            .open_duration(Duration::from_secs(1))
+            .half_open_max_calls(half_open_max)
+            .success_threshold(success_threshold)
+            .build()
+            .unwrap();
+        Arc::new(Core::new(&cfg))
+    }
+
+    /// Trips the breaker at t = 0; it may half-open from t = 1 s.
+    fn trip(core: &Core) {
+        let t = core.try_acquire(|| 0).unwrap();
+        core.complete(t, Outcome::Failure, || 0);
+        assert_eq!(core.state(), CircuitState::Open);
+    }
+
+    #[test]
+    fn loom_one_probe_from_concurrent_open_to_half_open() {
+        loom::model(|| {
+            let core = core(1, 1);
+            trip(&core);
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let core = core.clone();
+                    thread::spawn(move || core.try_acquire(|| 2 * SEC))
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            let admitted = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(admitted, 1, "{results:?}");
+            for r in &results {
+                if let Err(rej) = r {
+                    assert_eq!(rej.state, CircuitState::HalfOpen);
+                }
+            }
+            assert_eq!(core.state(), CircuitState::HalfOpen);
+            assert_eq!(core.probes_in_flight(), 1);
+            assert_eq!(core.half_opened.load(Relaxed), 1);
+        });
+    }
+
+    #[test]
+    fn loom_released_probe_slot_is_reusable() {
+        loom::model(|| {
+            let core = core(1, 1);
+            trip(&core);
+            let probe = core.try_acquire(|| 2 * SEC).unwrap();
+            let c1 = core.clone();
+            let releaser = thread::spawn(move || c1.cancel(probe));
+            let c2 = core.clone();
+            let admitter = thread::spawn(move || c2.try_acquire(|| 2 * SEC).is_ok());
+            releaser.join().unwrap();
+            let admitted = admitter.join().unwrap();
+            assert_eq!(core.probes_in_flight(), u64::from(admitted));
+            assert_eq!(core.state(), CircuitState::HalfOpen);
+        });
+    }
+
+    #[test]
+    fn loom_concurrent_failures_trip_once() {
+        loom::model(|| {
+            let cfg = CircuitBreakerConfig::builder()
+                .without_failure_rate()
+                .consecutive_failures(2)
+                .open_jitter(0.0)
+                .jitter_seed(7)
+                .build()
+                .unwrap();
+            let core = Arc::new(Core::new(&cfg));
+            let tickets: Vec<_> = (0..3).map(|_| core.try_acquire(|| 0).unwrap()).collect();
+            let handles: Vec<_> = tickets
+                .into_iter()
+                .map(|t| {
+                    let core = core.clone();
+                    thread::spawn(move || core.complete(t, Outcome::Failure, || 0))
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            assert_eq!(core.state(), CircuitState::Open);
+            assert_eq!(core.opened.load(Relaxed), 1);
+        });
+    }
+
+    #[test]
+    fn loom_stale_result_cannot_move_a_new_generation() {
+        loom::model(|| {
+            let cfg = CircuitBreakerConfig::builder()
+                .without_failure_rate()
+                .consecutive_failures(1)
+                .open_jitter(0.0)
+                .jitter_seed(7)
+                .open_duration(Duration::from_secs(1))
+                .build()
+                .unwrap();
+            let core = Arc::new(Core::new(&cfg));
+            let old = core.try_acquire(|| 0).unwrap();
+            trip(&core);
+            let probe = core.try_acquire(|| 2 * SEC).unwrap();
+            let c1 = core.clone();
+            let closer = thread::spawn(move || c1.complete(probe, Outcome::Success, || 2 * SEC));
+            let c2 = core.clone();
+            let stale = thread::spawn(move || c2.complete(old, Outcome::Failure, || 2 * SEC));
+            closer.join().unwrap();
+            stale.join().unwrap();
+            assert_eq!(core.state(), CircuitState::Closed);
+            assert_eq!(core.opened.load(Relaxed), 1);
+            assert_eq!(core.consecutive.load(Relaxed), 0);
+        });
+    }
+
+    #[test]
+    fn loom_probe_failure_wins_over_concurrent_success() {
+        loom::model(|| {
+            let core = core(2, 2);
+            trip(&core);
+            let p1 = core.try_acquire(|| 2 * SEC).unwrap();
+            let p2 = core.try_acquire(|| 2 * SEC).unwrap();
+            let c1 = core.clone();
+            let ok = thread::spawn(move || c1.complete(p1, Outcome::Success, || 2 * SEC));
+            let c2 = core.clone();
+            let fail = thread::spawn(move || c2.complete(p2, Outcome::Failure, || 2 * SEC));
+            ok.join().unwrap();
+            fail.join().unwrap();
+            assert_eq!(core.state(), CircuitState::Open);
+            assert_eq!(core.opened.load(Relaxed), 2);
+            assert_eq!(core.closed.load(Relaxed), 0);
+        });
     }
 }

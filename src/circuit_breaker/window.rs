@@ -24,6 +24,8 @@ pub(crate) struct Totals {
     pub(crate) slow: u64,
 }
 
+// One per breaker, so the padded count window's size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Window {
     Count(CountWindow),

@@ -1,6 +1,6 @@
 //! Counting shared by every layer: striped atomic counters and snapshots.
 //!
-//! Each layer keeps its counters in a [`Striped`] block: one cache-line-sized
+//! Each layer keeps its counters in a `Striped` block: one cache-line-sized
 //! stripe per slot, picked by the calling thread, so two cores that count at
 //! the same time never write the same cache line. Reading a value sums the
 //! stripes; readers are rare (snapshots, exporters), writers are every call.

@@ -1,1 +1,123 @@
-//! placeholder
+//! The breaker's hot path makes no heap allocation (DESIGN §2 "Hot path").
+//!
+//! A counting global allocator counts the allocations of the test's own
+//! thread only, so tests running in parallel do not disturb each other.
+//! Every service here answers at once with a zero-sized error, so any
+//! allocation counted is the breaker's.
+
+mod cases;
+
+use cases::{allocs_per_call, drive, Bare, Mode};
+use steadfast::circuit_breaker::CircuitState;
+use tower_layer::Layer;
+
+const CALLS: u64 = 1_000;
+
+/// Runs `f` inside a current-thread runtime's context: the breaker reads
+/// tokio's clock in some modes.
+fn in_runtime<T>(f: impl FnOnce() -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    f()
+}
+
+fn closed_success(mode: Mode) -> f64 {
+    in_runtime(|| {
+        let layer = mode.closed();
+        let mut svc = layer.layer(Bare);
+        let per_call = allocs_per_call(CALLS, |i| {
+            assert_eq!(drive(&mut svc, i).expect("closed breaker passes"), i);
+        });
+        assert_eq!(layer.handle().state(), CircuitState::Closed);
+        per_call
+    })
+}
+
+fn closed_failure(mode: Mode) -> f64 {
+    in_runtime(|| {
+        let layer = mode.never_trips();
+        let mut svc = layer.layer(mode.failing());
+        let per_call = allocs_per_call(CALLS, |i| {
+            let _ = drive(&mut svc, i);
+        });
+        let snapshot = layer.handle().snapshot();
+        assert_eq!(snapshot.state, CircuitState::Closed, "{}", mode.name());
+        assert!(snapshot.failures >= CALLS * 9 / 10, "{snapshot:?}");
+        per_call
+    })
+}
+
+fn rejected(mode: Mode, forced: bool) -> f64 {
+    in_runtime(|| {
+        let (layer, state) = if forced {
+            (mode.forced_open(), CircuitState::ForcedOpen)
+        } else {
+            (mode.tripped(), CircuitState::Open)
+        };
+        let mut svc = layer.layer(Bare);
+        let per_call = allocs_per_call(CALLS, |i| {
+            assert!(drive(&mut svc, i).is_err());
+        });
+        let snapshot = layer.handle().snapshot();
+        assert_eq!(snapshot.state, state, "{}", mode.name());
+        assert!(snapshot.rejected > CALLS, "{snapshot:?}");
+        per_call
+    })
+}
+
+macro_rules! per_mode {
+    ($($module:ident => $mode:expr,)+) => {$(
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn closed_success_allocates_nothing() {
+                assert_eq!(closed_success($mode), 0.0);
+            }
+
+            #[test]
+            fn closed_failure_allocates_nothing() {
+                assert_eq!(closed_failure($mode), 0.0);
+            }
+
+            #[test]
+            fn open_rejection_allocates_at_most_once() {
+                let per_call = rejected($mode, false);
+                assert!(per_call <= 1.0, "{per_call} allocations per call");
+            }
+
+            #[test]
+            fn forced_open_rejection_allocates_at_most_once() {
+                let per_call = rejected($mode, true);
+                assert!(per_call <= 1.0, "{per_call} allocations per call");
+            }
+        }
+    )+};
+}
+
+per_mode! {
+    count_window => Mode::CountWindow,
+    time_window => Mode::TimeWindow,
+    consecutive => Mode::Consecutive,
+    default_config => Mode::Default,
+}
+
+#[test]
+fn every_mode_is_covered() {
+    // The macro above lists the modes by hand; keep it in step with `Mode::ALL`.
+    let names: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        names,
+        ["count_window", "time_window", "consecutive", "default"]
+    );
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // Guards against a counter that silently counts nothing.
+    let n = cases::count_allocs(|| drop(std::hint::black_box(Box::new(1u64))));
+    assert_eq!(n, 1);
+}
