@@ -10,18 +10,20 @@
 //! case, counted by a global allocator.
 
 // Wall-clock timing of the threads in the contention benches needs std's clock.
-#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+#![allow(clippy::disallowed_types)]
 
 #[path = "../tests/alloc/cases.rs"]
 mod cases;
 
 use std::hint::black_box;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use cases::{allocs_per_call, drive, Bare, Failing, Mode};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, Window};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -52,6 +54,20 @@ fn closed_success(c: &mut Criterion) {
     for mode in Mode::ALL {
         bench_calls(&mut g, mode.name(), mode.closed().layer(Bare));
     }
+    // The default time window has 1 s buckets; a bucket stops counting once
+    // it holds about a million calls, which a bench loop reaches within
+    // 100 ms, so most of the `time_window` case runs on full buckets. With
+    // 1 ms buckets no bucket fills up and every call pays for its increment.
+    let cfg = CircuitBreakerConfig::builder()
+        .without_consecutive_failures()
+        .window(Window::time(Duration::from_millis(10), 10))
+        .build()
+        .expect("valid config");
+    bench_calls(
+        &mut g,
+        "time_window_1ms_buckets",
+        CircuitBreakerLayer::new(cfg).layer(Bare),
+    );
     g.finish();
 }
 
@@ -85,21 +101,21 @@ fn open_rejection(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two threads, each calling its own clone of `svc` `iters` times; returns
-/// the time of the slower thread, i.e. the time per call per thread.
-fn two_threads<S>(rt: &tokio::runtime::Runtime, svc: &S, iters: u64) -> Duration
+/// `threads` threads, each calling its own clone of `svc` `iters` times;
+/// returns the time of the slowest thread, i.e. the time per call per thread.
+fn on_threads<S>(rt: &tokio::runtime::Runtime, threads: usize, svc: &S, iters: u64) -> Duration
 where
     S: Service<u64> + Clone + Send,
 {
-    let start = Barrier::new(2);
+    let start = Barrier::new(threads);
     thread::scope(|scope| {
-        let workers: Vec<_> = (0..2)
+        let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let mut svc = svc.clone();
                 let (start, handle) = (&start, rt.handle());
                 scope.spawn(move || {
                     let _guard = handle.enter();
-                    // Warm up thread-locals (the breaker's stripe slot) outside the clock.
+                    // Warm up thread-locals (the breaker's stripe slot) off the clock.
                     black_box(drive(&mut svc, 0)).ok();
                     start.wait();
                     let t = Instant::now();
@@ -114,21 +130,45 @@ where
             .into_iter()
             .map(|w| w.join().expect("bench thread"))
             .max()
-            .expect("two threads")
+            .expect("at least one thread")
     })
 }
 
+/// One and two threads on one shared breaker (every service comes from one
+/// layer), with the same loop, so the difference is contention.
 fn contention(c: &mut Criterion) {
     let rt = runtime();
-    let mut g = c.benchmark_group("two_threads_closed_success");
-    g.bench_function("bare", |b| b.iter_custom(|n| two_threads(&rt, &Bare, n)));
-    for mode in [Mode::Default, Mode::Consecutive, Mode::CountWindow] {
-        // Both threads' services come from one layer: one shared breaker.
-        let svc = mode.closed().layer(Bare);
-        g.bench_function(mode.name(), |b| {
-            b.iter_custom(|n| two_threads(&rt, &svc, n))
+    let mut g = c.benchmark_group("threads_closed_success");
+    for threads in [1, 2] {
+        g.bench_function(format!("{threads}/bare"), |b| {
+            b.iter_custom(|n| on_threads(&rt, threads, &Bare, n))
         });
+        for mode in [Mode::Default, Mode::Consecutive, Mode::CountWindow] {
+            let svc = mode.closed().layer(Bare);
+            g.bench_function(format!("{threads}/{}", mode.name()), |b| {
+                b.iter_custom(|n| on_threads(&rt, threads, &svc, n))
+            });
+        }
     }
+    g.finish();
+}
+
+/// What the building blocks of the hot path cost on this machine.
+fn reference(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("reference");
+    g.bench_function("tokio_instant_now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
+    });
+    let arc = Arc::new(0u64);
+    g.bench_function("arc_clone_drop", |b| {
+        b.iter(|| drop(black_box(Arc::clone(black_box(&arc)))))
+    });
+    let counter = AtomicU64::new(0);
+    g.bench_function("atomic_fetch_add", |b| {
+        b.iter(|| black_box(&counter).fetch_add(1, Ordering::Relaxed))
+    });
     g.finish();
 }
 
@@ -171,7 +211,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = closed_success, closed_failure, open_rejection, contention
+    targets = closed_success, closed_failure, open_rejection, contention, reference
 }
 
 fn main() {

@@ -2,12 +2,12 @@
 //! so the admission logic can be model checked.
 
 #[cfg(not(steadfast_loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 #[cfg(not(steadfast_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(steadfast_loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicU8};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8};
 #[cfg(steadfast_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 

@@ -65,6 +65,7 @@ pub struct CircuitBreakerConfig {
     pub(crate) probe_timeout: Duration,
     pub(crate) seed: Option<u64>,
     pub(crate) minimum_calls_set: bool,
+    pub(crate) max_open_set: bool,
     pub(crate) on_transition: Option<OnTransition>,
 }
 
@@ -142,6 +143,7 @@ impl CircuitBreakerBuilder {
                 probe_timeout: Duration::from_secs(30),
                 seed: None,
                 minimum_calls_set: false,
+                max_open_set: false,
                 on_transition: None,
             },
         }
@@ -222,9 +224,11 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// The cap on the open duration, before jitter. At least the base. Default 60 s.
+    /// The cap on the open duration, before jitter. At least the base.
+    /// Default 60 s, or the base when that is longer.
     pub fn max_open_duration(mut self, d: Duration) -> Self {
         self.cfg.max_open_duration = d;
+        self.cfg.max_open_set = true;
         self
     }
 
@@ -277,6 +281,9 @@ impl CircuitBreakerBuilder {
     /// [`InvalidConfig`] naming the first field that breaks its rule.
     pub fn build(self) -> Result<CircuitBreakerConfig, InvalidConfig> {
         let mut c = self.cfg;
+        if !c.max_open_set {
+            c.max_open_duration = c.max_open_duration.max(c.open_duration);
+        }
         if let Window::Count(n) = c.window {
             // The default minimum shrinks to fit a small count window; one
             // the user chose is checked below.
@@ -330,7 +337,7 @@ impl CircuitBreakerBuilder {
             && c.consecutive_failures.is_none()
         {
             return Err(InvalidConfig::new(
-                "circuit_breaker.failure_rate",
+                "circuit_breaker.trip_rules",
                 "no trip rule is set: set failure_rate, slow_call_rate or consecutive_failures",
             ));
         }

@@ -27,7 +27,10 @@ pub struct CircuitOpen {
 }
 
 impl CircuitOpen {
-    pub(crate) const fn new(state: CircuitState, retry_after: Option<Duration>) -> Self {
+    /// A rejection in `state`, with the time until the next probe if known.
+    ///
+    /// The breaker makes these; building one by hand is for testing fallbacks.
+    pub const fn new(state: CircuitState, retry_after: Option<Duration>) -> Self {
         Self { state, retry_after }
     }
 

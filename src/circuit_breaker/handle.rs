@@ -41,7 +41,9 @@ impl CircuitBreakerHandle {
     }
 
     /// Closes the breaker afresh: empties the window and the failure run, and
-    /// the next open starts again at the base duration.
+    /// the next open starts again at the base duration. Calls in flight at
+    /// that moment belong to the old generation: their results are counted
+    /// as late and move nothing.
     pub fn reset(&self) {
         self.core.force(CircuitState::Closed, self.core.now());
     }
@@ -69,6 +71,7 @@ impl CircuitBreakerHandle {
             consecutive_failures: s.consecutive_failures,
             time_open: Duration::from_nanos(s.open_total),
             retry_after: s.retry_after.map(Duration::from_nanos),
+            probes_in_flight: s.probes_in_flight,
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct CircuitBreakerSnapshot {
     pub time_open: Duration,
     /// While open: time until the next probe is admitted.
     pub retry_after: Option<Duration>,
+    /// While half-open: probes admitted and not yet finished.
+    pub probes_in_flight: u32,
 }
 
 impl fmt::Display for CircuitBreakerSnapshot {

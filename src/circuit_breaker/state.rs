@@ -29,7 +29,7 @@ use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
 use super::window::{CountWindow, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
 use crate::metrics::{sum, CachePadded, Count, Striped};
-use crate::sync::{lock, AtomicU32, AtomicU64, Mutex};
+use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,13 +243,17 @@ struct Counters {
 
 #[derive(Debug)]
 struct Params {
+    /// Percent, as configured.
     failure_rate: Option<f64>,
+    /// Percent, as configured.
     slow_rate: Option<f64>,
     slow_nanos: Option<u64>,
     consecutive: Option<u32>,
     minimum_calls: u64,
+    /// Nanoseconds.
     open_base: f64,
     open_multiplier: f64,
+    /// Nanoseconds.
     open_max: f64,
     open_jitter: f64,
     half_open_max: u64,
@@ -284,12 +288,15 @@ pub(crate) struct CoreSnapshot {
     pub(crate) consecutive_failures: u32,
     pub(crate) open_total: u64,
     pub(crate) retry_after: Option<u64>,
+    pub(crate) probes_in_flight: u32,
 }
 
 /// One circuit breaker.
 pub(crate) struct Core {
     state: CachePadded<AtomicU64>,
     consecutive: CachePadded<AtomicU32>,
+    /// The window holds failures recorded before it reached `minimum_calls`.
+    pending: AtomicBool,
     open_until: AtomicU64,
     probe_deadline: AtomicU64,
     opened: AtomicU64,
@@ -340,6 +347,7 @@ impl Core {
         Self {
             state: CachePadded(AtomicU64::new(pack(CLOSED, 0, 0))),
             consecutive: CachePadded(AtomicU32::new(0)),
+            pending: AtomicBool::new(false),
             open_until: AtomicU64::new(0),
             probe_deadline: AtomicU64::new(0),
             opened: AtomicU64::new(0),
@@ -354,14 +362,14 @@ impl Core {
                 open_total: 0,
             }),
             params: Params {
-                failure_rate: cfg.failure_rate.map(|p| p / 100.0),
-                slow_rate: cfg.slow_call_rate.map(|p| p / 100.0),
+                failure_rate: cfg.failure_rate,
+                slow_rate: cfg.slow_call_rate,
                 slow_nanos,
                 consecutive: cfg.consecutive_failures,
                 minimum_calls: u64::from(cfg.minimum_calls),
-                open_base: cfg.open_duration.as_secs_f64(),
+                open_base: cfg.open_duration.as_nanos() as f64,
                 open_multiplier: cfg.open_duration_multiplier,
-                open_max: cfg.max_open_duration.as_secs_f64(),
+                open_max: cfg.max_open_duration.as_nanos() as f64,
                 open_jitter: cfg.open_jitter,
                 half_open_max: u64::from(cfg.half_open_max_calls),
                 success_threshold: u64::from(cfg.success_threshold),
@@ -519,15 +527,16 @@ impl Core {
             window.record(t, failure, slow);
         }
         if failure || slow {
-            self.check_trip(gen, failure, slow, t, now);
+            self.check_trip(gen, failure, t, now);
+        } else if self.pending.load(Relaxed) {
+            self.check_rates(gen, t, now);
         }
     }
 
     #[cold]
-    fn check_trip(&self, gen: u64, failure: bool, slow: bool, t: u64, now: &dyn Fn() -> u64) {
-        let p = &self.params;
+    fn check_trip(&self, gen: u64, failure: bool, t: u64, now: &dyn Fn() -> u64) {
         if failure {
-            if let Some(limit) = p.consecutive {
+            if let Some(limit) = self.params.consecutive {
                 let run = self.consecutive.fetch_add(1, Relaxed).saturating_add(1);
                 if run >= limit {
                     self.trip(gen, TransitionReason::ConsecutiveFailures(run), now);
@@ -535,27 +544,43 @@ impl Core {
                 }
             }
         }
+        self.check_rates(gen, t, now);
+    }
+
+    /// Evaluates the rate rules over the window.
+    ///
+    /// They run when a failure or slow call is recorded (a success can only
+    /// lower a rate), and on successes while `pending` says the window holds
+    /// failures that were recorded before it reached `minimum_calls`.
+    #[cold]
+    fn check_rates(&self, gen: u64, t: u64, now: &dyn Fn() -> u64) {
+        let p = &self.params;
         let Some(window) = &self.window else { return };
         let totals = window.totals(t);
         if totals.calls < p.minimum_calls {
+            if (totals.failures > 0 || totals.slow > 0) && !self.pending.load(Relaxed) {
+                self.pending.store(true, Relaxed);
+            }
             return;
         }
+        if self.pending.load(Relaxed) {
+            self.pending.store(false, Relaxed);
+        }
+        // Percent as configured, compared without dividing, so that exactly
+        // the threshold trips (0.28 * 25 would round above 7).
         let calls = totals.calls as f64;
-        if failure {
-            if let Some(rate) = p.failure_rate {
-                if totals.failures as f64 >= rate * calls {
-                    let pct = 100.0 * totals.failures as f64 / calls;
-                    self.trip(gen, TransitionReason::FailureRate(pct), now);
-                    return;
-                }
+        let percent = |n: u64| 100.0 * n as f64 / calls;
+        if let Some(limit) = p.failure_rate {
+            if 100.0 * totals.failures as f64 >= limit * calls {
+                let reason = TransitionReason::FailureRate(percent(totals.failures));
+                self.trip(gen, reason, now);
+                return;
             }
         }
-        if slow {
-            if let Some(rate) = p.slow_rate {
-                if totals.slow as f64 >= rate * calls {
-                    let pct = 100.0 * totals.slow as f64 / calls;
-                    self.trip(gen, TransitionReason::SlowCallRate(pct), now);
-                }
+        if let Some(limit) = p.slow_rate {
+            if 100.0 * totals.slow as f64 >= limit * calls {
+                let reason = TransitionReason::SlowCallRate(percent(totals.slow));
+                self.trip(gen, reason, now);
             }
         }
     }
@@ -746,6 +771,7 @@ impl Core {
                     window.clear();
                 }
                 self.consecutive.store(0, Relaxed);
+                self.pending.store(false, Relaxed);
                 slow.reopens = 0;
                 if from != CLOSED {
                     self.closed.fetch_add(1, Relaxed);
@@ -790,8 +816,8 @@ impl Core {
         } else {
             capped
         };
-        // `as` saturates; at least one nanosecond.
-        ((jittered * 1e9) as u64).max(1)
+        // Nanoseconds, rounded (`as` saturates); at least one.
+        (jittered.round() as u64).max(1)
     }
 
     fn emit(&self, event: Option<Transition>) {
@@ -862,6 +888,11 @@ impl Core {
             consecutive_failures: self.consecutive.load(Relaxed),
             open_total,
             retry_after,
+            probes_in_flight: if state == CircuitState::HalfOpen {
+                inflight_of(w) as u32
+            } else {
+                0
+            },
         }
     }
 

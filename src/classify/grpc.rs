@@ -77,14 +77,12 @@ impl GrpcCode {
         }
     }
 
-    /// Parses a `grpc-status` header value. Anything but one or two ASCII
-    /// digits naming a known code gives `Unknown`; never panics.
+    /// Parses a `grpc-status` header value: a decimal number from 0 to 16
+    /// without leading zeros. Anything else gives `Unknown`; never panics.
     pub fn from_header_bytes(bytes: &[u8]) -> Self {
         match bytes {
             [d] if d.is_ascii_digit() => Self::from_i32(i32::from(d - b'0')),
-            [a, b] if a.is_ascii_digit() && b.is_ascii_digit() => {
-                Self::from_i32(i32::from(a - b'0') * 10 + i32::from(b - b'0'))
-            }
+            [b'1', d] if d.is_ascii_digit() => Self::from_i32(10 + i32::from(d - b'0')),
             _ => GrpcCode::Unknown,
         }
     }

@@ -20,6 +20,7 @@ async fn at_most_half_open_max_calls_probes_are_admitted() {
     let p1 = h.in_flight().await;
     assert_eq!(h.state(), HalfOpen);
     let p2 = h.in_flight().await;
+    assert_eq!(h.snapshot().probes_in_flight, 2);
     for _ in 0..3 {
         let rejected = h.reject();
         assert_eq!(rejected.state(), HalfOpen);
@@ -30,6 +31,7 @@ async fn at_most_half_open_max_calls_probes_are_admitted() {
     // A finished probe frees its slot for another.
     p1.finish(Ok(1)).unwrap();
     assert_eq!(h.state(), HalfOpen, "1 of 2 successes");
+    assert_eq!(h.snapshot().probes_in_flight, 1);
     let p3 = h.in_flight().await;
     assert_eq!(h.reject().state(), HalfOpen);
 
@@ -39,6 +41,7 @@ async fn at_most_half_open_max_calls_probes_are_admitted() {
     assert_eq!(p3.finish(Ok(3)).unwrap(), 3);
     let snap = h.snapshot();
     assert_eq!((snap.state, snap.successes, snap.late), (Closed, 3, 1));
+    assert_eq!(snap.probes_in_flight, 0);
     assert_eq!(snap.closed, 1);
 }
 
@@ -126,7 +129,11 @@ async fn a_hung_probe_times_out_and_its_late_result_moves_nothing() {
     assert_eq!(after.state, HalfOpen);
     assert_eq!(after.failures, before.failures + 1);
     assert_eq!(after.late, before.late + 1);
-    assert_eq!(h.reject().state(), HalfOpen, "the fresh probe holds the slot");
+    assert_eq!(
+        h.reject().state(),
+        HalfOpen,
+        "the fresh probe holds the slot"
+    );
 
     fresh.finish(Ok(1)).unwrap();
     assert_eq!(

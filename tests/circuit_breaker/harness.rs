@@ -1,5 +1,6 @@
 //! A breaker around a `tower_test` mock, with a transition log.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use steadfast::circuit_breaker::future::ResponseFuture;
 use steadfast::circuit_breaker::{
     CircuitBreaker, CircuitBreakerBuilder, CircuitBreakerConfig, CircuitBreakerHandle,
     CircuitBreakerLayer, CircuitBreakerSnapshot, CircuitState, Transition, TransitionReason,
+    Window,
 };
 use steadfast::classify::{Classify, ErrorsAsFailures};
 use steadfast::BoxError;
@@ -33,6 +35,13 @@ pub(crate) fn rate(percent: f64) -> CircuitBreakerBuilder {
         .failure_rate(percent)
         .open_jitter(0.0)
         .open_duration(SEC)
+}
+
+/// The failure-rate rule over the last 10 s in 1 s buckets.
+pub(crate) fn ten_second_window(minimum_calls: u32) -> CircuitBreakerBuilder {
+    rate(50.0)
+        .window(Window::time(Duration::from_secs(10), 10))
+        .minimum_calls(minimum_calls)
 }
 
 /// Every transition the breaker reported, in order.
@@ -86,6 +95,7 @@ impl Harness {
 
 impl<T, C> Harness<T, C>
 where
+    T: fmt::Debug,
     C: Classify<T, BoxError> + Clone,
 {
     pub(crate) fn with_classifier(builder: CircuitBreakerBuilder, classifier: C) -> Self {
@@ -111,6 +121,16 @@ where
         self.breaker.snapshot()
     }
 
+    /// The breaker is open, and its only transition was Closed → Open for `reason`.
+    #[track_caller]
+    pub(crate) fn assert_tripped_once(&self, reason: TransitionReason) {
+        assert_eq!(self.state(), CircuitState::Open);
+        assert_eq!(
+            self.log.steps(),
+            [(CircuitState::Closed, CircuitState::Open, reason)]
+        );
+    }
+
     /// Makes a call (after `poll_ready`) and returns its future, unpolled.
     pub(crate) fn call(&mut self) -> Call<T, C> {
         assert_ready_ok!(self.svc.poll_ready());
@@ -119,8 +139,8 @@ where
     }
 
     /// Makes a call that the breaker admits: it reaches the mock and waits
-    /// for the response.
-    pub(crate) async fn start(&mut self) -> (Call<T, C>, mock::SendResponse<T>) {
+    /// there for its response.
+    pub(crate) async fn in_flight(&mut self) -> InFlight<T, C> {
         let mut call = self.call();
         assert_pending!(call.poll(), "an admitted call waits for the inner service");
         let (req, send) = self
@@ -129,17 +149,12 @@ where
             .await
             .expect("the admitted call reached the inner service");
         assert_eq!(req, self.next_id);
-        (call, send)
+        InFlight { call, send }
     }
 
     /// One admitted call that ends with `result` from the inner service.
     pub(crate) async fn respond(&mut self, result: Result<T, BoxError>) -> Result<T, BoxError> {
-        let (mut call, send) = self.start().await;
-        match result {
-            Ok(res) => send.send_response(res),
-            Err(err) => send.send_error(err),
-        }
-        assert_ready!(call.poll())
+        self.in_flight().await.finish(result)
     }
 
     /// A call the breaker rejects at once, without calling the inner service.
@@ -201,16 +216,6 @@ where
             Err(err) => self.send.send_error(err),
         }
         assert_ready!(self.call.poll())
-    }
-}
-
-impl<T, C> Harness<T, C>
-where
-    C: Classify<T, BoxError> + Clone,
-{
-    pub(crate) async fn in_flight(&mut self) -> InFlight<T, C> {
-        let (call, send) = self.start().await;
-        InFlight { call, send }
     }
 }
 

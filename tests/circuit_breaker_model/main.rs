@@ -13,6 +13,7 @@ mod support;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -33,7 +34,6 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 const MS: u64 = 1_000_000;
 const OPEN_MS: u64 = 100;
 const MAX_OPEN_MS: u64 = 400;
-const PROBE_TIMEOUT_MS: u64 = 1_000;
 
 // === configuration ===
 
@@ -46,6 +46,7 @@ struct Cfg {
     consecutive: Option<u32>,
     half_open_max: u32,
     success_threshold: u32,
+    probe_timeout_ms: u64,
 }
 
 fn cfg_strategy() -> impl Strategy<Value = Cfg> {
@@ -61,6 +62,7 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
                 prop_oneof![1 => Just(None), 3 => (2..=5u32).prop_map(Some)],
                 1..=3u32,
                 1..=3u32,
+                prop::sample::select(vec![150u64, 250, 1_000]),
             )
         })
         .prop_map(
@@ -71,6 +73,7 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
                 consecutive,
                 half_open_max,
                 success_threshold,
+                probe_timeout_ms,
             )| {
                 // At least one trip rule must be on.
                 let consecutive = if failure_rate.is_none() && consecutive.is_none() {
@@ -85,6 +88,7 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
                     consecutive,
                     half_open_max,
                     success_threshold,
+                    probe_timeout_ms,
                 }
             },
         )
@@ -107,7 +111,7 @@ fn build_config(cfg: &Cfg, log: Arc<Mutex<Vec<Recorded>>>) -> CircuitBreakerConf
         .max_open_duration(Duration::from_millis(MAX_OPEN_MS))
         .half_open_max_calls(cfg.half_open_max)
         .success_threshold(cfg.success_threshold)
-        .probe_timeout(Duration::from_millis(PROBE_TIMEOUT_MS))
+        .probe_timeout(Duration::from_millis(cfg.probe_timeout_ms))
         .on_transition(move |t| {
             log.lock()
                 .unwrap()
@@ -130,6 +134,8 @@ fn build_config(cfg: &Cfg, log: Arc<Mutex<Vec<Recorded>>>) -> CircuitBreakerConf
 enum Op {
     /// Call the service.
     Start,
+    /// Call the service and, if the call is admitted, complete it at once.
+    Call(Outcome),
     /// Complete an outstanding call with this outcome and poll it to the end.
     /// (Outstanding calls are numbered in the order they were admitted; the
     /// index is taken modulo their number.)
@@ -150,6 +156,7 @@ impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Op::Start => f.write_str("Start"),
+            Op::Call(o) => write!(f, "Call({o:?})"),
             Op::Complete(i, o) => write!(f, "Complete({i}, {o:?})"),
             Op::Drop(i) => write!(f, "Drop({i:?})"),
             Op::Advance(ms) => write!(f, "Advance({ms}ms)"),
@@ -175,11 +182,12 @@ fn op_strategy(failure_weight: u32, manual: bool) -> impl Strategy<Value = Op> {
         2 => prop::sample::select(vec![OPEN_MS - 1, OPEN_MS, 2 * OPEN_MS, MAX_OPEN_MS]),
         2 => (1..=8u64).prop_map(|k| k * 50),
         1 => 1..=500u64,
-        1 => Just(PROBE_TIMEOUT_MS),
+        1 => Just(1_000),
     ];
     prop_oneof![
-        10 => Just(Op::Start),
-        10 => (0..8usize, outcome).prop_map(|(i, o)| Op::Complete(i, o)),
+        6 => Just(Op::Start),
+        6 => (0..8usize, outcome.clone()).prop_map(|(i, o)| Op::Complete(i, o)),
+        8 => outcome.prop_map(Op::Call),
         2 => (0..8usize).prop_map(Op::Drop),
         5 => advance.prop_map(Op::Advance),
         u32::from(manual) => prop_oneof![Just(Op::ForceOpen), Just(Op::Disable), Just(Op::Reset)],
@@ -191,7 +199,7 @@ fn case_strategy() -> impl Strategy<Value = (Cfg, Vec<Op>)> {
         |(cfg, failure_weight, manual)| {
             (
                 Just(cfg),
-                prop::collection::vec(op_strategy(failure_weight, manual), 1..=60),
+                prop::collection::vec(op_strategy(failure_weight, manual), 10..=60),
             )
         },
     )
@@ -315,7 +323,7 @@ impl Model {
                 self.opened += 1;
             }
             CircuitState::HalfOpen => {
-                self.probe_deadline = self.now + PROBE_TIMEOUT_MS * MS;
+                self.probe_deadline = self.now + self.cfg.probe_timeout_ms * MS;
                 self.half_opened += 1;
             }
             CircuitState::Closed => {
@@ -362,7 +370,7 @@ impl Model {
             CircuitState::HalfOpen => {
                 if self.probes_in_flight < self.cfg.half_open_max {
                     self.probes_in_flight += 1;
-                    self.probe_deadline = self.now + PROBE_TIMEOUT_MS * MS;
+                    self.probe_deadline = self.now + self.cfg.probe_timeout_ms * MS;
                     return (Admission::Admitted, ticket(Kind::Probe, self.generation));
                 }
                 if self.now < self.probe_deadline {
@@ -549,6 +557,81 @@ fn classify(result: &Result<Outcome, BoxError>) -> Outcome {
     }
 }
 
+/// An outstanding call: the model's ticket, the sender of its response and
+/// the breaker's response future.
+struct Call<F> {
+    ticket: Ticket,
+    tx: oneshot::Sender<Outcome>,
+    fut: task::Spawn<F>,
+}
+
+/// Calls the service and the model; `Ok(true)` when the call was admitted
+/// (it is then the last of `outstanding`).
+async fn start<S>(
+    svc: &mut S,
+    model: &mut Model,
+    outstanding: &mut Vec<Call<S::Future>>,
+) -> Result<bool, String>
+where
+    S: Service<oneshot::Receiver<Outcome>, Response = Outcome, Error = BoxError>,
+{
+    let (tx, rx) = oneshot::channel();
+    let fut = svc
+        .ready()
+        .await
+        .expect("service_fn is always ready")
+        .call(rx);
+    let mut fut = task::spawn(fut);
+    let real = match fut.poll() {
+        Poll::Pending => Admission::Admitted,
+        Poll::Ready(Ok(o)) => return Err(format!("finished before its response: {o:?}")),
+        Poll::Ready(Err(e)) => match e.downcast_ref::<CircuitOpen>() {
+            Some(open) => Admission::Rejected(open.state(), open.retry_after()),
+            None => return Err(format!("unexpected error {e}")),
+        },
+    };
+    let (want, ticket) = model.start();
+    if real != want {
+        return Err(format!("admission: breaker {real:?}, model {want:?}"));
+    }
+    match ticket {
+        Some(ticket) => {
+            outstanding.push(Call { ticket, tx, fut });
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Sends `outcome` to outstanding call `i`, polls it to the end and tells the model.
+fn complete<F>(
+    model: &mut Model,
+    outstanding: &mut Vec<Call<F>>,
+    i: usize,
+    outcome: Outcome,
+) -> Result<(), String>
+where
+    F: Future<Output = Result<Outcome, BoxError>>,
+{
+    let Call {
+        ticket,
+        tx,
+        mut fut,
+    } = outstanding.remove(i);
+    tx.send(outcome).expect("the call is still waiting");
+    let result = match fut.poll() {
+        Poll::Ready(r) => r,
+        Poll::Pending => return Err("completed call still pending".into()),
+    };
+    match (&result, outcome) {
+        (Ok(o), _) if *o == outcome => {}
+        (Err(e), Outcome::Failure) if !e.is::<CircuitOpen>() => {}
+        _ => return Err(format!("call resolved to {result:?}")),
+    }
+    model.complete(ticket, outcome);
+    Ok(())
+}
+
 /// Runs `ops` against the real breaker and the model; `Err` describes the
 /// first disagreement.
 fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
@@ -578,78 +661,57 @@ fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
         let mut outstanding = Vec::new();
 
         for (step, op) in ops.iter().enumerate() {
-            let now_ms = model_ms(&model);
+            let now_ms = model_ms(model.now);
             let at = |what: String| format!("step {step} ({op:?}) at {now_ms} ms: {what}");
-            match *op {
-                Op::Start => {
-                    let (tx, rx) = oneshot::channel();
-                    let fut = svc
-                        .ready()
-                        .await
-                        .expect("service_fn is always ready")
-                        .call(rx);
-                    let mut fut = task::spawn(fut);
-                    let real = match fut.poll() {
-                        Poll::Pending => Admission::Admitted,
-                        Poll::Ready(Ok(o)) => {
-                            return Err(at(format!("finished before its response: {o:?}")))
-                        }
-                        Poll::Ready(Err(e)) => match e.downcast_ref::<CircuitOpen>() {
-                            Some(open) => Admission::Rejected(open.state(), open.retry_after()),
-                            None => return Err(at(format!("unexpected error {e}"))),
-                        },
-                    };
-                    let (want, ticket) = model.start();
-                    if real != want {
-                        return Err(at(format!("admission: breaker {real:?}, model {want:?}")));
+            let done = match *op {
+                Op::Start => start(&mut svc, &mut model, &mut outstanding)
+                    .await
+                    .map(drop),
+                Op::Call(outcome) => match start(&mut svc, &mut model, &mut outstanding).await {
+                    Ok(true) => {
+                        let last = outstanding.len() - 1;
+                        complete(&mut model, &mut outstanding, last, outcome)
                     }
-                    if let Some(ticket) = ticket {
-                        outstanding.push((ticket, tx, fut));
-                    }
-                }
+                    other => other.map(drop),
+                },
                 Op::Complete(i, outcome) => {
                     if outstanding.is_empty() {
                         continue;
                     }
-                    let (ticket, tx, mut fut) = outstanding.remove(i % outstanding.len());
-                    tx.send(outcome).expect("the call is still waiting");
-                    let result = match fut.poll() {
-                        Poll::Ready(r) => r,
-                        Poll::Pending => return Err(at("completed call still pending".into())),
-                    };
-                    match (&result, outcome) {
-                        (Ok(o), _) if *o == outcome => {}
-                        (Err(e), Outcome::Failure) if !e.is::<CircuitOpen>() => {}
-                        _ => return Err(at(format!("call resolved to {result:?}"))),
-                    }
-                    model.complete(ticket, outcome);
+                    let i = i % outstanding.len();
+                    complete(&mut model, &mut outstanding, i, outcome)
                 }
                 Op::Drop(i) => {
                     if outstanding.is_empty() {
                         continue;
                     }
-                    let (ticket, _tx, fut) = outstanding.remove(i % outstanding.len());
-                    drop(fut);
-                    model.cancel(ticket);
+                    let call = outstanding.remove(i % outstanding.len());
+                    drop(call.fut);
+                    model.cancel(call.ticket);
+                    Ok(())
                 }
                 Op::Advance(ms) => {
                     tokio::time::advance(Duration::from_millis(ms)).await;
                     model.now += ms * MS;
+                    Ok(())
                 }
                 Op::ForceOpen => {
                     handle.force_open();
                     model.manual(CircuitState::ForcedOpen);
+                    Ok(())
                 }
                 Op::Disable => {
                     handle.disable();
                     model.manual(CircuitState::Disabled);
+                    Ok(())
                 }
                 Op::Reset => {
                     handle.reset();
                     model.manual(CircuitState::Closed);
+                    Ok(())
                 }
-            }
-            let at = |what: String| format!("step {step} ({op:?}) at {now_ms} ms: {what}");
+            };
+            done.map_err(at)?;
             if handle.state() != model.state {
                 return Err(at(format!(
                     "state: breaker {:?}, model {:?}",
@@ -676,8 +738,8 @@ fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
     })
 }
 
-fn model_ms(model: &Model) -> f64 {
-    model.now as f64 / MS as f64
+fn model_ms(nanos: u64) -> f64 {
+    nanos as f64 / MS as f64
 }
 
 proptest! {
@@ -706,6 +768,7 @@ fn fixed(consecutive: Option<u32>, half_open_max: u32, success_threshold: u32) -
         consecutive,
         half_open_max,
         success_threshold,
+        probe_timeout_ms: 1_000,
     }
 }
 
@@ -783,7 +846,7 @@ fn probe_slots_cancel_ignore_and_timeout() {
             ok(0),
             Start,
             Start,
-            Advance(PROBE_TIMEOUT_MS),
+            Advance(1_000),
             Start,
             Start,
             Advance(2 * OPEN_MS),

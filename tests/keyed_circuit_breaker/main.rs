@@ -1,4 +1,5 @@
 //! Keyed circuit breakers: isolation, the key cap, idle eviction, key functions.
+#![cfg(feature = "http")]
 
 use std::time::Duration;
 
