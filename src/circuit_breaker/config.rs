@@ -257,9 +257,10 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// A half-open phase in which no probe finishes for this long counts as a
-    /// failed probe and re-opens the breaker, so a hung probe cannot wedge it.
-    /// Default 30 s.
+    /// When every probe slot has stayed taken for this long since the phase
+    /// began or the last probe was admitted, the phase counts as a failed
+    /// probe and the next call re-opens the breaker, so a hung probe cannot
+    /// wedge it. Default 30 s.
     pub fn probe_timeout(mut self, d: Duration) -> Self {
         self.cfg.probe_timeout = d;
         self

@@ -52,7 +52,7 @@
 //! |---|---|---|
 //! | [`Closed`](CircuitState::Closed) | pass; outcomes counted | a trip rule fires → `Open` |
 //! | [`Open`](CircuitState::Open) | rejected with [`CircuitOpen`](error::CircuitOpen) | the open duration passed and a call arrives → `HalfOpen` (that call is the first probe) |
-//! | [`HalfOpen`](CircuitState::HalfOpen) | up to `half_open_max_calls` probes pass, the rest are rejected | `success_threshold` probes succeed → `Closed`; a probe fails, or none finishes within `probe_timeout` → `Open` |
+//! | [`HalfOpen`](CircuitState::HalfOpen) | up to `half_open_max_calls` probes pass, the rest are rejected | `success_threshold` probes succeed → `Closed`; a probe fails, or every slot stays taken for `probe_timeout` → `Open` |
 //! | [`ForcedOpen`](CircuitState::ForcedOpen) | rejected | [`reset`](CircuitBreakerHandle::reset) |
 //! | [`Disabled`](CircuitState::Disabled) | pass; counted; nothing trips | [`reset`](CircuitBreakerHandle::reset) |
 //!
@@ -95,9 +95,10 @@
 //!
 //! At most `half_open_max_calls` probes are in flight at once, across all
 //! clones. A probe whose future is dropped frees its slot and counts as
-//! nothing. A half-open phase in which every slot is taken and no probe
-//! finishes for `probe_timeout` (30 s) counts as a failed probe: the next call
-//! re-opens the breaker, so a hung probe cannot wedge it. A slow probe (when
+//! nothing. When every slot has stayed taken for `probe_timeout` (30 s)
+//! since the phase began or the last probe was admitted, the phase counts as
+//! a failed probe: the next call re-opens the breaker, so a hung probe cannot
+//! wedge it. A slow probe (when
 //! the slow-call rule is on) counts as a failed one.
 //!
 //! # Late results

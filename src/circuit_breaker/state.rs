@@ -495,7 +495,12 @@ impl Core {
         match ticket.kind {
             TicketKind::Closed => self.complete_closed(ticket.gen, outcome, slow, t, &now),
             TicketKind::Probe => self.complete_probe(ticket.gen, outcome, slow, &now),
-            TicketKind::Disabled => {}
+            TicketKind::Disabled => {
+                let w = self.state.load(Acquire);
+                if state_of(w) != DISABLED || gen_of(w) != ticket.gen {
+                    self.counters.local().late.incr();
+                }
+            }
         }
     }
 
@@ -610,7 +615,7 @@ impl Core {
                         state_of(w) == HALF_OPEN && gen_of(w) == gen
                     })
                 };
-                self.emit(event);
+                self.emit_or_late(event);
             }
             Outcome::Success => loop {
                 let w = self.state.load(Acquire);
@@ -630,7 +635,7 @@ impl Core {
                             |w| state_of(w) == HALF_OPEN && gen_of(w) == gen,
                         )
                     };
-                    self.emit(event);
+                    self.emit_or_late(event);
                     return;
                 }
                 let next = w - INFLIGHT_ONE + SUCC_ONE;
@@ -818,6 +823,15 @@ impl Core {
         };
         // Nanoseconds, rounded (`as` saturates); at least one.
         (jittered.round() as u64).max(1)
+    }
+
+    /// A probe result that lost the race to another transition moved
+    /// nothing: it is late.
+    fn emit_or_late(&self, event: Option<Transition>) {
+        if event.is_none() {
+            self.counters.local().late.incr();
+        }
+        self.emit(event);
     }
 
     fn emit(&self, event: Option<Transition>) {

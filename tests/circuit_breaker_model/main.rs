@@ -199,7 +199,7 @@ fn case_strategy() -> impl Strategy<Value = (Cfg, Vec<Op>)> {
         |(cfg, failure_weight, manual)| {
             (
                 Just(cfg),
-                prop::collection::vec(op_strategy(failure_weight, manual), 10..=60),
+                prop::collection::vec(op_strategy(failure_weight, manual), 1..=60),
             )
         },
     )
@@ -397,7 +397,13 @@ impl Model {
             Outcome::Ignored => self.ignored += 1,
         }
         match t.kind {
-            Kind::Disabled => {}
+            // A call admitted while disabled never moves the breaker; its
+            // result is late once the breaker has left that generation.
+            Kind::Disabled => {
+                if !self.current(t, CircuitState::Disabled) {
+                    self.late += 1;
+                }
+            }
             Kind::Closed => {
                 if !self.current(t, CircuitState::Closed) {
                     self.late += 1;
@@ -416,9 +422,7 @@ impl Model {
                 }
                 if !failure {
                     self.consecutive = 0;
-                    return;
-                }
-                if let Some(limit) = self.cfg.consecutive {
+                } else if let Some(limit) = self.cfg.consecutive {
                     self.consecutive += 1;
                     if self.consecutive >= limit {
                         let run = self.consecutive;
@@ -429,6 +433,9 @@ impl Model {
                         return;
                     }
                 }
+                // The rate rule judges the window after every recorded
+                // outcome: a success cannot raise the rate, but it can fill
+                // the window up to `minimum_calls` over earlier failures.
                 if let Some(rate) = self.cfg.failure_rate {
                     let calls = self.window.len() as u64;
                     let failures = self.window.iter().filter(|f| **f).count() as u64;
@@ -500,6 +507,11 @@ impl Model {
             ),
             retry_after: (self.state == CircuitState::Open)
                 .then(|| Duration::from_nanos(self.open_until.saturating_sub(self.now))),
+            probes_in_flight: if self.state == CircuitState::HalfOpen {
+                self.probes_in_flight
+            } else {
+                0
+            },
         }
     }
 }
@@ -522,6 +534,7 @@ struct Expected {
     consecutive_failures: u32,
     time_open: Duration,
     retry_after: Option<Duration>,
+    probes_in_flight: u32,
 }
 
 impl From<CircuitBreakerSnapshot> for Expected {
@@ -542,6 +555,7 @@ impl From<CircuitBreakerSnapshot> for Expected {
             consecutive_failures: s.consecutive_failures,
             time_open: s.time_open,
             retry_after: s.retry_after,
+            probes_in_flight: s.probes_in_flight,
         }
     }
 }
@@ -555,6 +569,23 @@ fn classify(result: &Result<Outcome, BoxError>) -> Outcome {
         Ok(outcome) => *outcome,
         Err(_) => Outcome::Failure,
     }
+}
+
+/// The backend: each request carries the receiver its response will come
+/// from; a failure is an `Err`, the other outcomes are `Ok(outcome)`.
+fn backend() -> impl Service<
+    oneshot::Receiver<Outcome>,
+    Response = Outcome,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Outcome, BoxError>>,
+> {
+    service_fn(|rx: oneshot::Receiver<Outcome>| async move {
+        match rx.await {
+            Ok(Outcome::Failure) => Err(BoxError::from("backend failed")),
+            Ok(outcome) => Ok(outcome),
+            Err(_) => Err(BoxError::from("test dropped the sender")),
+        }
+    })
 }
 
 /// An outstanding call: the model's ticket, the sender of its response and
@@ -633,8 +664,8 @@ where
 }
 
 /// Runs `ops` against the real breaker and the model; `Err` describes the
-/// first disagreement.
-fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
+/// first disagreement, `Ok` returns the model at the end.
+fn run(cfg: Cfg, ops: &[Op]) -> Result<Model, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -648,15 +679,7 @@ fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
             classify as Classifier,
         );
         let handle: CircuitBreakerHandle = layer.handle();
-        // Each request carries the receiver its response will come from; a
-        // failure is an `Err` from the backend, the rest are `Ok(outcome)`.
-        let mut svc = layer.layer(service_fn(|rx: oneshot::Receiver<Outcome>| async move {
-            match rx.await {
-                Ok(Outcome::Failure) => Err(BoxError::from("backend failed")),
-                Ok(outcome) => Ok(outcome),
-                Err(_) => Err(BoxError::from("test dropped the sender")),
-            }
-        }));
+        let mut svc = layer.layer(backend());
         let mut model = Model::new(cfg);
         let mut outstanding = Vec::new();
 
@@ -734,7 +757,7 @@ fn run(cfg: Cfg, ops: &[Op]) -> Result<(), String> {
                 )));
             }
         }
-        Ok(())
+        Ok(model)
     })
 }
 
@@ -742,9 +765,20 @@ fn model_ms(nanos: u64) -> f64 {
     nanos as f64 / MS as f64
 }
 
+fn env_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 256,
+        // 256 unless `PROPTEST_CASES` asks for more (or fewer).
+        cases: env_cases(256),
+        // Shrinking re-runs whole sequences; this bound keeps a failure's
+        // report to a few seconds and still ends at a short sequence.
+        max_shrink_iters: 10_000,
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     })]
@@ -759,6 +793,9 @@ proptest! {
 }
 
 // === fixed sequences, so the interesting paths are always covered ===
+//
+// Each runs through the same comparison as the property test, then checks
+// that the sequence took the path it is named for.
 
 fn fixed(consecutive: Option<u32>, half_open_max: u32, success_threshold: u32) -> Cfg {
     Cfg {
@@ -772,13 +809,21 @@ fn fixed(consecutive: Option<u32>, half_open_max: u32, success_threshold: u32) -
     }
 }
 
-fn check(cfg: Cfg, ops: &[Op]) {
-    if let Err(msg) = run(cfg, ops) {
-        panic!("{cfg:?}\n{msg}");
-    }
+/// Runs a fixed sequence; returns the model so the test can check the path
+/// it meant to take was taken.
+fn check(cfg: Cfg, ops: &[Op]) -> Model {
+    run(cfg, ops).unwrap_or_else(|msg| panic!("{cfg:?}\n{msg}"))
+}
+
+fn reasons(model: &Model) -> Vec<TransitionReason> {
+    model.transitions.iter().map(|t| t.2).collect()
 }
 
 use Op::{Advance, Drop as Cancel, Start};
+use TransitionReason::{
+    ConsecutiveFailures, FailureRate, Manual, OpenElapsed, ProbeFailed, ProbeTimeout,
+    ProbesSucceeded,
+};
 
 fn ok(i: usize) -> Op {
     Op::Complete(i, Outcome::Success)
@@ -794,40 +839,77 @@ fn ignore(i: usize) -> Op {
 
 #[test]
 fn rate_trip_backoff_and_close() {
-    // Two failures of two calls trip the rate rule; each failed probe doubles
-    // the open duration up to the cap; a successful probe closes.
+    // Two failures in two calls trip the rate rule; each failed probe doubles
+    // the open duration up to the cap (checked 1 ms before and at the end of
+    // each open period); a successful probe closes.
     let mut ops = vec![Start, Start, fail(0), fail(0), Start, Advance(OPEN_MS)];
     for open in [2 * OPEN_MS, 4 * OPEN_MS, MAX_OPEN_MS] {
         ops.extend([Start, fail(0), Advance(open - 1), Start, Advance(1)]);
     }
     ops.extend([Start, ok(0), Start, ok(0)]);
-    check(fixed(None, 1, 1), &ops);
+    let model = check(fixed(None, 1, 1), &ops);
+    let mut want = vec![FailureRate(100.0)];
+    for _ in 0..3 {
+        want.extend([OpenElapsed, ProbeFailed]);
+    }
+    want.extend([OpenElapsed, ProbesSucceeded]);
+    assert_eq!(reasons(&model), want);
+    let open_for: Vec<_> = model.transitions.iter().filter_map(|t| t.3).collect();
+    let ms = Duration::from_millis;
+    assert_eq!(open_for, [ms(100), ms(200), ms(400), ms(400)]);
+}
+
+#[test]
+fn success_that_fills_the_window_judges_earlier_failures() {
+    // 25 % over a window of 2 with minimum 2: the failure alone is too few
+    // calls; the success that makes two calls trips (1 of 2 failed).
+    let cfg = Cfg {
+        window: 2,
+        failure_rate: Some(25),
+        minimum_calls: 2,
+        consecutive: None,
+        half_open_max: 1,
+        success_threshold: 1,
+        probe_timeout_ms: 1_000,
+    };
+    let model = check(
+        cfg,
+        &[Op::Call(Outcome::Failure), Op::Call(Outcome::Success)],
+    );
+    assert_eq!(reasons(&model), [FailureRate(50.0)]);
 }
 
 #[test]
 fn consecutive_rule_and_late_results() {
-    check(
+    let model = check(
         fixed(Some(2), 1, 1),
         &[
             Start,
             Start,
             Start,
-            ignore(0),
-            fail(0),
-            fail(0),
             Start,
+            ignore(0), // does not break the run
+            fail(0),
+            fail(0), // trips
+            Start,   // rejected: open
             Advance(OPEN_MS),
-            Start,
-            Start,
-            ok(0),
+            Start,   // the first probe
+            Start,   // rejected: the one slot is taken
+            fail(0), // admitted while closed: late, moves nothing
+            ok(0),   // the probe closes
             Start,
         ],
     );
+    assert_eq!(
+        reasons(&model),
+        [ConsecutiveFailures(2), OpenElapsed, ProbesSucceeded]
+    );
+    assert_eq!((model.late, model.rejected), (1, 2));
 }
 
 #[test]
 fn probe_slots_cancel_ignore_and_timeout() {
-    check(
+    let model = check(
         fixed(Some(2), 2, 2),
         &[
             Start,
@@ -837,48 +919,101 @@ fn probe_slots_cancel_ignore_and_timeout() {
             Advance(OPEN_MS),
             Start,
             Start,
+            Start,     // rejected: both slots taken
+            Cancel(0), // frees a slot
             Start,
-            Cancel(0),
+            ignore(1), // frees a slot
             Start,
-            ignore(1),
+            Start, // rejected
+            ok(0), // one success of two: frees a slot
             Start,
-            Start,
-            ok(0),
-            Start,
-            Start,
-            Advance(1_000),
-            Start,
-            Start,
+            Start,          // rejected
+            Advance(1_000), // no probe admitted for the probe timeout
+            Start,          // re-opens (200 ms) and is rejected
+            Start,          // rejected: open
             Advance(2 * OPEN_MS),
             Start,
-            ok(0),
-            ok(0),
-            ok(0),
+            ok(0), // late (previous half-open phase)
+            ok(0), // late
+            ok(0), // one success
             Start,
+            ok(0), // two: closed
         ],
     );
+    assert_eq!(
+        reasons(&model),
+        [
+            ConsecutiveFailures(2),
+            OpenElapsed,
+            ProbeTimeout,
+            OpenElapsed,
+            ProbesSucceeded
+        ]
+    );
+    assert_eq!((model.late, model.cancelled), (2, 1));
+    assert_eq!(model.state, CircuitState::Closed);
 }
 
 #[test]
 fn manual_control() {
-    check(
+    let model = check(
         fixed(Some(3), 1, 1),
         &[
             Start,
             Op::ForceOpen,
-            Start,
-            ok(0),
+            Start, // rejected: forced open
+            ok(0), // late
             Advance(10),
             Op::Disable,
             Start,
             Start,
             fail(0),
-            fail(0),
+            fail(0), // disabled: nothing trips
             Op::Reset,
-            ok(0),
             Start,
-            Op::Reset,
-            fail(0),
+            Op::Reset, // closed → closed: a new generation, no event
+            fail(0),   // late
         ],
+    );
+    assert_eq!(reasons(&model), [Manual, Manual, Manual]);
+    assert_eq!(
+        model.transitions.iter().map(|t| t.1).collect::<Vec<_>>(),
+        [
+            CircuitState::ForcedOpen,
+            CircuitState::Disabled,
+            CircuitState::Closed
+        ]
+    );
+    assert_eq!((model.late, model.failures), (2, 3));
+    assert_eq!(model.open_total, 10 * MS);
+}
+
+/// The module docs ("Late results": "A result from a call admitted in an
+/// earlier generation ... is counted in the snapshot (`late`) but moves
+/// nothing") and [`CircuitBreakerHandle::reset`] ("Calls in flight at that
+/// moment belong to the old generation: their results are counted as late")
+/// say this result is late.
+#[tokio::test(start_paused = true)]
+async fn result_admitted_while_disabled_is_late_after_reset() {
+    let layer = CircuitBreakerLayer::with_classifier(
+        build_config(&fixed(Some(3), 1, 1), Arc::default()),
+        classify as Classifier,
+    );
+    let handle = layer.handle();
+    let mut svc = layer.layer(backend());
+
+    handle.disable();
+    let (tx, rx) = oneshot::channel();
+    let mut call = task::spawn(svc.ready().await.unwrap().call(rx));
+    assert!(call.poll().is_pending());
+    handle.reset();
+    tx.send(Outcome::Failure).unwrap();
+    assert!(matches!(call.poll(), Poll::Ready(Err(_))));
+
+    let snap = handle.snapshot();
+    assert_eq!((snap.state, snap.failures), (CircuitState::Closed, 1));
+    assert_eq!(
+        snap.late, 1,
+        "a result from the disabled generation is late"
     );
 }
