@@ -165,6 +165,10 @@ fn reference(c: &mut Criterion) {
     g.bench_function("arc_clone_drop", |b| {
         b.iter(|| drop(black_box(Arc::clone(black_box(&arc)))))
     });
+    // The size of a boxed `CircuitOpen`, through the counting allocator.
+    g.bench_function("box_alloc_free_24_bytes", |b| {
+        b.iter(|| drop(black_box(Box::new(black_box([0u64; 3])))))
+    });
     let counter = AtomicU64::new(0);
     g.bench_function("atomic_fetch_add", |b| {
         b.iter(|| black_box(&counter).fetch_add(1, Ordering::Relaxed))
