@@ -19,6 +19,8 @@ use crate::metrics::{stripe_count, thread_slot};
 pub(crate) struct Node<C> {
     pub(crate) core: Arc<Core>,
     pub(crate) classifier: C,
+    /// This node's stripe in the core's striped counters and window.
+    pub(crate) stripe: usize,
 }
 
 pub(crate) struct Nodes<C>(Arc<[Arc<Node<C>>]>);
@@ -34,10 +36,11 @@ impl<C: Clone> Nodes<C> {
         let n = stripe_count().next_power_of_two();
         Self(
             (0..n)
-                .map(|_| {
+                .map(|stripe| {
                     Arc::new(Node {
                         core: core.clone(),
                         classifier: classifier.clone(),
+                        stripe,
                     })
                 })
                 .collect(),
@@ -60,7 +63,7 @@ impl<C> Nodes<C> {
 #[inline]
 pub(crate) fn admit<C, F>(node: &Arc<Node<C>>, call: impl FnOnce() -> F) -> ResponseFuture<F, C> {
     let core = &node.core;
-    match core.try_acquire(|| core.now()) {
+    match core.try_acquire(node.stripe, || core.now()) {
         Ok(ticket) => ResponseFuture::called(call(), Guard::new(node.clone(), ticket)),
         Err(rejection) => ResponseFuture::rejected(CircuitOpen::new(
             rejection.state,

@@ -220,6 +220,8 @@ pub(crate) struct Ticket {
     pub(crate) gen: u64,
     /// Start time in nanoseconds, when the slow-call rule needs it.
     pub(crate) start: u64,
+    /// The caller's stripe, so completion needs no second thread-local lookup.
+    pub(crate) stripe: usize,
 }
 
 /// Why a call was not admitted.
@@ -399,7 +401,11 @@ impl Core {
 
     /// Admits a call or says why not. `now` is read only when needed.
     #[inline]
-    pub(crate) fn try_acquire(&self, now: impl Fn() -> u64) -> Result<Ticket, Rejection> {
+    pub(crate) fn try_acquire(
+        &self,
+        stripe: usize,
+        now: impl Fn() -> u64,
+    ) -> Result<Ticket, Rejection> {
         let w = self.state.load(Acquire);
         if state_of(w) == CLOSED {
             let start = if self.needs_start { now() } else { 0 };
@@ -407,13 +413,19 @@ impl Core {
                 kind: TicketKind::Closed,
                 gen: gen_of(w),
                 start,
+                stripe,
             });
         }
-        self.try_acquire_slow(w, &now)
+        self.try_acquire_slow(stripe, w, &now)
     }
 
     #[cold]
-    fn try_acquire_slow(&self, mut w: u64, now: &dyn Fn() -> u64) -> Result<Ticket, Rejection> {
+    fn try_acquire_slow(
+        &self,
+        stripe: usize,
+        mut w: u64,
+        now: &dyn Fn() -> u64,
+    ) -> Result<Ticket, Rejection> {
         loop {
             match state_of(w) {
                 CLOSED | DISABLED => {
@@ -427,16 +439,17 @@ impl Core {
                         kind,
                         gen: gen_of(w),
                         start,
+                        stripe,
                     });
                 }
-                FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                FORCED_OPEN => return Err(self.reject(stripe, CircuitState::ForcedOpen, None)),
                 OPEN => {
                     let t = now();
                     let until = self.open_until.load(Acquire);
                     if t < until {
-                        return Err(self.reject(CircuitState::Open, Some(until - t)));
+                        return Err(self.reject(stripe, CircuitState::Open, Some(until - t)));
                     }
-                    if let Some(ticket) = self.open_to_half_open(w, t) {
+                    if let Some(ticket) = self.open_to_half_open(stripe, w, t) {
                         return Ok(ticket);
                     }
                 }
@@ -455,12 +468,13 @@ impl Core {
                                 kind: TicketKind::Probe,
                                 gen: gen_of(w),
                                 start: t,
+                                stripe,
                             });
                         }
                     } else {
                         let t = now();
                         if t < self.probe_deadline.load(Acquire) {
-                            return Err(self.reject(CircuitState::HalfOpen, None));
+                            return Err(self.reject(stripe, CircuitState::HalfOpen, None));
                         }
                         self.probe_timed_out(w, t);
                     }
@@ -470,8 +484,8 @@ impl Core {
         }
     }
 
-    fn reject(&self, state: CircuitState, retry_after: Option<u64>) -> Rejection {
-        self.counters.local().rejected.incr();
+    fn reject(&self, stripe: usize, state: CircuitState, retry_after: Option<u64>) -> Rejection {
+        self.counters.get(stripe).rejected.incr();
         Rejection { state, retry_after }
     }
 
@@ -483,7 +497,7 @@ impl Core {
             Some(limit) if outcome != Outcome::Ignored => t.saturating_sub(ticket.start) >= limit,
             _ => false,
         };
-        let c = self.counters.local();
+        let c = self.counters.get(ticket.stripe);
         match outcome {
             Outcome::Success => c.successes.incr(),
             Outcome::Failure => c.failures.incr(),
@@ -493,7 +507,9 @@ impl Core {
             c.slow.incr();
         }
         match ticket.kind {
-            TicketKind::Closed => self.complete_closed(ticket.gen, outcome, slow, t, &now),
+            TicketKind::Closed => {
+                self.complete_closed(ticket.stripe, ticket.gen, outcome, slow, t, &now)
+            }
             TicketKind::Probe => self.complete_probe(ticket.gen, outcome, slow, &now),
             TicketKind::Disabled => {
                 let w = self.state.load(Acquire);
@@ -507,6 +523,7 @@ impl Core {
     #[inline]
     fn complete_closed(
         &self,
+        stripe: usize,
         gen: u64,
         outcome: Outcome,
         slow: bool,
@@ -529,7 +546,7 @@ impl Core {
             Outcome::Failure => true,
         };
         if let Some(window) = &self.window {
-            window.record(t, failure, slow);
+            window.record(stripe, t, failure, slow);
         }
         if failure || slow {
             self.check_trip(gen, failure, t, now);
@@ -669,7 +686,7 @@ impl Core {
 
     /// The caller dropped the response future before it finished.
     pub(crate) fn cancel(&self, ticket: Ticket) {
-        self.counters.local().cancelled.incr();
+        self.counters.get(ticket.stripe).cancelled.incr();
         if ticket.kind == TicketKind::Probe {
             self.release_probe(ticket.gen);
         }
@@ -688,7 +705,7 @@ impl Core {
     }
 
     #[cold]
-    fn open_to_half_open(&self, w: u64, t: u64) -> Option<Ticket> {
+    fn open_to_half_open(&self, stripe: usize, w: u64, t: u64) -> Option<Ticket> {
         let event = {
             let mut slow = lock(&self.slow);
             if self.open_until.load(Acquire) > t {
@@ -709,6 +726,7 @@ impl Core {
             kind: TicketKind::Probe,
             gen,
             start: t,
+            stripe,
         })
     }
 
@@ -943,7 +961,7 @@ mod loom_tests {
 
     /// Trips the breaker at t = 0; it may half-open from t = 1 s.
     fn trip(core: &Core) {
-        let t = core.try_acquire(|| 0).unwrap();
+        let t = core.try_acquire(0, || 0).unwrap();
         core.complete(t, Outcome::Failure, || 0);
         assert_eq!(core.state(), CircuitState::Open);
     }
@@ -956,7 +974,7 @@ mod loom_tests {
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let core = core.clone();
-                    thread::spawn(move || core.try_acquire(|| 2 * SEC))
+                    thread::spawn(move || core.try_acquire(0, || 2 * SEC))
                 })
                 .collect();
             let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
@@ -978,7 +996,7 @@ mod loom_tests {
         loom::model(|| {
             let core = core(1, 1);
             trip(&core);
-            let probe = core.try_acquire(|| 2 * SEC).unwrap();
+            let probe = core.try_acquire(0, || 2 * SEC).unwrap();
             let c1 = core.clone();
             let releaser = thread::spawn(move || c1.cancel(probe));
             let c2 = core.clone();
@@ -1001,7 +1019,7 @@ mod loom_tests {
                 .build()
                 .unwrap();
             let core = Arc::new(Core::new(&cfg));
-            let tickets: Vec<_> = (0..3).map(|_| core.try_acquire(|| 0).unwrap()).collect();
+            let tickets: Vec<_> = (0..3).map(|_| core.try_acquire(0, || 0).unwrap()).collect();
             let handles: Vec<_> = tickets
                 .into_iter()
                 .map(|t| {
@@ -1029,9 +1047,9 @@ mod loom_tests {
                 .build()
                 .unwrap();
             let core = Arc::new(Core::new(&cfg));
-            let old = core.try_acquire(|| 0).unwrap();
+            let old = core.try_acquire(0, || 0).unwrap();
             trip(&core);
-            let probe = core.try_acquire(|| 2 * SEC).unwrap();
+            let probe = core.try_acquire(0, || 2 * SEC).unwrap();
             let c1 = core.clone();
             let closer = thread::spawn(move || c1.complete(probe, Outcome::Success, || 2 * SEC));
             let c2 = core.clone();
@@ -1049,8 +1067,8 @@ mod loom_tests {
         loom::model(|| {
             let core = core(2, 2);
             trip(&core);
-            let p1 = core.try_acquire(|| 2 * SEC).unwrap();
-            let p2 = core.try_acquire(|| 2 * SEC).unwrap();
+            let p1 = core.try_acquire(0, || 2 * SEC).unwrap();
+            let p2 = core.try_acquire(0, || 2 * SEC).unwrap();
             let c1 = core.clone();
             let ok = thread::spawn(move || c1.complete(p1, Outcome::Success, || 2 * SEC));
             let c2 = core.clone();

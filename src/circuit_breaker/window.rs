@@ -34,10 +34,10 @@ pub(crate) enum Window {
 
 impl Window {
     #[inline]
-    pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
+    pub(crate) fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
         match self {
             Window::Count(w) => w.record(failure, slow),
-            Window::Time(w) => w.record(now, failure, slow),
+            Window::Time(w) => w.record(stripe, now, failure, slow),
         }
     }
 
@@ -180,9 +180,9 @@ impl TimeWindow {
     }
 
     #[inline]
-    fn record(&self, now: u64, failure: bool, slow: bool) {
+    fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
         let epoch = now / self.bucket_nanos;
-        let bucket = &self.stripes.local().0[(epoch % self.buckets) as usize];
+        let bucket = &self.stripes.get(stripe).0[(epoch % self.buckets) as usize];
         let tag = epoch & EPOCH_MASK;
         Self::bump(&bucket.word, tag, 1 | (u64::from(failure) << FIELD_BITS));
         if slow {
@@ -294,8 +294,8 @@ mod tests {
     fn time_window_drops_stale_buckets() {
         // 4 buckets of 10 ns.
         let w = TimeWindow::new(10, 4);
-        w.record(0, true, false);
-        w.record(15, false, true);
+        w.record(0, 0, true, false);
+        w.record(0, 15, false, true);
         assert_eq!(
             w.totals(15),
             Totals {
@@ -314,7 +314,7 @@ mod tests {
             }
         );
         // A write in epoch 4 reuses the slot of epoch 0.
-        w.record(41, true, false);
+        w.record(0, 41, true, false);
         assert_eq!(
             w.totals(41),
             Totals {
@@ -329,8 +329,8 @@ mod tests {
     #[test]
     fn time_window_ignores_late_writer() {
         let w = TimeWindow::new(10, 2);
-        w.record(25, true, false); // epoch 2, slot 0
-        w.record(5, false, false); // epoch 0, slot 0: older, dropped
+        w.record(0, 25, true, false); // epoch 2, slot 0
+        w.record(0, 5, false, false); // epoch 0, slot 0: older, dropped
         assert_eq!(
             w.totals(25),
             Totals {
@@ -345,9 +345,9 @@ mod tests {
     fn time_window_saturates_instead_of_overflowing() {
         let w = TimeWindow::new(1_000, 1);
         for _ in 0..(SATURATED + 10) {
-            w.record(0, false, false);
+            w.record(0, 0, false, false);
         }
-        w.record(0, true, false);
+        w.record(0, 0, true, false);
         let t = w.totals(0);
         assert_eq!(t.calls, SATURATED);
         assert_eq!(t.failures, 0);

@@ -98,6 +98,13 @@ impl<T> Striped<T> {
         &self.stripes[thread_slot() & self.mask]
     }
 
+    /// The stripe at `index` (wrapped): callers that looked up their stripe
+    /// once pass it along instead of asking the thread-local again.
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> &T {
+        &self.stripes[index & self.mask]
+    }
+
     /// Every stripe, for sums.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.stripes.iter().map(|s| &s.0)
