@@ -10,10 +10,13 @@ use crate::error::InvalidConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Window {
     /// The last `n` calls: a ring in which the oldest call falls out as each
-    /// new one comes in.
+    /// new one comes in. One shared sequence number orders the calls
+    /// exactly, so every call writes one shared cache line: cheapest on one
+    /// core, dearer than [`Window::Time`] when many cores call at once.
     Count(u32),
     /// The calls of the last `duration`, kept in `buckets` buckets of
-    /// `duration / buckets` each; a bucket leaves the window whole.
+    /// `duration / buckets` each; a bucket leaves the window whole. Buckets
+    /// are kept per thread, so cores never contend; each call reads the clock.
     Time {
         /// How far back the window reaches.
         duration: Duration,

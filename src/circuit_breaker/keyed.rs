@@ -223,21 +223,31 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
 /// memory nor close a breaker by flooding new keys. Keys are hashed with a
 /// randomly seeded SipHash.
 ///
+/// For `http::Request`, [`keys::authority`] (one breaker per backend host)
+/// and [`keys::path`] (one per gRPC method) are ready-made; any
+/// `Fn(&Req) -> K` works:
+///
 /// ```
-/// use steadfast::circuit_breaker::{keys, CircuitBreakerConfig, KeyedCircuitBreakerLayer};
-/// use steadfast::classify::HttpClassifier;
+/// use steadfast::circuit_breaker::{CircuitBreakerConfig, KeyedCircuitBreakerLayer};
+///
+/// struct Query {
+///     tenant: String,
+///     sql: String,
+/// }
 ///
 /// # fn main() -> Result<(), steadfast::InvalidConfig> {
-/// let layer = KeyedCircuitBreakerLayer::builder(keys::authority::<String>)
+/// let layer = KeyedCircuitBreakerLayer::builder(|q: &Query| q.tenant.clone())
 ///     .config(CircuitBreakerConfig::builder().consecutive_failures(5).build()?)
-///     .classifier(HttpClassifier::new())
 ///     .max_keys(256)
 ///     .build()?;
 /// let handle = layer.handle();
-/// assert_eq!(handle.len(), 0);
+/// assert!(handle.is_empty());
 /// # Ok(())
 /// # }
 /// ```
+///
+/// [`keys::authority`]: crate::circuit_breaker::keys::authority
+/// [`keys::path`]: crate::circuit_breaker::keys::path
 pub struct KeyedCircuitBreakerLayer<K, F, C = ErrorsAsFailures> {
     shared: Arc<Keyed<K, F, C>>,
 }
