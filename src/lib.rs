@@ -90,6 +90,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+#[macro_use]
+mod macros;
+
 mod builder;
 mod error;
 mod metrics;

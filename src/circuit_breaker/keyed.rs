@@ -398,20 +398,7 @@ pub struct KeyedCircuitBreaker<S, K, F, C = ErrorsAsFailures> {
 // === impl KeyedCircuitBreaker ===
 
 impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the breaker service and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 
     /// A handle on the set of breakers.
     pub fn handle(&self) -> KeyedCircuitBreakerHandle<K, F, C> {

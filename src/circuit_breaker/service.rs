@@ -99,20 +99,7 @@ impl<S, C> CircuitBreaker<S, C> {
         super::CircuitBreakerHandle::new(self.nodes.core().clone())
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes the breaker service and returns the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: Clone, C> Clone for CircuitBreaker<S, C> {

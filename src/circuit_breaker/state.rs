@@ -946,9 +946,13 @@ mod loom_tests {
     const SEC: u64 = 1_000_000_000;
 
     fn core(half_open_max: u32, success_threshold: u32) -> Arc<Core> {
+        core_tripping_after(1, half_open_max, success_threshold)
+    }
+
+    fn core_tripping_after(failures: u32, half_open_max: u32, success_threshold: u32) -> Arc<Core> {
         let cfg = CircuitBreakerConfig::builder()
             .without_failure_rate()
-            .consecutive_failures(1)
+            .consecutive_failures(failures)
             .open_jitter(0.0)
             .jitter_seed(7)
             .open_duration(Duration::from_secs(1))
@@ -1000,7 +1004,7 @@ mod loom_tests {
             let c1 = core.clone();
             let releaser = thread::spawn(move || c1.cancel(probe));
             let c2 = core.clone();
-            let admitter = thread::spawn(move || c2.try_acquire(|| 2 * SEC).is_ok());
+            let admitter = thread::spawn(move || c2.try_acquire(0, || 2 * SEC).is_ok());
             releaser.join().unwrap();
             let admitted = admitter.join().unwrap();
             assert_eq!(core.probes_in_flight(), u64::from(admitted));
@@ -1011,14 +1015,7 @@ mod loom_tests {
     #[test]
     fn loom_concurrent_failures_trip_once() {
         loom::model(|| {
-            let cfg = CircuitBreakerConfig::builder()
-                .without_failure_rate()
-                .consecutive_failures(2)
-                .open_jitter(0.0)
-                .jitter_seed(7)
-                .build()
-                .unwrap();
-            let core = Arc::new(Core::new(&cfg));
+            let core = core_tripping_after(2, 1, 1);
             let tickets: Vec<_> = (0..3).map(|_| core.try_acquire(0, || 0).unwrap()).collect();
             let handles: Vec<_> = tickets
                 .into_iter()
@@ -1038,15 +1035,7 @@ mod loom_tests {
     #[test]
     fn loom_stale_result_cannot_move_a_new_generation() {
         loom::model(|| {
-            let cfg = CircuitBreakerConfig::builder()
-                .without_failure_rate()
-                .consecutive_failures(1)
-                .open_jitter(0.0)
-                .jitter_seed(7)
-                .open_duration(Duration::from_secs(1))
-                .build()
-                .unwrap();
-            let core = Arc::new(Core::new(&cfg));
+            let core = core(1, 1);
             let old = core.try_acquire(0, || 0).unwrap();
             trip(&core);
             let probe = core.try_acquire(0, || 2 * SEC).unwrap();

@@ -115,6 +115,23 @@ impl Rng {
     }
 }
 
+/// Trips on the first failure, half-opens 1 ms later with `probes` slots, and
+/// closes on the first successful probe; neither open growth nor the probe
+/// timeout gets in the way.
+fn probe_config(probes: u32) -> steadfast::circuit_breaker::CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
+        .without_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_millis(1))
+        .open_duration_multiplier(1.0)
+        .open_jitter(0.0)
+        .half_open_max_calls(probes)
+        .success_threshold(1)
+        .probe_timeout(NEVER)
+        .build()
+        .unwrap()
+}
+
 // === half-open admission ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,16 +141,7 @@ async fn half_open_admits_at_most_max_probes_under_load() {
     const MAX_PROBES: usize = 3;
     const ROUNDS: u64 = 5;
 
-    let cfg = CircuitBreakerConfig::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_millis(1))
-        .open_jitter(0.0)
-        .half_open_max_calls(MAX_PROBES as u32)
-        .success_threshold(1)
-        .probe_timeout(NEVER)
-        .build()
-        .unwrap();
+    let cfg = probe_config(MAX_PROBES as u32);
     let layer = CircuitBreakerLayer::new(cfg);
     let handle = layer.handle();
 
@@ -278,16 +286,7 @@ async fn dropped_probes_free_their_slots() {
     /// Admitted probes to drop before stopping.
     const CHURN: u64 = 300;
 
-    let cfg = CircuitBreakerConfig::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_millis(1))
-        .open_jitter(0.0)
-        .half_open_max_calls(MAX_PROBES)
-        .success_threshold(1)
-        .probe_timeout(NEVER)
-        .build()
-        .unwrap();
+    let cfg = probe_config(MAX_PROBES);
     let layer = CircuitBreakerLayer::new(cfg);
     let handle = layer.handle();
     let probes = Arc::new(Probes::default());
@@ -421,17 +420,7 @@ async fn racing_probe_results_that_move_nothing_are_late() {
     const PROBES: usize = 3;
     const ROUNDS: u64 = 300;
 
-    let cfg = CircuitBreakerConfig::builder()
-        .without_failure_rate()
-        .consecutive_failures(1)
-        .open_duration(Duration::from_millis(1))
-        .open_duration_multiplier(1.0)
-        .open_jitter(0.0)
-        .half_open_max_calls(PROBES as u32)
-        .success_threshold(1)
-        .probe_timeout(NEVER)
-        .build()
-        .unwrap();
+    let cfg = probe_config(PROBES as u32);
     let layer = CircuitBreakerLayer::new(cfg);
     let handle = layer.handle();
     let entered = Arc::new(AtomicUsize::new(0));
