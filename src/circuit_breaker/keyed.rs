@@ -390,6 +390,12 @@ impl<K: Hash + Eq, F, C: Clone> KeyedCircuitBreakerHandle<K, F, C> {
 /// # Clone
 ///
 /// Clones share the layer's breakers.
+///
+/// # Backpressure
+///
+/// `poll_ready` is the inner service's: the key, and so the breaker, is
+/// known only in `call`, where a refused call fails in its response future
+/// with [`CircuitOpen`](super::error::CircuitOpen).
 pub struct KeyedCircuitBreaker<S, K, F, C = ErrorsAsFailures> {
     inner: S,
     shared: Arc<Keyed<K, F, C>>,

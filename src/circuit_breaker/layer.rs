@@ -15,6 +15,7 @@ use crate::classify::ErrorsAsFailures;
 /// See the [module docs](super) for the semantics.
 pub struct CircuitBreakerLayer<C = ErrorsAsFailures> {
     nodes: Nodes<C>,
+    wait_when_open: bool,
 }
 
 impl CircuitBreakerLayer<ErrorsAsFailures> {
@@ -38,7 +39,17 @@ impl<C: Clone> CircuitBreakerLayer<C> {
         let core = Arc::new(Core::new(&config));
         Self {
             nodes: Nodes::new(core, classifier),
+            wait_when_open: false,
         }
+    }
+
+    /// Makes the services wait in `poll_ready` until the breaker admits a
+    /// call, instead of answering a rejected call with
+    /// [`CircuitOpen`](super::error::CircuitOpen). See the module docs,
+    /// "Backpressure", for when that is the better choice.
+    pub fn wait_when_open(mut self) -> Self {
+        self.wait_when_open = true;
+        self
     }
 
     /// A handle on the shared breaker: state, manual control, metrics.
@@ -51,6 +62,7 @@ impl<C> Clone for CircuitBreakerLayer<C> {
     fn clone(&self) -> Self {
         Self {
             nodes: self.nodes.clone(),
+            wait_when_open: self.wait_when_open,
         }
     }
 }
@@ -59,6 +71,7 @@ impl<C> fmt::Debug for CircuitBreakerLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerLayer")
             .field("breaker", self.nodes.core())
+            .field("wait_when_open", &self.wait_when_open)
             .finish()
     }
 }
@@ -67,6 +80,6 @@ impl<S, C> Layer<S> for CircuitBreakerLayer<C> {
     type Service = CircuitBreaker<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::from_nodes(inner, self.nodes.clone())
+        CircuitBreaker::from_nodes(inner, self.nodes.clone(), self.wait_when_open)
     }
 }

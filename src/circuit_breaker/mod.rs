@@ -134,12 +134,59 @@
 //!
 //! # Backpressure
 //!
-//! `poll_ready` passes straight through to the inner service; it never
-//! returns an error for an open circuit (a `poll_ready` error is final in
-//! tower) and never waits for the breaker. A rejected call is answered at
-//! once by its response future. This is what axum needs, which calls
-//! services without waiting on `poll_ready`: map `CircuitOpen` to a `503`
-//! with `HandleErrorLayer`.
+//! Two modes; rejecting in the response future is the default.
+//!
+//! * **Reject** (default): `poll_ready` passes straight through to the inner
+//!   service and never waits for the breaker; a call the breaker refuses is
+//!   answered at once by its response future with
+//!   [`CircuitOpen`](error::CircuitOpen). `poll_ready` never returns an
+//!   error for an open circuit — a `poll_ready` error is final in tower.
+//!   This is the mode for axum and hyper servers, which call a service
+//!   without waiting on `poll_ready`: map `CircuitOpen` to a `503` with
+//!   `HandleErrorLayer`, or serve a fallback.
+//! * **Wait** ([`CircuitBreakerLayer::wait_when_open`]): `poll_ready` stays
+//!   pending until the breaker admits a call, and reserves that admission
+//!   for the next `call` (a half-open probe slot included). The task is
+//!   woken when the open duration has passed, on every state change, and
+//!   whenever a probe slot frees up. This is the mode for a balancer such as
+//!   `tower::balance::p2c`, which skips endpoints that are not ready, or for
+//!   callers that would rather queue than fail. Calling without a ready
+//!   `poll_ready` panics, as with tower's `ConcurrencyLimit`; a clone starts
+//!   without its original's reservation, and dropping a service that holds
+//!   one frees it. A reservation made while closed may be spent after the
+//!   breaker opened: its result is then late. Needs a tokio runtime with the
+//!   timer enabled.
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitState};
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let config = CircuitBreakerConfig::builder()
+//!     .consecutive_failures(1)
+//!     .open_duration(Duration::from_secs(5))
+//!     .open_jitter(0.0)
+//!     .build()?;
+//! let layer = CircuitBreakerLayer::new(config).wait_when_open();
+//! let handle = layer.handle();
+//! let mut svc = layer.layer(service_fn(|fail: bool| async move {
+//!     if fail { Err("down") } else { Ok("up") }
+//! }));
+//!
+//! assert!(svc.ready().await?.call(true).await.is_err());
+//! assert_eq!(handle.state(), CircuitState::Open);
+//! // `ready()` waits out the open duration (on the paused clock, at once)
+//! // and reserves the half-open probe for this call.
+//! assert_eq!(svc.ready().await?.call(false).await?, "up");
+//! assert_eq!(handle.state(), CircuitState::Closed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`KeyedCircuitBreakerLayer`] has only the reject mode: the key is known
+//! only in `call`.
 //!
 //! # Cost
 //!

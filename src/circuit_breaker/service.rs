@@ -1,8 +1,12 @@
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use tokio::sync::futures::OwnedNotified;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::error::CircuitOpen;
@@ -72,6 +76,51 @@ pub(crate) fn admit<C, F>(node: &Arc<Node<C>>, call: impl FnOnce() -> F) -> Resp
     }
 }
 
+/// Waits until the breaker admits a call and reserves it in `wait.permit`.
+fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'_>) -> Poll<()> {
+    loop {
+        if wait.permit.is_some() {
+            return Poll::Ready(());
+        }
+        let node = nodes.local();
+        let core = &node.core;
+        // Register for the wake-up before looking, so that a transition
+        // between the look and the registration is not missed.
+        let mut notified = Box::pin(core.notify.clone().notified_owned());
+        notified.as_mut().enable();
+        match core.try_reserve(node.stripe, || core.now()) {
+            Ok(ticket) => {
+                wait.permit = Some(Guard::new(node.clone(), ticket));
+                wait.sleep = None;
+                wait.notified = None;
+                return Poll::Ready(());
+            }
+            Err(rejection) => {
+                if let Some(after) = rejection.retry_after {
+                    let deadline = tokio::time::Instant::now() + Duration::from_nanos(after);
+                    let sleep = match &mut wait.sleep {
+                        Some(sleep) => {
+                            sleep.as_mut().reset(deadline);
+                            sleep
+                        }
+                        None => wait
+                            .sleep
+                            .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                    };
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        continue;
+                    }
+                }
+                if notified.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+                wait.notified = Some(notified);
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
 /// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`].
 ///
 /// See the [module docs](super) for the semantics.
@@ -79,19 +128,57 @@ pub(crate) fn admit<C, F>(node: &Arc<Node<C>>, call: impl FnOnce() -> F) -> Resp
 /// # Clone
 ///
 /// Clones share the breaker: it belongs to the layer, and every service the
-/// layer makes and every clone of those count against the same state.
+/// layer makes and every clone of those count against the same state. In
+/// the wait mode, a clone starts without the admission its original may
+/// have reserved.
+///
+/// # Backpressure
+///
+/// By default `poll_ready` is the inner service's and a refused call fails
+/// in its response future; with
+/// [`wait_when_open`](super::CircuitBreakerLayer::wait_when_open),
+/// `poll_ready` waits until the breaker admits a call. See the module docs.
 ///
 /// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer
 pub struct CircuitBreaker<S, C = crate::classify::ErrorsAsFailures> {
     inner: S,
     nodes: Nodes<C>,
+    /// Only for [`CircuitBreakerLayer::wait_when_open`]: boxed so the default
+    /// mode pays one pointer for it.
+    ///
+    /// [`CircuitBreakerLayer::wait_when_open`]: super::CircuitBreakerLayer::wait_when_open
+    wait: Option<Box<Waiting<C>>>,
+}
+
+/// The state of a service that waits in `poll_ready`.
+struct Waiting<C> {
+    /// Admission reserved by `poll_ready`, spent by `call`.
+    permit: Option<Guard<C>>,
+    /// Wakes the task when the open duration has passed.
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Wakes the task on a transition or a freed probe slot.
+    notified: Option<Pin<Box<OwnedNotified>>>,
+}
+
+impl<C> Waiting<C> {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            permit: None,
+            sleep: None,
+            notified: None,
+        })
+    }
 }
 
 // === impl CircuitBreaker ===
 
 impl<S, C> CircuitBreaker<S, C> {
-    pub(crate) fn from_nodes(inner: S, nodes: Nodes<C>) -> Self {
-        Self { inner, nodes }
+    pub(crate) fn from_nodes(inner: S, nodes: Nodes<C>, wait_when_open: bool) -> Self {
+        Self {
+            inner,
+            nodes,
+            wait: wait_when_open.then(Waiting::new),
+        }
     }
 
     /// A handle on the breaker this service shares.
@@ -104,9 +191,11 @@ impl<S, C> CircuitBreaker<S, C> {
 
 impl<S: Clone, C> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
+        // A clone starts without the reservation `poll_ready` may have made.
         Self {
             inner: self.inner.clone(),
             nodes: self.nodes.clone(),
+            wait: self.wait.as_ref().map(|_| Waiting::new()),
         }
     }
 }
@@ -132,11 +221,24 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        // The inner service first: a reserved probe slot should not sit idle
+        // while the inner service is not ready.
+        ready!(self.inner.poll_ready(cx)).map_err(Into::into)?;
+        match &mut self.wait {
+            None => Poll::Ready(Ok(())),
+            Some(wait) => poll_admission(wait, &self.nodes, cx).map(Ok),
+        }
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        if let Some(wait) = &mut self.wait {
+            let guard = wait.permit.take().expect(
+                "CircuitBreaker::call before poll_ready returned Ready: \
+                 a wait_when_open service reserves admission in poll_ready",
+            );
+            return ResponseFuture::called(self.inner.call(req), guard);
+        }
         let inner = &mut self.inner;
         admit(self.nodes.local(), || inner.call(req))
     }

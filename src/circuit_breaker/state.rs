@@ -20,6 +20,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
@@ -310,6 +311,9 @@ pub(crate) struct Core {
     params: Params,
     name: Option<Cow<'static, str>>,
     on_transition: Option<OnTransition>,
+    /// Wakes services that wait in `poll_ready` on every transition and
+    /// every freed probe slot.
+    pub(crate) notify: Arc<tokio::sync::Notify>,
     base: tokio::time::Instant,
     needs_start: bool,
     record_needs_clock: bool,
@@ -379,6 +383,7 @@ impl Core {
             },
             name: cfg.name.clone(),
             on_transition: cfg.on_transition.clone(),
+            notify: Arc::new(tokio::sync::Notify::new()),
             base: tokio::time::Instant::now(),
             needs_start: slow_nanos.is_some(),
             record_needs_clock: needs_clock || slow_nanos.is_some(),
@@ -416,7 +421,18 @@ impl Core {
                 stripe,
             });
         }
-        self.try_acquire_slow(stripe, w, &now)
+        self.try_acquire_slow(stripe, w, true, &now)
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), for a service that waits in
+    /// `poll_ready`: a refusal is not counted as a rejection.
+    pub(crate) fn try_reserve(
+        &self,
+        stripe: usize,
+        now: impl Fn() -> u64,
+    ) -> Result<Ticket, Rejection> {
+        let w = self.state.load(Acquire);
+        self.try_acquire_slow(stripe, w, false, &now)
     }
 
     #[cold]
@@ -424,6 +440,7 @@ impl Core {
         &self,
         stripe: usize,
         mut w: u64,
+        count: bool,
         now: &dyn Fn() -> u64,
     ) -> Result<Ticket, Rejection> {
         loop {
@@ -442,12 +459,19 @@ impl Core {
                         stripe,
                     });
                 }
-                FORCED_OPEN => return Err(self.reject(stripe, CircuitState::ForcedOpen, None)),
+                FORCED_OPEN => {
+                    return Err(self.reject(stripe, count, CircuitState::ForcedOpen, None))
+                }
                 OPEN => {
                     let t = now();
                     let until = self.open_until.load(Acquire);
                     if t < until {
-                        return Err(self.reject(stripe, CircuitState::Open, Some(until - t)));
+                        return Err(self.reject(
+                            stripe,
+                            count,
+                            CircuitState::Open,
+                            Some(until - t),
+                        ));
                     }
                     if let Some(ticket) = self.open_to_half_open(stripe, w, t) {
                         return Ok(ticket);
@@ -474,7 +498,7 @@ impl Core {
                     } else {
                         let t = now();
                         if t < self.probe_deadline.load(Acquire) {
-                            return Err(self.reject(stripe, CircuitState::HalfOpen, None));
+                            return Err(self.reject(stripe, count, CircuitState::HalfOpen, None));
                         }
                         self.probe_timed_out(w, t);
                     }
@@ -484,8 +508,16 @@ impl Core {
         }
     }
 
-    fn reject(&self, stripe: usize, state: CircuitState, retry_after: Option<u64>) -> Rejection {
-        self.counters.get(stripe).rejected.incr();
+    fn reject(
+        &self,
+        stripe: usize,
+        count: bool,
+        state: CircuitState,
+        retry_after: Option<u64>,
+    ) -> Rejection {
+        if count {
+            self.counters.get(stripe).rejected.incr();
+        }
         Rejection { state, retry_after }
     }
 
@@ -661,6 +693,8 @@ impl Core {
                     .compare_exchange(w, next, AcqRel, Acquire)
                     .is_ok()
                 {
+                    // A probe slot is free again.
+                    self.notify.notify_waiters();
                     return;
                 }
             },
@@ -678,7 +712,10 @@ impl Core {
                 .state
                 .compare_exchange(w, w - INFLIGHT_ONE, AcqRel, Acquire)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.notify.notify_waiters();
+                    return true;
+                }
                 Err(actual) => w = actual,
             }
         }
@@ -854,6 +891,7 @@ impl Core {
 
     fn emit(&self, event: Option<Transition>) {
         let Some(event) = event else { return };
+        self.notify.notify_waiters();
         let name = self.name.as_deref().unwrap_or("");
         match event.to {
             CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(

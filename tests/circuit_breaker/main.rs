@@ -7,13 +7,15 @@
 //! * `handle`: manual control, snapshots and the transition callback;
 //! * `errors`: `CircuitOpen`, and rejections of our own seen by an outer breaker;
 //! * `config`: build-time validation;
-//! * `service`: auto traits, clones, accessors, readiness, `ServiceBuilderExt`.
+//! * `service`: auto traits, clones, accessors, readiness, `ServiceBuilderExt`;
+//! * `backpressure`: the `wait_when_open` mode, waiting in `poll_ready`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod harness;
 
+mod backpressure;
 mod config;
 mod errors;
 mod generations;
