@@ -96,7 +96,7 @@ fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'
                 return Poll::Ready(());
             }
             Err(rejection) => {
-                if let Some(after) = rejection.retry_after {
+                if let Some(after) = rejection.recheck_in {
                     let deadline = tokio::time::Instant::now() + Duration::from_nanos(after);
                     let sleep = match &mut wait.sleep {
                         Some(sleep) => {
@@ -154,7 +154,8 @@ pub struct CircuitBreaker<S, C = crate::classify::ErrorsAsFailures> {
 struct Waiting<C> {
     /// Admission reserved by `poll_ready`, spent by `call`.
     permit: Option<Guard<C>>,
-    /// Wakes the task when the open duration has passed.
+    /// Wakes the task when the open duration has passed, or when a full
+    /// half-open phase may have timed out.
     sleep: Option<Pin<Box<Sleep>>>,
     /// Wakes the task on a transition or a freed probe slot.
     notified: Option<Pin<Box<OwnedNotified>>>,

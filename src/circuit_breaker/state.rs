@@ -231,6 +231,10 @@ pub(crate) struct Rejection {
     pub(crate) state: CircuitState,
     /// Nanoseconds until the next probe may be admitted, when known.
     pub(crate) retry_after: Option<u64>,
+    /// Nanoseconds until asking again may give another answer without any
+    /// state change being announced: the open duration's end, or a full
+    /// half-open phase's probe timeout. For services that wait.
+    pub(crate) recheck_in: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -460,7 +464,7 @@ impl Core {
                     });
                 }
                 FORCED_OPEN => {
-                    return Err(self.reject(stripe, count, CircuitState::ForcedOpen, None))
+                    return Err(self.reject(stripe, count, CircuitState::ForcedOpen, None, None))
                 }
                 OPEN => {
                     let t = now();
@@ -470,6 +474,7 @@ impl Core {
                             stripe,
                             count,
                             CircuitState::Open,
+                            Some(until - t),
                             Some(until - t),
                         ));
                     }
@@ -497,8 +502,15 @@ impl Core {
                         }
                     } else {
                         let t = now();
-                        if t < self.probe_deadline.load(Acquire) {
-                            return Err(self.reject(stripe, count, CircuitState::HalfOpen, None));
+                        let deadline = self.probe_deadline.load(Acquire);
+                        if t < deadline {
+                            return Err(self.reject(
+                                stripe,
+                                count,
+                                CircuitState::HalfOpen,
+                                None,
+                                Some(deadline - t),
+                            ));
                         }
                         self.probe_timed_out(w, t);
                     }
@@ -514,11 +526,16 @@ impl Core {
         count: bool,
         state: CircuitState,
         retry_after: Option<u64>,
+        recheck_in: Option<u64>,
     ) -> Rejection {
         if count {
             self.counters.get(stripe).rejected.incr();
         }
-        Rejection { state, retry_after }
+        Rejection {
+            state,
+            retry_after,
+            recheck_in,
+        }
     }
 
     /// Records the outcome of an admitted call.

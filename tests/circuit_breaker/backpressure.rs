@@ -103,6 +103,31 @@ async fn a_dropped_reservation_frees_the_probe_slot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hung_probe_cannot_keep_waiters_waiting_forever() {
+    let (mut a, mut handle, layer) = waiting_breaker(); // probe timeout: 30 s
+    let mut b = twin(&a);
+    trip(&mut a, &mut handle).await;
+    advance(SEC).await;
+
+    assert_ready_ok!(a.poll_ready());
+    let _hung = task::spawn(a.call(1)); // never answered
+    let _ = handle.next_request().await.unwrap();
+    assert_pending!(b.poll_ready());
+    advance(30 * SEC - MS).await;
+    assert!(!b.is_woken());
+    advance(MS).await;
+    assert!(b.is_woken(), "the probe timeout wakes the waiter");
+    // Its poll re-opens the breaker (the hung probe counts as failed), then
+    // it waits out the next open duration (1 s × 2) and becomes the probe.
+    assert_pending!(b.poll_ready());
+    assert_eq!(layer.handle().state(), CircuitState::Open);
+    advance(2 * SEC).await;
+    assert!(b.is_woken());
+    assert_ready_ok!(b.poll_ready());
+    assert_eq!(layer.handle().state(), CircuitState::HalfOpen);
+}
+
+#[tokio::test(start_paused = true)]
 async fn forced_open_waits_until_reset() {
     let (mut svc, _handle, layer) = waiting_breaker();
     layer.handle().force_open();
