@@ -14,7 +14,7 @@ use super::future::{Guard, ResponseFuture};
 use super::state::Core;
 use crate::classify::Classify;
 use crate::error::BoxError;
-use crate::metrics::{stripe_count, thread_slot};
+use crate::metrics::{stripe_count, thread_stripe};
 
 /// What a response future holds on to: the breaker and the classifier.
 ///
@@ -37,7 +37,7 @@ impl<C> Clone for Nodes<C> {
 
 impl<C: Clone> Nodes<C> {
     pub(crate) fn new(core: Arc<Core>, classifier: C) -> Self {
-        let n = stripe_count().next_power_of_two();
+        let n = stripe_count();
         Self(
             (0..n)
                 .map(|stripe| {
@@ -59,7 +59,10 @@ impl<C> Nodes<C> {
 
     #[inline]
     pub(crate) fn local(&self) -> &Arc<Node<C>> {
-        &self.0[thread_slot() & (self.0.len() - 1)]
+        match self.0.get(thread_stripe()) {
+            Some(node) => node,
+            None => &self.0[0],
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
 use super::window::{CountWindow, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
-use crate::metrics::{sum, CachePadded, Count, Striped};
+use crate::metrics::{sum, thread_stripe, CachePadded, Count, Striped};
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
 /// The state of a circuit breaker.
@@ -221,8 +221,6 @@ pub(crate) struct Ticket {
     pub(crate) gen: u64,
     /// Start time in nanoseconds, when the slow-call rule needs it.
     pub(crate) start: u64,
-    /// The caller's stripe, so completion needs no second thread-local lookup.
-    pub(crate) stripe: usize,
 }
 
 /// Why a call was not admitted.
@@ -409,6 +407,9 @@ impl Core {
     }
 
     /// Admits a call or says why not. `now` is read only when needed.
+    /// `stripe` must be the calling thread's
+    /// [`thread_stripe`](crate::metrics::thread_stripe): a rejection is
+    /// counted there.
     #[inline]
     pub(crate) fn try_acquire(
         &self,
@@ -422,7 +423,6 @@ impl Core {
                 kind: TicketKind::Closed,
                 gen: gen_of(w),
                 start,
-                stripe,
             });
         }
         self.try_acquire_slow(stripe, w, true, &now)
@@ -460,7 +460,6 @@ impl Core {
                         kind,
                         gen: gen_of(w),
                         start,
-                        stripe,
                     });
                 }
                 FORCED_OPEN => {
@@ -478,7 +477,7 @@ impl Core {
                             Some(until - t),
                         ));
                     }
-                    if let Some(ticket) = self.open_to_half_open(stripe, w, t) {
+                    if let Some(ticket) = self.open_to_half_open(w, t) {
                         return Ok(ticket);
                     }
                 }
@@ -497,7 +496,6 @@ impl Core {
                                 kind: TicketKind::Probe,
                                 gen: gen_of(w),
                                 start: t,
-                                stripe,
                             });
                         }
                     } else {
@@ -529,7 +527,7 @@ impl Core {
         recheck_in: Option<u64>,
     ) -> Rejection {
         if count {
-            self.counters.get(stripe).rejected.incr();
+            self.counters.get(stripe).rejected.incr(stripe);
         }
         Rejection {
             state,
@@ -546,24 +544,25 @@ impl Core {
             Some(limit) if outcome != Outcome::Ignored => t.saturating_sub(ticket.start) >= limit,
             _ => false,
         };
-        let c = self.counters.get(ticket.stripe);
+        // The completing thread's stripe: a future may finish on another
+        // thread than the one that called.
+        let stripe = thread_stripe();
+        let c = self.counters.get(stripe);
         match outcome {
-            Outcome::Success => c.successes.incr(),
-            Outcome::Failure => c.failures.incr(),
-            Outcome::Ignored => c.ignored.incr(),
+            Outcome::Success => c.successes.incr(stripe),
+            Outcome::Failure => c.failures.incr(stripe),
+            Outcome::Ignored => c.ignored.incr(stripe),
         }
         if slow {
-            c.slow.incr();
+            c.slow.incr(stripe);
         }
         match ticket.kind {
-            TicketKind::Closed => {
-                self.complete_closed(ticket.stripe, ticket.gen, outcome, slow, t, &now)
-            }
+            TicketKind::Closed => self.complete_closed(stripe, ticket.gen, outcome, slow, t, &now),
             TicketKind::Probe => self.complete_probe(ticket.gen, outcome, slow, &now),
             TicketKind::Disabled => {
                 let w = self.state.load(Acquire);
                 if state_of(w) != DISABLED || gen_of(w) != ticket.gen {
-                    self.counters.local().late.incr();
+                    self.count_late();
                 }
             }
         }
@@ -581,7 +580,7 @@ impl Core {
     ) {
         let w = self.state.load(Acquire);
         if state_of(w) != CLOSED || gen_of(w) != gen {
-            self.counters.local().late.incr();
+            self.count_late();
             return;
         }
         let failure = match outcome {
@@ -665,13 +664,13 @@ impl Core {
         match outcome {
             Outcome::Ignored => {
                 if !self.release_probe(gen) {
-                    self.counters.local().late.incr();
+                    self.count_late();
                 }
             }
             Outcome::Failure => {
                 let w = self.state.load(Acquire);
                 if state_of(w) != HALF_OPEN || gen_of(w) != gen {
-                    self.counters.local().late.incr();
+                    self.count_late();
                     return;
                 }
                 let t = now();
@@ -686,7 +685,7 @@ impl Core {
             Outcome::Success => loop {
                 let w = self.state.load(Acquire);
                 if state_of(w) != HALF_OPEN || gen_of(w) != gen {
-                    self.counters.local().late.incr();
+                    self.count_late();
                     return;
                 }
                 if succ_of(w) + 1 >= self.params.success_threshold {
@@ -740,7 +739,8 @@ impl Core {
 
     /// The caller dropped the response future before it finished.
     pub(crate) fn cancel(&self, ticket: Ticket) {
-        self.counters.get(ticket.stripe).cancelled.incr();
+        let stripe = thread_stripe();
+        self.counters.get(stripe).cancelled.incr(stripe);
         if ticket.kind == TicketKind::Probe {
             self.release_probe(ticket.gen);
         }
@@ -759,7 +759,7 @@ impl Core {
     }
 
     #[cold]
-    fn open_to_half_open(&self, stripe: usize, w: u64, t: u64) -> Option<Ticket> {
+    fn open_to_half_open(&self, w: u64, t: u64) -> Option<Ticket> {
         let event = {
             let mut slow = lock(&self.slow);
             if self.open_until.load(Acquire) > t {
@@ -780,7 +780,6 @@ impl Core {
             kind: TicketKind::Probe,
             gen,
             start: t,
-            stripe,
         })
     }
 
@@ -897,11 +896,16 @@ impl Core {
         (jittered.round() as u64).max(1)
     }
 
+    fn count_late(&self) {
+        let stripe = thread_stripe();
+        self.counters.get(stripe).late.incr(stripe);
+    }
+
     /// A probe result that lost the race to another transition moved
     /// nothing: it is late.
     fn emit_or_late(&self, event: Option<Transition>) {
         if event.is_none() {
-            self.counters.local().late.incr();
+            self.count_late();
         }
         self.emit(event);
     }
