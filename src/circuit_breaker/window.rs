@@ -4,8 +4,9 @@
 //!   number picks the slot; a slot is only written when its value changes, so
 //!   a healthy stream of successes reads the ring and writes nothing but the
 //!   sequence number.
-//! * [`TimeWindow`]: the last `d`, in buckets. Each stripe (thread slot) has
-//!   its own buckets, so two cores never write the same cache line. A bucket
+//! * [`TimeWindow`]: the last `d`, in buckets. There is one set of buckets
+//!   per core (a thread's stripe picks one), so two cores rarely write the
+//!   same cache line, and a failure sums only cores × buckets words. A bucket
 //!   word packs its epoch with the counts; a writer that finds an older epoch
 //!   swaps in a fresh bucket with one compare-and-swap, and a reader skips
 //!   buckets whose epoch has left the window, so stale buckets drop out
@@ -13,7 +14,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::metrics::{CachePadded, Striped};
+use crate::metrics::{shared_stripe_count, CachePadded, Striped};
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
 
 /// Counts in the window, as read at one moment.
@@ -171,7 +172,7 @@ impl TimeWindow {
     pub(crate) fn new(bucket_nanos: u64, buckets: u32) -> Self {
         let buckets = buckets.max(1);
         Self {
-            stripes: Striped::from_fn(|| {
+            stripes: Striped::with_len(shared_stripe_count(), || {
                 Buckets((0..buckets).map(|_| Bucket::default()).collect())
             }),
             bucket_nanos: bucket_nanos.max(1),
@@ -182,7 +183,7 @@ impl TimeWindow {
     #[inline]
     fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
         let epoch = now / self.bucket_nanos;
-        let bucket = &self.stripes.get(stripe).0[(epoch % self.buckets) as usize];
+        let bucket = &self.stripes.get_wrapped(stripe).0[(epoch % self.buckets) as usize];
         let tag = epoch & EPOCH_MASK;
         Self::bump(&bucket.word, tag, 1 | (u64::from(failure) << FIELD_BITS));
         if slow {

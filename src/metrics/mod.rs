@@ -49,6 +49,19 @@ pub(crate) fn owned_slots() -> usize {
     })
 }
 
+/// Stripes for data that every thread updates atomically and that is read
+/// whole on the failure path (the time window's buckets): one per core,
+/// rounded up to a power of two, at most 16.
+pub(crate) fn shared_stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .next_power_of_two()
+            .clamp(1, 16)
+    })
+}
+
 /// The number of stripes in a block: one per owned slot, plus the shared one.
 pub(crate) fn stripe_count() -> usize {
     owned_slots() + 1
@@ -160,6 +173,21 @@ impl<T> Striped<T> {
         Self {
             stripes: (0..stripe_count()).map(|_| CachePadded(make())).collect(),
         }
+    }
+
+    /// `n` stripes (at least one), each made by `make`, for data that takes
+    /// atomic updates from any thread and is read whole: fewer stripes make
+    /// reading cheaper. Index them with [`get_wrapped`](Self::get_wrapped).
+    pub(crate) fn with_len(n: usize, mut make: impl FnMut() -> T) -> Self {
+        Self {
+            stripes: (0..n.max(1)).map(|_| CachePadded(make())).collect(),
+        }
+    }
+
+    /// The stripe at `index` modulo the number of stripes.
+    #[inline]
+    pub(crate) fn get_wrapped(&self, index: usize) -> &T {
+        &self.stripes[index % self.stripes.len()]
     }
 
     /// The stripe at `index` (from [`thread_stripe`]).
