@@ -193,9 +193,9 @@
 //! The closed path takes no lock and allocates nothing: one atomic load to
 //! admit, one to check the generation on completion, one reference count on
 //! the way in and out (the response future must own its way back to the
-//! breaker), and counters striped per thread, so two cores never write the
-//! same cache line. A time window reads tokio's clock once per call, and an
-//! open breaker once per rejection. `BENCHMARKS.md` has the measurements.
+//! breaker), and counters on a stripe the calling thread owns, bumped with
+//! plain loads and stores. A time window reads tokio's clock once per call,
+//! and an open breaker once per rejection. `BENCHMARKS.md` has the measurements.
 
 mod config;
 mod handle;

@@ -8,7 +8,8 @@
 //!   generation is recognised as stale;
 //! * the consecutive-failure count is written only by failures (a success
 //!   resets it only when it is not already zero);
-//! * the counters and the time window are striped per thread.
+//! * the counters live on a stripe the calling thread owns (plain loads and
+//!   stores), the time window's buckets on a stripe per core.
 //!
 //! Transitions (rare) take a mutex, re-check the word they decided on, do
 //! their side work (clear the window, set the open deadline), publish the new
