@@ -72,7 +72,7 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `http` | yes | [`HttpClassifier`], [`GrpcClassifier`], ready-made keys for `http::Request` |
+//! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, ready-made keys for `http::Request` (`circuit_breaker::keys`) |
 //!
 //! # Minimum supported Rust version
 //!
@@ -82,8 +82,6 @@
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
 //! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
 //! [`CircuitOpen`]: circuit_breaker::error::CircuitOpen
-//! [`HttpClassifier`]: classify::HttpClassifier
-//! [`GrpcClassifier`]: classify::GrpcClassifier
 //! [`tower::Service`]: tower_service::Service
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

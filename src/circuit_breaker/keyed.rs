@@ -223,8 +223,8 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
 /// memory nor close a breaker by flooding new keys. Keys are hashed with a
 /// randomly seeded SipHash.
 ///
-/// For `http::Request`, [`keys::authority`] (one breaker per backend host)
-/// and [`keys::path`] (one per gRPC method) are ready-made; any
+/// For `http::Request`, `keys::authority` (one breaker per backend host)
+/// and `keys::path` (one per gRPC method) are ready-made (feature `http`); any
 /// `Fn(&Req) -> K` works:
 ///
 /// ```
@@ -245,9 +245,6 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
 /// # Ok(())
 /// # }
 /// ```
-///
-/// [`keys::authority`]: crate::circuit_breaker::keys::authority
-/// [`keys::path`]: crate::circuit_breaker::keys::path
 pub struct KeyedCircuitBreakerLayer<K, F, C = ErrorsAsFailures> {
     shared: Arc<Keyed<K, F, C>>,
 }

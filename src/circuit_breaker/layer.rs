@@ -34,7 +34,7 @@ impl Default for CircuitBreakerLayer<ErrorsAsFailures> {
 
 impl<C: Clone> CircuitBreakerLayer<C> {
     /// One breaker with `config` and the given classifier (for example
-    /// [`HttpClassifier`](crate::classify::HttpClassifier)).
+    /// `HttpClassifier`, feature `http`).
     pub fn with_classifier(config: CircuitBreakerConfig, classifier: C) -> Self {
         let core = Arc::new(Core::new(&config));
         Self {

@@ -10,8 +10,8 @@
 //! | classifier | for | failures |
 //! |---|---|---|
 //! | [`ErrorsAsFailures`] | any service (the default) | every `Err` |
-//! | [`HttpClassifier`] | `http::Response<B>` | transport errors, 5xx, 408, 429 |
-//! | [`GrpcClassifier`] | gRPC over `http::Response<B>` | transport errors, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN |
+//! | `HttpClassifier` (feature `http`) | `http::Response<B>` | transport errors, 5xx, 408, 429 |
+//! | `GrpcClassifier` (feature `http`) | gRPC over `http::Response<B>` | transport errors, UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN |
 //!
 //! Any `Fn(&Result<Res, Err>) -> Outcome` is a classifier too:
 //!
@@ -67,8 +67,8 @@ impl Outcome {
 
 /// Classifies a finished call into an [`Outcome`].
 ///
-/// Implemented by [`ErrorsAsFailures`], [`HttpClassifier`],
-/// [`GrpcClassifier`] and every `Fn(&Result<Res, Err>) -> Outcome`.
+/// Implemented by [`ErrorsAsFailures`], `HttpClassifier`,
+/// `GrpcClassifier` (feature `http`) and every `Fn(&Result<Res, Err>) -> Outcome`.
 pub trait Classify<Res, Err> {
     /// Decides what the finished call means.
     fn classify(&self, result: &Result<Res, Err>) -> Outcome;
