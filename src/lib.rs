@@ -98,6 +98,7 @@ mod sync;
 
 pub mod circuit_breaker;
 pub mod classify;
+pub mod retry;
 
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};

@@ -40,6 +40,8 @@
 #[cfg(feature = "http")]
 mod grpc;
 #[cfg(feature = "http")]
+pub mod hints;
+#[cfg(feature = "http")]
 mod http;
 
 #[cfg(feature = "http")]
