@@ -5,6 +5,7 @@ use tower::ServiceBuilder;
 
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::classify::ErrorsAsFailures;
+use crate::retry::{RetryConfig, RetryLayer};
 
 mod sealed {
     pub trait Sealed {}
@@ -40,6 +41,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
         self,
         config: CircuitBreakerConfig,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<ErrorsAsFailures>, L>>;
+
+    /// Adds a [`RetryLayer`] with `config` that retries every `Err` of a
+    /// service whose requests are `Clone`. For HTTP, gRPC or `reqwest`,
+    /// build the layer with `RetryLayer::http` / `grpc` / `reqwest` and pass
+    /// it to `.layer(..)`.
+    ///
+    /// Named `retries`, not `retry`: tower's own `ServiceBuilder::retry`
+    /// would silently take its place.
+    fn retries(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -48,5 +58,9 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         config: CircuitBreakerConfig,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<ErrorsAsFailures>, L>> {
         self.layer(CircuitBreakerLayer::new(config))
+    }
+
+    fn retries(self, config: RetryConfig) -> ServiceBuilder<Stack<RetryLayer, L>> {
+        self.layer(RetryLayer::new(config))
     }
 }

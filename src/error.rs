@@ -24,21 +24,24 @@ pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidConfig {
-    field: &'static str,
+    field: Cow<'static, str>,
     reason: Cow<'static, str>,
 }
 
 impl InvalidConfig {
-    pub(crate) fn new(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
-            field,
+            field: field.into(),
             reason: reason.into(),
         }
     }
 
     /// The dotted name of the offending field, e.g. `circuit_breaker.minimum_calls`.
-    pub fn field(&self) -> &'static str {
-        self.field
+    pub fn field(&self) -> &str {
+        &self.field
     }
 
     /// The rule the value broke, e.g. `must be at least 1, got 0`.

@@ -98,6 +98,7 @@ mod sync;
 
 pub mod circuit_breaker;
 pub mod classify;
+pub mod deadline;
 pub mod retry;
 
 pub use crate::builder::ServiceBuilderExt;

@@ -47,7 +47,7 @@ pub enum GrpcCode {
 }
 
 impl GrpcCode {
-    const ALL: [GrpcCode; 17] = [
+    pub(crate) const ALL: [GrpcCode; 17] = [
         GrpcCode::Ok,
         GrpcCode::Cancelled,
         GrpcCode::Unknown,

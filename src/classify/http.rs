@@ -177,3 +177,15 @@ impl<R: HttpResponseHead, E> Classify<R, E> for HttpClassifier {
         }
     }
 }
+
+#[cfg(feature = "reqwest")]
+impl HttpResponseHead for reqwest::Response {
+    #[inline]
+    fn status(&self) -> StatusCode {
+        reqwest::Response::status(self)
+    }
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        reqwest::Response::headers(self)
+    }
+}

@@ -1,0 +1,221 @@
+use std::time::Duration;
+
+use super::backoff::{Backoff, Jitter};
+use super::budget::RetryBudget;
+use crate::error::InvalidConfig;
+
+/// A validated retry configuration; made by [`RetryConfig::builder`].
+///
+/// See the [module docs](super) for what each setting does. Cloning a
+/// config shares its [`RetryBudget`]: every layer built from clones of one
+/// config draws on the same budget.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) throttled_backoff: Backoff,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) max_server_delay: Duration,
+    pub(crate) max_replay_body: usize,
+    pub(crate) wait_for_open_circuit: bool,
+    pub(crate) seed: Option<u64>,
+}
+
+impl RetryConfig {
+    /// Starts a configuration from the defaults.
+    pub fn builder() -> RetryConfigBuilder {
+        RetryConfigBuilder::default()
+    }
+
+    /// Attempts per call, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    /// The budget, unless switched off.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+}
+
+impl Default for RetryConfig {
+    /// The defaults listed on [`RetryConfigBuilder`].
+    fn default() -> Self {
+        RetryConfigBuilder::default()
+            .build()
+            .expect("the default retry configuration is valid")
+    }
+}
+
+/// Builds a [`RetryConfig`]; every setting is optional.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`max_attempts`](Self::max_attempts) | 3 (the first call and two retries) |
+/// | [`backoff`](Self::backoff) | exponential, 50 ms × 2, capped at 5 s, full jitter |
+/// | [`throttled_backoff`](Self::throttled_backoff) | exponential, 1 s × 2, capped at 30 s, full jitter (HTTP 429, RESOURCE_EXHAUSTED) |
+/// | [`budget`](Self::budget) | a new [`RetryBudget::default`]: 20 % of requests + 10/s over 10 s |
+/// | [`max_server_delay`](Self::max_server_delay) | 30 s |
+/// | [`max_replay_body`](Self::max_replay_body) | 64 KiB |
+/// | [`wait_for_open_circuit`](Self::wait_for_open_circuit) | off |
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::retry::{Backoff, Jitter, RetryConfig};
+///
+/// let config = RetryConfig::builder()
+///     .max_attempts(4)
+///     .backoff(Backoff::exponential(Duration::from_millis(100), 2.0).jitter(Jitter::Full))
+///     .build()?;
+/// assert_eq!(config.max_attempts(), 4);
+///
+/// let err = RetryConfig::builder().max_attempts(0).build().unwrap_err();
+/// assert_eq!(err.field(), "retry.max_attempts");
+/// # Ok::<_, steadfast::InvalidConfig>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RetryConfigBuilder {
+    max_attempts: u32,
+    backoff: Backoff,
+    throttled_backoff: Backoff,
+    budget: BudgetChoice,
+    max_server_delay: Duration,
+    max_replay_body: usize,
+    wait_for_open_circuit: bool,
+    seed: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+enum BudgetChoice {
+    Default,
+    Shared(RetryBudget),
+    Off,
+}
+
+impl Default for RetryConfigBuilder {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(50), 2.0)
+                .max_delay(Duration::from_secs(5))
+                .jitter(Jitter::Full),
+            throttled_backoff: Backoff::exponential(Duration::from_secs(1), 2.0)
+                .max_delay(Duration::from_secs(30))
+                .jitter(Jitter::Full),
+            budget: BudgetChoice::Default,
+            max_server_delay: Duration::from_secs(30),
+            max_replay_body: 64 * 1024,
+            wait_for_open_circuit: false,
+            seed: None,
+        }
+    }
+}
+
+impl RetryConfigBuilder {
+    /// Attempts per call, counting the first: `1` means no retries.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The backoff after the backend asked callers to slow down (HTTP 429 or
+    /// gRPC RESOURCE_EXHAUSTED without a server hint).
+    pub fn throttled_backoff(mut self, backoff: Backoff) -> Self {
+        self.throttled_backoff = backoff;
+        self
+    }
+
+    /// Draws retries from `budget`, which may be shared with other layers
+    /// (every clone of a [`RetryBudget`] is the same budget).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = BudgetChoice::Shared(budget);
+        self
+    }
+
+    /// No budget: only `max_attempts` bounds the retries. Not advised: in an
+    /// outage every layer of retries multiplies the load.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = BudgetChoice::Off;
+        self
+    }
+
+    /// The longest server-requested delay (`Retry-After`,
+    /// `grpc-retry-pushback-ms`) that is honoured; a longer one ends the
+    /// retries and returns the response.
+    pub fn max_server_delay(mut self, max: Duration) -> Self {
+        self.max_server_delay = max;
+        self
+    }
+
+    /// How many bytes of an `http::Request` body are kept for replay; a
+    /// larger body is sent once and not retried.
+    pub fn max_replay_body(mut self, bytes: usize) -> Self {
+        self.max_replay_body = bytes;
+        self
+    }
+
+    /// When an inner circuit breaker rejects an attempt with `CircuitOpen`,
+    /// wait once for its `retry_after` (if that fits the deadline and the
+    /// server-delay cap) and try again, instead of failing fast.
+    pub fn wait_for_open_circuit(mut self, wait: bool) -> Self {
+        self.wait_for_open_circuit = wait;
+        self
+    }
+
+    /// Seeds the jitter, for reproducible schedules in tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first bad field: `retry.max_attempts`
+    /// (0), `retry.backoff.*` and `retry.throttled_backoff.*` (see
+    /// [`Backoff`]), `retry.max_server_delay` (zero).
+    pub fn build(self) -> Result<RetryConfig, InvalidConfig> {
+        if self.max_attempts == 0 {
+            return Err(InvalidConfig::new(
+                "retry.max_attempts",
+                "must be at least 1 (1 means no retries), got 0",
+            ));
+        }
+        self.backoff.validate("retry.backoff")?;
+        self.throttled_backoff.validate("retry.throttled_backoff")?;
+        if self.max_server_delay.is_zero() {
+            return Err(InvalidConfig::new(
+                "retry.max_server_delay",
+                "must be greater than zero (a server hint of 0 s always fits)",
+            ));
+        }
+        let budget = match self.budget {
+            BudgetChoice::Default => Some(RetryBudget::default()),
+            BudgetChoice::Shared(budget) => Some(budget),
+            BudgetChoice::Off => None,
+        };
+        Ok(RetryConfig {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            throttled_backoff: self.throttled_backoff,
+            budget,
+            max_server_delay: self.max_server_delay,
+            max_replay_body: self.max_replay_body,
+            wait_for_open_circuit: self.wait_for_open_circuit,
+            seed: self.seed,
+        })
+    }
+}

@@ -1,0 +1,384 @@
+//! The response future of [`Retry`](super::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::time::{Instant, Sleep};
+use tower_service::Service;
+
+use super::budget::{RetryBudget, Withdrawal};
+use super::handle::Skip;
+use super::policy::{RetryOn, Verdict};
+use super::replay::{NotReplayable, Replay};
+use super::service::Shared;
+use crate::circuit_breaker::error::CircuitOpen;
+use crate::deadline::Deadline;
+use crate::error::{cause_ref, is_own_rejection, BoxError};
+
+/// A budget withdrawal for an attempt not sent yet: dropping it (the caller
+/// cancelled during the backoff) gives the retry back.
+struct Pending {
+    budget: RetryBudget,
+    withdrawal: Option<Withdrawal>,
+}
+
+impl Pending {
+    /// The attempt was sent: the withdrawal is spent.
+    fn spend(mut self) {
+        self.withdrawal = None;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(w) = self.withdrawal.take() {
+            self.budget.refund(w);
+        }
+    }
+}
+
+/// What a call keeps once it has retried at least once.
+struct RetryState {
+    rng: SmallRng,
+    previous_delay: Duration,
+    waited_for_circuit: bool,
+    pending: Option<Pending>,
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] future: F },
+        Sleeping { #[pin] sleep: Sleep },
+        Readying,
+    }
+}
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry): runs attempts until
+    /// one is not retried, sleeping between them.
+    ///
+    /// Dropping it at any point cancels the call: the attempt in flight is
+    /// dropped and a budget withdrawal for an attempt not yet sent is
+    /// refunded.
+    pub struct ResponseFuture<S, On, Rp, Req>
+    where
+        Rp: Replay<Req>,
+        S: Service<Rp::Request>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        shared: Arc<Shared<On, Rp>>,
+        stash: Result<Rp::Stash, NotReplayable>,
+        next: Option<Rp::Request>,
+        attempts: u32,
+        deadline: Option<Deadline>,
+        retry: Option<Box<RetryState>>,
+        _req: PhantomData<fn(Req)>,
+    }
+}
+
+impl<S, On, Rp, Req> ResponseFuture<S, On, Rp, Req>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request>,
+{
+    #[inline]
+    pub(crate) fn new(
+        future: S::Future,
+        service: S,
+        shared: Arc<Shared<On, Rp>>,
+        stash: Result<Rp::Stash, NotReplayable>,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        Self {
+            state: State::Calling { future },
+            service,
+            shared,
+            stash,
+            next: None,
+            attempts: 1,
+            deadline,
+            retry: None,
+            _req: PhantomData,
+        }
+    }
+}
+
+impl<S, On, Rp, Req> fmt::Debug for ResponseFuture<S, On, Rp, Req>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Sleeping { .. } => "sleeping",
+            State::Readying => "readying",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.attempts)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the result of an attempt means, before budget and replay checks.
+enum Next {
+    Return,
+    Skip(Skip),
+    Retry { delay: Delay, reason: &'static str },
+}
+
+enum Delay {
+    Backoff,
+    Throttled,
+    Server(Duration),
+}
+
+fn seed_rng<On, Rp>(shared: &Shared<On, Rp>) -> SmallRng {
+    let n = shared.rng_seq.fetch_add(1, Ordering::Relaxed);
+    SmallRng::seed_from_u64(splitmix64(shared.seed ^ splitmix64(n)))
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl<S, On, Rp, Req> Future for ResponseFuture<S, On, Rp, Req>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request>,
+    S::Error: Into<BoxError>,
+    On: RetryOn<S::Response>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    let shared: &Shared<On, Rp> = this.shared;
+                    let config = &shared.config;
+
+                    // What the result asks for.
+                    let waited = this.retry.as_ref().is_some_and(|r| r.waited_for_circuit);
+                    let next = match &result {
+                        Ok(_) => classify(shared.on.verdict(&result)),
+                        Err(e) => match cause_ref::<CircuitOpen>(e.as_ref()) {
+                            Some(open) if config.wait_for_open_circuit && !waited => {
+                                match open.retry_after() {
+                                    Some(after) => Next::Retry {
+                                        delay: Delay::Server(after),
+                                        reason: "circuit open",
+                                    },
+                                    None => Next::Return,
+                                }
+                            }
+                            Some(_) => Next::Return,
+                            None if is_own_rejection(e.as_ref()) => Next::Return,
+                            None => classify(shared.on.verdict(&result)),
+                        },
+                    };
+                    let (delay_kind, reason) = match next {
+                        Next::Return => return Poll::Ready(result),
+                        Next::Skip(why) => {
+                            return Poll::Ready(skip(shared, why, *this.attempts, result))
+                        }
+                        Next::Retry { delay, reason } => (delay, reason),
+                    };
+
+                    // May it be sent again at all?
+                    if *this.attempts >= config.max_attempts {
+                        return Poll::Ready(skip(shared, Skip::Exhausted, *this.attempts, result));
+                    }
+                    let stash = match this.stash.as_mut() {
+                        Ok(stash) => stash,
+                        Err(NotReplayable::Unsafe) => {
+                            return Poll::Ready(skip(shared, Skip::Unsafe, *this.attempts, result))
+                        }
+                        Err(NotReplayable::Unreplayable) => {
+                            return Poll::Ready(skip(
+                                shared,
+                                Skip::Unreplayable,
+                                *this.attempts,
+                                result,
+                            ))
+                        }
+                    };
+
+                    // How long to wait, and does that fit?
+                    let state = this.retry.get_or_insert_with(|| {
+                        Box::new(RetryState {
+                            rng: seed_rng(shared),
+                            previous_delay: Duration::ZERO,
+                            waited_for_circuit: false,
+                            pending: None,
+                        })
+                    });
+                    let retry_number = *this.attempts;
+                    let delay = match delay_kind {
+                        Delay::Backoff => {
+                            config
+                                .backoff
+                                .delay(retry_number, state.previous_delay, &mut state.rng)
+                        }
+                        Delay::Throttled => config.throttled_backoff.delay(
+                            retry_number,
+                            state.previous_delay,
+                            &mut state.rng,
+                        ),
+                        Delay::Server(after) => {
+                            if after > config.max_server_delay {
+                                return Poll::Ready(skip(
+                                    shared,
+                                    Skip::ServerHint,
+                                    *this.attempts,
+                                    result,
+                                ));
+                            }
+                            after
+                        }
+                    };
+                    let now = Instant::now();
+                    let wake = now.checked_add(delay);
+                    if let Some(deadline) = this.deadline {
+                        if wake.is_none_or(|wake| wake >= deadline.instant()) {
+                            return Poll::Ready(skip(
+                                shared,
+                                Skip::Deadline,
+                                *this.attempts,
+                                result,
+                            ));
+                        }
+                    }
+                    let Some(wake) = wake else {
+                        return Poll::Ready(skip(shared, Skip::Exhausted, *this.attempts, result));
+                    };
+
+                    // The budget, last: a withdrawal is only made for a retry
+                    // that will happen.
+                    let pending = match &config.budget {
+                        None => None,
+                        Some(budget) => match budget.try_withdraw_at(now) {
+                            Some(withdrawal) => Some(Pending {
+                                budget: budget.clone(),
+                                withdrawal: Some(withdrawal),
+                            }),
+                            None => {
+                                return Poll::Ready(skip(
+                                    shared,
+                                    Skip::Budget,
+                                    *this.attempts,
+                                    result,
+                                ))
+                            }
+                        },
+                    };
+                    let Some(request) = shared.replay.replay(stash, retry_number + 1) else {
+                        // The body outgrew the cap (or failed) while it was sent.
+                        drop(pending);
+                        return Poll::Ready(skip(
+                            shared,
+                            Skip::Unreplayable,
+                            *this.attempts,
+                            result,
+                        ));
+                    };
+
+                    if matches!(delay_kind, Delay::Server(_)) && reason == "circuit open" {
+                        state.waited_for_circuit = true;
+                    }
+                    state.previous_delay = delay;
+                    state.pending = pending;
+                    shared.stats.retry();
+                    tracing::debug!(
+                        target: "steadfast::retry",
+                        attempt = retry_number + 1,
+                        reason,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "retrying"
+                    );
+                    // The failed response (and its body) goes before the next attempt.
+                    drop(result);
+                    *this.next = Some(request);
+                    if delay.is_zero() {
+                        this.state.set(State::Readying);
+                    } else {
+                        this.state.set(State::Sleeping {
+                            sleep: tokio::time::sleep_until(wake),
+                        });
+                    }
+                }
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        // Nothing was sent: the withdrawal goes back (Pending's drop).
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let request = this
+                        .next
+                        .take()
+                        .expect("retry ResponseFuture: a next request is set before readying");
+                    if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
+                        pending.spend();
+                    }
+                    *this.attempts += 1;
+                    let future = this.service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn classify(verdict: Verdict) -> Next {
+    match verdict {
+        Verdict::Retry => Next::Retry {
+            delay: Delay::Backoff,
+            reason: "retryable failure",
+        },
+        Verdict::RetryThrottled => Next::Retry {
+            delay: Delay::Throttled,
+            reason: "throttled",
+        },
+        Verdict::RetryAfter(after) => Next::Retry {
+            delay: Delay::Server(after),
+            reason: "server hint",
+        },
+        Verdict::GiveUp => Next::Skip(Skip::ServerHint),
+        Verdict::Done => Next::Return,
+    }
+}
+
+#[cold]
+fn skip<On, Rp, T>(shared: &Shared<On, Rp>, why: Skip, attempts: u32, result: T) -> T {
+    shared.stats.skip(why);
+    tracing::debug!(
+        target: "steadfast::retry",
+        attempts,
+        reason = why.as_str(),
+        "not retrying"
+    );
+    result
+}

@@ -1,0 +1,124 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::config::RetryConfig;
+use super::handle::RetryHandle;
+use super::policy::{RetryFailures, RetryIf};
+use super::replay::CloneRequest;
+use super::service::{Retry, Shared};
+use crate::classify::ErrorsAsFailures;
+
+/// Wraps services in [`Retry`]; every service it makes shares one budget
+/// and one set of counters.
+///
+/// `On` decides which results are retried, `Rp` how a request is sent
+/// again. The constructors pick both for the common cases:
+///
+/// | constructor | requests | retried |
+/// |---|---|---|
+/// | [`new`](RetryLayer::new) | any `Req: Clone` | every `Err` |
+/// | [`with_policy`](RetryLayer::with_policy) | any | your [`RetryOn`](super::RetryOn) and [`Replay`](super::Replay) |
+/// | `http` (feature `http`) | `http::Request<B>`, safe methods, body buffered up to the cap | transport errors, 408, 429, 502, 503, 504, `Retry-After` |
+/// | `grpc` (feature `http`) | gRPC `http::Request<B>` | transport errors, UNAVAILABLE, `grpc-retry-pushback-ms` |
+/// | `reqwest` (feature `reqwest`) | `reqwest::Request`, safe methods, `try_clone` | as `http` |
+pub struct RetryLayer<On = RetryFailures<ErrorsAsFailures>, Rp = CloneRequest> {
+    shared: Arc<Shared<On, Rp>>,
+}
+
+impl RetryLayer {
+    /// Retries every `Err` of a service whose requests are `Clone`.
+    pub fn new(config: RetryConfig) -> Self {
+        Self::with_policy(config, RetryFailures::default(), CloneRequest)
+    }
+}
+
+impl<On, Rp> RetryLayer<On, Rp> {
+    /// Retries what `on` asks for, replaying requests with `replay`.
+    pub fn with_policy(config: RetryConfig, on: On, replay: Rp) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config, on, replay)),
+        }
+    }
+
+    /// A handle on the counters of every service this layer makes.
+    pub fn handle(&self) -> RetryHandle {
+        RetryHandle::new(self.shared.stats.clone())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RetryConfig {
+        &self.shared.config
+    }
+}
+
+impl<Rp: Clone> RetryLayer<RetryFailures<ErrorsAsFailures>, Rp> {
+    /// Retries only the results for which `predicate` returns `true`, instead
+    /// of every `Err`. The counters and budget start afresh.
+    pub fn retry_if<F>(self, predicate: F) -> RetryLayer<RetryIf<F>, Rp> {
+        let shared = &self.shared;
+        RetryLayer::with_policy(
+            shared.config.clone(),
+            RetryIf::new(predicate),
+            shared.replay.clone(),
+        )
+    }
+}
+
+#[cfg(feature = "http")]
+impl RetryLayer<super::HttpRetryOn, super::HttpReplay> {
+    /// Retries `http::Request<B>` calls by the HTTP rule
+    /// ([`HttpRetryOn`](super::HttpRetryOn)), replaying bodies up to
+    /// [`max_replay_body`](super::RetryConfigBuilder::max_replay_body) bytes
+    /// ([`HttpReplay`](super::HttpReplay)).
+    pub fn http(config: RetryConfig) -> Self {
+        let replay = super::HttpReplay::new(config.max_replay_body);
+        Self::with_policy(config, super::HttpRetryOn::new(), replay)
+    }
+}
+
+#[cfg(feature = "http")]
+impl RetryLayer<super::GrpcRetryOn, super::HttpReplay> {
+    /// Retries gRPC calls (`http::Request<B>` with `content-type:
+    /// application/grpc`) by the gRPC rule
+    /// ([`GrpcRetryOn`](super::GrpcRetryOn)), replaying bodies up to
+    /// [`max_replay_body`](super::RetryConfigBuilder::max_replay_body) bytes.
+    pub fn grpc(config: RetryConfig) -> Self {
+        let replay = super::HttpReplay::new(config.max_replay_body);
+        Self::with_policy(config, super::GrpcRetryOn::new(), replay)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl RetryLayer<super::HttpRetryOn, super::ReqwestReplay> {
+    /// Retries `reqwest::Request` calls through a `reqwest::Client` by the
+    /// HTTP rule; requests are replayed with `try_clone`.
+    pub fn reqwest(config: RetryConfig) -> Self {
+        Self::with_policy(config, super::HttpRetryOn::new(), super::ReqwestReplay)
+    }
+}
+
+impl<On, Rp> Clone for RetryLayer<On, Rp> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<On, Rp> fmt::Debug for RetryLayer<On, Rp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, On, Rp> Layer<S> for RetryLayer<On, Rp> {
+    type Service = Retry<S, On, Rp>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry::from_shared(inner, self.shared.clone())
+    }
+}
