@@ -1,52 +1,442 @@
-//! (stub: replaced by the body work)
-#![allow(
-    missing_docs,
-    dead_code,
-    unreachable_pub,
-    missing_debug_implementations
-)]
-use crate::BoxError;
+//! A request body that can be sent again, for retrying `http::Request<B>`
+//! when `B` is not `Clone` (hyper's `Incoming`, tonic's body, streams).
+//!
+//! [`ReplayBody::new`] wraps the body before the first attempt and returns a
+//! [`ReplayHandle`]. While the inner service reads the body, its data frames
+//! pass through unchanged and a copy of each is kept (a cheap reference-count
+//! bump for [`Bytes`]), together with the trailers. A retry asks the handle
+//! for [`replay`](ReplayHandle::replay): a new body that yields what was kept,
+//! then whatever the original had not produced yet. So an earlier attempt may
+//! stop reading early, e.g. when the server answered before the upload ended,
+//! and the next attempt still sends the whole body.
+//!
+//! # Why a cap
+//!
+//! Keeping the body costs memory for as long as the request may be retried.
+//! The cap bounds that cost per request: once more than `cap` bytes have been
+//! read, the copy is freed, the current attempt goes on streaming the body
+//! intact, and the request is no longer retried ([`can_replay`] turns
+//! `false`, [`replay`] returns `None`). A large upload streams through once
+//! instead of being held in memory in full. When the body announces up front
+//! (its [`size_hint`] lower bound) that it is larger than the cap, nothing is
+//! kept at all.
+//!
+//! A body whose original returned an error can't be replayed either: the
+//! error is passed on to the attempt that read it.
+//!
+//! # Example
+//!
+//! ```
+//! use steadfast::retry::body::ReplayBody;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # let body = http_body_util::Full::new(bytes::Bytes::from_static(b"{\"item\":42}"));
+//! let request = http::Request::post("/orders").body(body)?;
+//!
+//! // Wrap the body once, before the first attempt, and keep the handle.
+//! let (parts, body) = request.into_parts();
+//! let (body, handle) = ReplayBody::new(body, 64 * 1024);
+//! let first = send(http::Request::from_parts(parts.clone(), body)).await?;
+//! assert_eq!(first, &b"{\"item\":42}"[..]);
+//!
+//! // The attempt failed in a retryable way: send the same bytes again.
+//! let body = handle.replay().expect("11 bytes are under the cap");
+//! let second = send(http::Request::from_parts(parts, body)).await?;
+//! assert_eq!(second, first);
+//! # Ok(())
+//! # }
+//! # // Stands in for the inner service: reads the whole request body.
+//! # async fn send<B>(req: http::Request<ReplayBody<B>>) -> Result<bytes::Bytes, steadfast::BoxError>
+//! # where
+//! #     B: http_body::Body,
+//! #     B::Error: Into<steadfast::BoxError>,
+//! # {
+//! #     use http_body_util::BodyExt;
+//! #     Ok(req.into_body().collect().await?.to_bytes())
+//! # }
+//! ```
+//!
+//! # One body at a time
+//!
+//! The kept bytes and the original body are shared by every replay, but only
+//! one body reads them at a time. A replay takes them the first time it is
+//! polled and gives them back when it is dropped. If an earlier body is still
+//! alive at that moment (an inner service that holds on to the request), the
+//! replay yields an error instead of data, and polling it again tries again.
+//!
+//! [`can_replay`]: ReplayHandle::can_replay
+//! [`replay`]: ReplayHandle::replay
+//! [`size_hint`]: http_body::Body::size_hint
+#![cfg_attr(docsrs, doc(cfg(feature = "http")))]
+
+use std::error::Error;
+use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+
+use crate::sync::{lock, AtomicBool, Mutex};
+use crate::BoxError;
+
+/// The body the inner service receives: yields the original body's frames
+/// and keeps their data, up to the cap, for a replay.
+///
+/// Made by [`ReplayBody::new`] for the first attempt and by
+/// [`ReplayHandle::replay`] for the next ones. See the [module docs](self).
 pub struct ReplayBody<B> {
-    b: Option<B>,
+    shared: Arc<Shared<B>>,
+    /// The kept data and the original body, while this body holds them.
+    state: Option<State<B>>,
+    /// Index in `state.chunks` of the next kept chunk this body yields.
+    pos: usize,
+    /// Data bytes this body has yielded so far.
+    yielded: u64,
+    /// Whether this body has yielded the trailers.
+    trailers_sent: bool,
 }
+
+/// Makes replays of a [`ReplayBody`]; held by the retry layer.
+///
+/// See the [module docs](self).
 pub struct ReplayHandle<B> {
-    b: std::marker::PhantomData<B>,
+    shared: Arc<Shared<B>>,
 }
+
+/// What every body of one request shares.
+struct Shared<B> {
+    /// The state, while no body holds it.
+    state: Mutex<Option<State<B>>>,
+    /// Set once a replay can no longer reproduce the body: it grew past the
+    /// cap or the original failed. Never cleared.
+    capped: AtomicBool,
+    cap: usize,
+    /// The original's size hint before anything was read.
+    initial_hint: SizeHint,
+    /// The original's `is_end_stream` before anything was read.
+    initially_ended: bool,
+}
+
+/// Held by exactly one body at a time (or by the slot in [`Shared`]).
+struct State<B> {
+    /// The data read so far, unless capped; no empty chunks.
+    chunks: Vec<Bytes>,
+    /// Bytes in `chunks`.
+    buffered: usize,
+    /// The original body, `None` once it ended or failed. Boxed so that it
+    /// can be pinned and still move between bodies without `B: Unpin`.
+    rest: Option<Pin<Box<B>>>,
+    /// The original's trailers, once it yielded them.
+    trailers: Option<HeaderMap>,
+    /// The original reached its end (trailers or `None`), without error.
+    ended: bool,
+}
+
+/// Why a replay could not yield the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayError {
+    /// An earlier body of the same request is still alive.
+    Busy,
+    /// The body grew past the cap, or the original failed, after this replay
+    /// was made.
+    Exhausted,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy => f.write_str(
+                "request body is still held by an earlier attempt; cannot replay it yet",
+            ),
+            Self::Exhausted => f.write_str(
+                "request body can no longer be replayed; it grew past the cap or failed",
+            ),
+        }
+    }
+}
+
+impl Error for ReplayError {}
+
+// === impl ReplayBody ===
+
 impl<B> ReplayBody<B>
 where
-    B: http_body::Body,
+    B: Body,
     B::Error: Into<BoxError>,
 {
-    pub fn new(body: B, _cap: usize) -> (ReplayBody<B>, ReplayHandle<B>) {
-        (
-            ReplayBody { b: Some(body) },
-            ReplayHandle {
-                b: std::marker::PhantomData,
-            },
-        )
+    /// Wraps `body` for its first attempt, keeping up to `cap` bytes for
+    /// replays.
+    ///
+    /// When `body.size_hint().lower() > cap` nothing is kept at all and the
+    /// handle can never replay.
+    pub fn new(body: B, cap: usize) -> (ReplayBody<B>, ReplayHandle<B>) {
+        let initial_hint = body.size_hint();
+        let too_big = initial_hint.lower() > u64::try_from(cap).unwrap_or(u64::MAX);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(None),
+            capped: AtomicBool::new(too_big),
+            cap,
+            initially_ended: body.is_end_stream(),
+            initial_hint,
+        });
+        let state = State {
+            chunks: Vec::new(),
+            buffered: 0,
+            rest: Some(Box::pin(body)),
+            trailers: None,
+            ended: false,
+        };
+        let handle = ReplayHandle {
+            shared: Arc::clone(&shared),
+        };
+        (ReplayBody::with_state(shared, Some(state)), handle)
     }
 }
-impl<B> ReplayHandle<B> {
-    pub fn can_replay(&self) -> bool {
-        false
+
+impl<B> ReplayBody<B> {
+    fn with_state(shared: Arc<Shared<B>>, state: Option<State<B>>) -> Self {
+        Self {
+            shared,
+            state,
+            pos: 0,
+            yielded: 0,
+            trailers_sent: false,
+        }
     }
-    pub fn replay(&self) -> Option<ReplayBody<B>> {
-        None
+
+    /// Takes the state from the slot, for a replay's first poll.
+    fn acquire(&mut self) -> Result<(), ReplayError> {
+        let mut slot = lock(&self.shared.state);
+        // A replay starts from the first byte, which is gone once capped.
+        if self.shared.capped.load(Ordering::Acquire) {
+            return Err(ReplayError::Exhausted);
+        }
+        match slot.take() {
+            Some(state) => {
+                self.state = Some(state);
+                Ok(())
+            }
+            None => Err(ReplayError::Busy),
+        }
     }
 }
-impl<B> http_body::Body for ReplayBody<B>
+
+impl<B> Body for ReplayBody<B>
 where
-    B: http_body::Body + Unpin,
+    B: Body,
     B::Error: Into<BoxError>,
 {
-    type Data = bytes::Bytes;
+    type Data = Bytes;
     type Error = BoxError;
+
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
-        Poll::Ready(None)
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.state.is_none() {
+            if let Err(e) = this.acquire() {
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+        }
+        let Self {
+            shared,
+            state,
+            pos,
+            yielded,
+            trailers_sent,
+        } = this;
+        let Some(state) = state.as_mut() else {
+            // `acquire` succeeded, so this is not reached.
+            return Poll::Ready(Some(Err(Box::new(ReplayError::Busy))));
+        };
+
+        // What earlier attempts read.
+        if let Some(chunk) = state.chunks.get(*pos) {
+            *pos += 1;
+            *yielded = yielded.saturating_add(len_u64(chunk.len()));
+            return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
+        }
+
+        // Then what nobody has read yet.
+        loop {
+            let Some(rest) = state.rest.as_mut() else {
+                if state.ended && !*trailers_sent {
+                    if let Some(trailers) = &state.trailers {
+                        *trailers_sent = true;
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
+                    }
+                }
+                return Poll::Ready(None);
+            };
+            match ready!(rest.as_mut().poll_frame(cx)) {
+                None => {
+                    state.rest = None;
+                    state.ended = true;
+                    return Poll::Ready(None);
+                }
+                Some(Err(e)) => {
+                    state.rest = None;
+                    state.forget(shared);
+                    *pos = 0;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(mut data) => {
+                        let bytes = data.copy_to_bytes(data.remaining());
+                        state.keep(shared, &bytes);
+                        *pos = state.chunks.len();
+                        *yielded = yielded.saturating_add(len_u64(bytes.len()));
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => {
+                            // Trailers are the last frame.
+                            state.rest = None;
+                            state.ended = true;
+                            state.trailers = Some(trailers.clone());
+                            *trailers_sent = true;
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                        // A kind of frame this version doesn't know: skip it.
+                        Err(_) => continue,
+                    },
+                },
+            }
+        }
     }
+
+    fn is_end_stream(&self) -> bool {
+        let Some(state) = &self.state else {
+            return self.shared.initially_ended;
+        };
+        if self.pos < state.chunks.len() {
+            return false;
+        }
+        match &state.rest {
+            Some(rest) => rest.is_end_stream(),
+            None => self.trailers_sent || !state.ended || state.trailers.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if let Some(total) = self.shared.initial_hint.exact() {
+            return SizeHint::with_exact(total.saturating_sub(self.yielded));
+        }
+        let Some(state) = &self.state else {
+            // Not polled yet, so nothing yielded: the whole original.
+            return self.shared.initial_hint;
+        };
+        let kept = len_u64(state.buffered).saturating_sub(self.yielded);
+        let (lower, upper) = match &state.rest {
+            Some(rest) => {
+                let hint = rest.size_hint();
+                (
+                    kept.saturating_add(hint.lower()),
+                    hint.upper().and_then(|u| kept.checked_add(u)),
+                )
+            }
+            None => (kept, Some(kept)),
+        };
+        let mut hint = SizeHint::new();
+        hint.set_lower(lower);
+        if let Some(upper) = upper.filter(|&u| u >= lower) {
+            hint.set_upper(upper);
+        }
+        hint
+    }
+}
+
+impl<B> Drop for ReplayBody<B> {
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        // Once capped no replay can use the state: drop it here, with the
+        // original body, instead of keeping it until the handle goes.
+        if !self.shared.capped.load(Ordering::Acquire) {
+            *lock(&self.shared.state) = Some(state);
+        }
+    }
+}
+
+impl<B> fmt::Debug for ReplayBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayBody")
+            .field("cap", &self.shared.cap)
+            .field("replayable", &!self.shared.capped.load(Ordering::Relaxed))
+            .field("holds_state", &self.state.is_some())
+            .field("yielded", &self.yielded)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl State ===
+
+impl<B> State<B> {
+    /// Keeps a copy of `bytes` if the total stays within the cap; otherwise
+    /// marks the body as not replayable and frees what was kept.
+    fn keep(&mut self, shared: &Shared<B>, bytes: &Bytes) {
+        if shared.capped.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.buffered.checked_add(bytes.len()) {
+            Some(total) if total <= shared.cap => {
+                if !bytes.is_empty() {
+                    self.chunks.push(bytes.clone());
+                }
+                self.buffered = total;
+            }
+            _ => self.forget(shared),
+        }
+    }
+
+    /// Marks the body as not replayable and frees the kept data.
+    fn forget(&mut self, shared: &Shared<B>) {
+        shared.capped.store(true, Ordering::Release);
+        self.chunks = Vec::new();
+        self.buffered = 0;
+    }
+}
+
+// === impl ReplayHandle ===
+
+impl<B> ReplayHandle<B> {
+    /// `false` once a replay can no longer reproduce the body: it grew past
+    /// the cap, or the original body returned an error.
+    pub fn can_replay(&self) -> bool {
+        !self.shared.capped.load(Ordering::Acquire)
+    }
+
+    /// A body that yields the same bytes and trailers from the start: what was
+    /// kept, then what the original had not produced yet (an earlier attempt
+    /// may have stopped reading early, e.g. the server answered before the
+    /// upload ended). `None` when `!can_replay()`.
+    ///
+    /// The replay takes the kept data when first polled; if an earlier body
+    /// is still alive then, it yields an error (see the [module docs](self)).
+    pub fn replay(&self) -> Option<ReplayBody<B>> {
+        if !self.can_replay() {
+            return None;
+        }
+        Some(ReplayBody::with_state(Arc::clone(&self.shared), None))
+    }
+}
+
+impl<B> fmt::Debug for ReplayHandle<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayHandle")
+            .field("cap", &self.shared.cap)
+            .field("can_replay", &self.can_replay())
+            .finish()
+    }
+}
+
+fn len_u64(len: usize) -> u64 {
+    u64::try_from(len).unwrap_or(u64::MAX)
 }

@@ -72,6 +72,40 @@ impl RetryLayer<super::HttpRetryOn, super::HttpReplay> {
     /// ([`HttpRetryOn`](super::HttpRetryOn)), replaying bodies up to
     /// [`max_replay_body`](super::RetryConfigBuilder::max_replay_body) bytes
     /// ([`HttpReplay`](super::HttpReplay)).
+    ///
+    /// The inner service receives `http::Request<ReplayBody<B>>`
+    /// ([`ReplayBody`](super::body::ReplayBody)): a hyper client built for
+    /// that body type, or `.map_request(..)` to convert it (for a tonic
+    /// `Channel`: `req.map(tonic::body::Body::new)`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use steadfast::retry::{body::ReplayBody, RetryConfig, RetryLayer};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// // A backend that is down.
+    /// let backend = tower::service_fn(|_req: http::Request<ReplayBody<Full<Bytes>>>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::builder().status(503).body(()).unwrap())
+    /// });
+    /// let layer = RetryLayer::http(RetryConfig::default());
+    /// let handle = layer.handle();
+    /// let svc = layer.layer(backend);
+    ///
+    /// // A POST without an Idempotency-Key is not repeated: one attempt.
+    /// let post = http::Request::post("http://products/api").body(Full::new(Bytes::from("{}")))?;
+    /// assert_eq!(svc.clone().oneshot(post).await?.status(), 503);
+    /// assert_eq!(handle.snapshot().skipped_unsafe, 1);
+    ///
+    /// // A GET is: three attempts, then the last 503 is returned.
+    /// let get = http::Request::get("http://products/api/1").body(Full::new(Bytes::new()))?;
+    /// assert_eq!(svc.oneshot(get).await?.status(), 503);
+    /// assert_eq!(handle.snapshot().retries, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn http(config: RetryConfig) -> Self {
         let replay = super::HttpReplay::new(config.max_replay_body);
         Self::with_policy(config, super::HttpRetryOn::new(), replay)

@@ -1,6 +1,152 @@
 //! Retries with backoff, a retry budget, server hints and safe request replay.
 //!
-//! (Module docs: see the end of this work.)
+//! [`RetryLayer`] sends a failed call again — after a backoff sleep, within
+//! a budget, only when repeating it is safe — and returns the first result
+//! that is not retried. It adds no error of its own: a call that is not
+//! retried (attempts exhausted, budget spent, unsafe to repeat, deadline
+//! reached) returns the last real response or error.
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::retry::{Backoff, Jitter, RetryConfig};
+//! use steadfast::ServiceBuilderExt;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let seen = calls.clone();
+//! let svc = ServiceBuilder::new()
+//!     .retries(
+//!         RetryConfig::builder()
+//!             .max_attempts(3)
+//!             .backoff(Backoff::exponential(Duration::from_millis(50), 2.0).jitter(Jitter::Full))
+//!             .build()?, // Err(InvalidConfig) names the bad field
+//!     )
+//!     .service_fn(move |id: u32| {
+//!         let n = seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+//!         async move {
+//!             if n == 0 {
+//!                 Err::<String, _>(std::io::Error::other("connection reset"))
+//!             } else {
+//!                 Ok(format!("product {id}"))
+//!             }
+//!         }
+//!     });
+//!
+//! assert_eq!(svc.oneshot(7).await?, "product 7"); // the second attempt succeeded
+//! assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # What is retried
+//!
+//! A [`RetryOn`] gives each finished attempt a [`Verdict`]; a [`Replay`]
+//! says whether and how the request can be sent again. The constructors of
+//! [`RetryLayer`] pair them:
+//!
+//! - [`RetryLayer::new`]: any `Req: Clone`, every `Err` retried (or a
+//!   predicate: [`RetryLayer::retry_if`]);
+//! - `RetryLayer::http` (feature `http`): `http::Request<B>`; transport
+//!   errors, 408, 429, 502, 503 and 504 are retried (500 only when asked,
+//!   through [`HttpRetryOn`]);
+//! - `RetryLayer::grpc` (feature `http`): gRPC calls; transport errors and
+//!   UNAVAILABLE are retried (more codes through [`GrpcRetryOn`]); each retry
+//!   carries `grpc-previous-rpc-attempts`;
+//! - `RetryLayer::reqwest` (feature `reqwest`): `reqwest::Request` through a
+//!   `reqwest::Client`, by the HTTP rule.
+//!
+//! Never retried: a call the caller dropped, and rejections by this crate's
+//! own layers — [`CircuitOpen`] fails fast, so does a full bulkhead. With
+//! [`wait_for_open_circuit`](RetryConfigBuilder::wait_for_open_circuit), a
+//! `CircuitOpen` is waited out once, for its `retry_after`, when that fits
+//! the deadline: a short open period is bridged, a long one is not hammered.
+//!
+//! ## The safe-method rule
+//!
+//! Sending a request twice is only harmless when doing its work twice is.
+//! HTTP requests are retried only for the idempotent methods of RFC 9110
+//! (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) or when they carry an
+//! `Idempotency-Key` header, which lets the server recognise the repeat. A
+//! POST without a key is sent once; the skip is counted
+//! ([`RetrySnapshot::skipped_unsafe`]). gRPC calls are all POSTs; for them
+//! the retry codes decide, as in gRPC's own retry design (UNAVAILABLE means
+//! the server did not process the call).
+//!
+//! ## Replay and its cap
+//!
+//! A request is consumed by the call, so each attempt needs a fresh one.
+//! `Req: Clone` is cloned before the first attempt. `reqwest::Request` is
+//! copied with `try_clone`; a streaming body cannot be, so such a request is
+//! sent once. An `http::Request<B>` body is buffered *as it is sent* — up to
+//! [`max_replay_body`](RetryConfigBuilder::max_replay_body), 64 KiB by
+//! default — and replayed from the buffer ([`body::ReplayBody`]); this is
+//! what makes hyper and tonic requests retryable without `B: Clone`. A body
+//! larger than the cap streams through once and the request is not retried:
+//! memory per call stays bounded whatever the client uploads.
+//!
+//! # The budget
+//!
+//! `max_attempts` alone bounds the retries of one call, not the load on the
+//! backend: in an outage every call makes all of its attempts, and layers
+//! multiply — three services that each try three times send 27 requests to
+//! the bottom one for every user request, just when it is least able to take
+//! them. A [`RetryBudget`] bounds the total instead: retries may add at most
+//! a percentage of recent requests (20 %) plus a small floor (10 per second)
+//! over a window (10 s). In an outage the extra load stays at 20 %; during a
+//! short blip there is budget to spare. It is on by default, shared by every
+//! service of the layer (and by any other layer given the same budget); a
+//! refused retry returns the last real result and is counted
+//! ([`RetrySnapshot::refused_by_budget`]).
+//!
+//! # Backoff and server hints
+//!
+//! Between attempts the call sleeps for the [`Backoff`]'s next delay —
+//! exponential, linear or fixed, capped, with jitter so that clients that
+//! failed together do not retry together. A server may say when to come
+//! back: `Retry-After` (seconds or an HTTP-date) and
+//! `grpc-retry-pushback-ms` set the next delay instead, clamped by
+//! [`max_server_delay`](RetryConfigBuilder::max_server_delay) — a longer
+//! hint ends the retries and returns the response, and a negative pushback
+//! means "do not retry". A 429 or RESOURCE_EXHAUSTED without a hint waits
+//! the slower [`throttled_backoff`](RetryConfigBuilder::throttled_backoff).
+//!
+//! # Deadlines
+//!
+//! When the request carries a [`Deadline`](crate::deadline::Deadline)
+//! (`http::Request` extensions, or [`CloneWithDeadline`] for request types
+//! that implement [`CarriesDeadline`](crate::deadline::CarriesDeadline)), no
+//! backoff sleep runs past it and no attempt starts after it: the call
+//! returns the last result instead.
+//!
+//! # HTTP
+//!
+//! See `RetryLayer::http` (feature `http`) for a runnable example with
+//! `http::Request`.
+//!
+//! # Ordering
+//!
+//! Put the retry layer outside the circuit breaker and the per-attempt
+//! timeout, inside the overall deadline:
+//! `Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service`. Each
+//! attempt then passes the breaker (an open breaker is not hammered), a
+//! timed-out attempt is a failure the breaker counts and retry may repeat,
+//! and the deadline bounds all attempts and sleeps together.
+//!
+//! # Errors
+//!
+//! The layer returns the inner service's errors, boxed ([`BoxError`]); it
+//! adds none of its own.
+//!
+//! # Clone
+//!
+//! Services made by one layer, and their clones, share the configuration,
+//! the budget and the counters ([`RetryHandle`]). Each call keeps its own
+//! clone of the inner service, readied again before every retry.
+//!
+//! [`CircuitOpen`]: crate::circuit_breaker::error::CircuitOpen
+//! [`BoxError`]: crate::BoxError
 
 pub mod backoff;
 #[cfg(feature = "http")]

@@ -1,0 +1,257 @@
+//! The retry layer's cost over a bare, always-ready service, the budget's
+//! deposit and withdrawal, and the backoff computation.
+//!
+//! Calls are driven as in `benches/circuit_breaker.rs`: `poll_ready` + `call`
+//! + one poll with a no-op waker, inside a current-thread runtime's context.
+//! Bare and wrapped services are measured in one group, so the difference is
+//! the layer's cost. See `BENCHMARKS.md` for the results.
+//!
+//! Before criterion runs, the binary prints the allocations per call of the
+//! no-retry path, counted by a global allocator.
+
+// Wall-clock timing of the threads in the contention benches needs std's clock.
+#![allow(clippy::disallowed_types)]
+
+#[path = "../tests/alloc/cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use std::future::{ready, Ready};
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cases::{allocs_per_call, drive, Bare, Boom};
+use criterion::{criterion_group, Criterion};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};
+use tower_layer::Layer;
+use tower_service::Service;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// Always ready, answers `Ok(len)` for a `String` request: what a request
+/// that costs something to clone looks like.
+#[derive(Debug, Clone, Copy)]
+struct BareString;
+
+impl Service<String> for BareString {
+    type Response = usize;
+    type Error = Boom;
+    type Future = Ready<Result<usize, Boom>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Boom>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: String) -> Self::Future {
+        ready(Ok(req.len()))
+    }
+}
+
+fn with_budget() -> RetryLayer {
+    RetryLayer::new(RetryConfig::default())
+}
+
+fn without_budget() -> RetryLayer {
+    RetryLayer::new(RetryConfig::builder().no_budget().build().expect("valid"))
+}
+
+/// The first attempt succeeds: what every healthy call pays.
+fn no_retry(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("retry_no_retry");
+    let mut bare = Bare;
+    g.bench_function("bare", |b| {
+        b.iter(|| black_box(drive(&mut bare, black_box(7))))
+    });
+    let mut svc = with_budget().layer(Bare);
+    g.bench_function("retry", |b| {
+        b.iter(|| black_box(drive(&mut svc, black_box(7))))
+    });
+    let mut svc = without_budget().layer(Bare);
+    g.bench_function("retry_no_budget", |b| {
+        b.iter(|| black_box(drive(&mut svc, black_box(7))))
+    });
+
+    // A 32-byte String request: the layer clones it once per call.
+    let request = "GET /api/v1/products/1234567890".to_owned();
+    let mut bare = BareString;
+    g.bench_function("string/bare", |b| {
+        b.iter(|| black_box(drive_string(&mut bare, black_box(request.clone()))))
+    });
+    g.bench_function("string/clone_only", |b| {
+        b.iter(|| black_box(black_box(&request).clone()))
+    });
+    let mut svc = with_budget().layer(BareString);
+    g.bench_function("string/retry", |b| {
+        b.iter(|| black_box(drive_string(&mut svc, black_box(request.clone()))))
+    });
+    g.finish();
+}
+
+fn drive_string<S: Service<String>>(svc: &mut S, req: String) -> Result<S::Response, S::Error> {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Waker;
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => return Err(e),
+        Poll::Pending => panic!("bench services are always ready"),
+    }
+    match pin!(svc.call(req)).poll(&mut cx) {
+        Poll::Ready(res) => res,
+        Poll::Pending => panic!("bench futures complete on the first poll"),
+    }
+}
+
+/// `threads` threads each run `op` `iters` times; the slowest thread's time.
+fn on_threads(threads: usize, iters: u64, op: &(impl Fn(u64) + Sync)) -> Duration {
+    let start = Barrier::new(threads);
+    thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let start = &start;
+                scope.spawn(move || {
+                    op(0);
+                    start.wait();
+                    let t = Instant::now();
+                    for i in 0..iters {
+                        op(black_box(i));
+                    }
+                    t.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("bench thread"))
+            .max()
+            .expect("at least one thread")
+    })
+}
+
+/// Deposit (every call) and withdraw + refund (a retry decided, then
+/// abandoned, so the budget never runs dry), on one and two threads.
+fn budget(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("retry_budget");
+    let now = tokio::time::Instant::now();
+    for threads in [1, 2] {
+        let budget = RetryBudget::default();
+        g.bench_function(format!("{threads}/deposit"), |b| {
+            b.iter_custom(|n| on_threads(threads, n, &|_| budget.deposit()))
+        });
+        let budget = RetryBudget::default();
+        g.bench_function(format!("{threads}/withdraw_refund"), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, &|_| {
+                    if let Some(w) = budget.try_withdraw_at(black_box(now)) {
+                        budget.refund(w);
+                    }
+                })
+            })
+        });
+    }
+    // A spent budget: every withdrawal is refused (an outage's steady state).
+    let budget = RetryBudget::default();
+    while let Some(w) = budget.try_withdraw_at(now) {
+        std::mem::forget(w);
+    }
+    g.bench_function("1/withdraw_refused", |b| {
+        b.iter(|| black_box(budget.try_withdraw_at(black_box(now))).is_none())
+    });
+    g.finish();
+}
+
+/// One jittered delay, per backoff kind and jitter.
+fn backoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("retry_backoff");
+    let base = Duration::from_millis(50);
+    let cases = [
+        ("exponential/none", Backoff::exponential(base, 2.0)),
+        (
+            "exponential/full",
+            Backoff::exponential(base, 2.0).jitter(Jitter::Full),
+        ),
+        (
+            "exponential/equal",
+            Backoff::exponential(base, 2.0).jitter(Jitter::Equal),
+        ),
+        (
+            "exponential/proportional",
+            Backoff::exponential(base, 1.6).jitter(Jitter::Proportional(0.2)),
+        ),
+        (
+            "exponential/decorrelated",
+            Backoff::exponential(base, 2.0).jitter(Jitter::Decorrelated),
+        ),
+        (
+            "linear/full",
+            Backoff::linear(base, base).jitter(Jitter::Full),
+        ),
+        ("fixed/none", Backoff::fixed(base)),
+    ];
+    for (name, backoff) in cases {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut retry = 0u32;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                retry = retry % 8 + 1;
+                black_box(backoff.delay(black_box(retry), base, &mut rng))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Prints the allocations per call of the no-retry path.
+fn print_allocations() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut bare = Bare;
+    let per_call = allocs_per_call(10_000, |i| {
+        let _ = black_box(drive(&mut bare, i));
+    });
+    println!("allocations per call: bare = {per_call}");
+    let mut svc = with_budget().layer(Bare);
+    let per_call = allocs_per_call(10_000, |i| {
+        let _ = black_box(drive(&mut svc, i));
+    });
+    println!("allocations per call: retry (no retry needed) = {per_call}");
+    let mut svc = without_budget().layer(Bare);
+    let per_call = allocs_per_call(10_000, |i| {
+        let _ = black_box(drive(&mut svc, i));
+    });
+    println!("allocations per call: retry_no_budget (no retry needed) = {per_call}");
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = no_retry, budget, backoff
+}
+
+fn main() {
+    print_allocations();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
