@@ -10,10 +10,11 @@
 //! | module | layer | what it does |
 //! |---|---|---|
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`], [`KeyedCircuitBreakerLayer`] | stops calling a failing backend, probes it, resumes |
+//! | [`retry`] | [`RetryLayer`] | sends failed calls again: backoff with jitter, a retry budget, server hints, safe replay |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
+//! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
 //!
-//! Retry with budgets, timeouts and deadlines, the bulkhead and idempotency
-//! keys follow the same design.
+//! Timeouts, the bulkhead and idempotency keys follow the same design.
 //!
 //! # Example
 //!
@@ -72,7 +73,8 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, ready-made keys for `http::Request` (`circuit_breaker::keys`) |
+//! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
+//! | `reqwest` | no | `RetryLayer::reqwest`: retries for `reqwest::Client`, replaying requests with `try_clone` |
 //!
 //! # Minimum supported Rust version
 //!
@@ -80,6 +82,8 @@
 //! changelog.
 //!
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
+//! [`RetryLayer`]: retry::RetryLayer
+//! [`Deadline`]: deadline::Deadline
 //! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
 //! [`CircuitOpen`]: circuit_breaker::error::CircuitOpen
 //! [`tower::Service`]: tower_service::Service

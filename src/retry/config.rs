@@ -16,6 +16,7 @@ pub struct RetryConfig {
     pub(crate) throttled_backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) max_server_delay: Duration,
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) max_replay_body: usize,
     pub(crate) wait_for_open_circuit: bool,
     pub(crate) seed: Option<u64>,

@@ -121,3 +121,36 @@ fn the_counter_sees_allocations() {
     let n = cases::count_allocs(|| drop(std::hint::black_box(Box::new(1u64))));
     assert_eq!(n, 1);
 }
+
+/// The retry layer's no-retry path (the first attempt succeeds), with and
+/// without a budget: no allocation beyond what the request's clone needs
+/// (a `u64` here: none).
+mod retry {
+    use super::*;
+    use steadfast::retry::{RetryConfig, RetryLayer};
+
+    fn no_retry(config: RetryConfig) -> f64 {
+        in_runtime(|| {
+            let layer = RetryLayer::new(config);
+            let mut svc = layer.layer(Bare);
+            let per_call = allocs_per_call(CALLS, |i| {
+                assert_eq!(drive(&mut svc, i).expect("bare succeeds"), i);
+            });
+            let snapshot = layer.handle().snapshot();
+            assert_eq!(snapshot.calls, CALLS + 1, "{snapshot:?}");
+            assert_eq!(snapshot.retries, 0, "{snapshot:?}");
+            per_call
+        })
+    }
+
+    #[test]
+    fn no_retry_path_allocates_nothing_with_a_budget() {
+        assert_eq!(no_retry(RetryConfig::default()), 0.0);
+    }
+
+    #[test]
+    fn no_retry_path_allocates_nothing_without_a_budget() {
+        let config = RetryConfig::builder().no_budget().build().expect("valid");
+        assert_eq!(no_retry(config), 0.0);
+    }
+}
