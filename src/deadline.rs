@@ -130,6 +130,18 @@ pub trait CarriesDeadline {
     /// Sets the deadline, replacing any earlier one.
     fn set_deadline(&mut self, deadline: Deadline);
 
+    /// A time limit the caller sent along on the wire, read on the server
+    /// side (for gRPC requests: the `grpc-timeout` header). `None` by default.
+    fn incoming_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Tells the next hop how long it has (for gRPC requests: writes
+    /// `grpc-timeout`). Does nothing by default.
+    fn propagate_timeout(&mut self, remaining: Duration) {
+        let _ = remaining;
+    }
+
     /// Sets `deadline` unless the request already carries an earlier one;
     /// returns the deadline in force.
     fn tighten_deadline(&mut self, deadline: Deadline) -> Deadline {
@@ -149,6 +161,128 @@ impl<B> CarriesDeadline for http::Request<B> {
     #[inline]
     fn set_deadline(&mut self, deadline: Deadline) {
         self.extensions_mut().insert(deadline);
+    }
+
+    /// The `grpc-timeout` header of a gRPC request, parsed by
+    /// [`grpc_timeout::parse`]; `None` when absent or malformed.
+    fn incoming_timeout(&self) -> Option<Duration> {
+        if !is_grpc(self.headers()) {
+            return None;
+        }
+        grpc_timeout::parse(self.headers().get(grpc_timeout::GRPC_TIMEOUT)?.as_bytes())
+    }
+
+    /// Writes `remaining` as `grpc-timeout` on gRPC requests
+    /// (`content-type: application/grpc*`); other requests are left alone.
+    fn propagate_timeout(&mut self, remaining: Duration) {
+        if is_grpc(self.headers()) {
+            self.headers_mut()
+                .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::format(remaining));
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Reads the deadline of a request for layers that take any request type:
+/// [`NoDeadline`] for types that carry none, [`RequestDeadline`] for those
+/// that implement [`CarriesDeadline`].
+pub trait DeadlineOf<Req> {
+    /// The deadline `req` carries, if any.
+    fn deadline_of(&self, req: &Req) -> Option<Deadline>;
+}
+
+/// Reads no deadline: works for every request type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeadline;
+
+impl<Req> DeadlineOf<Req> for NoDeadline {
+    #[inline]
+    fn deadline_of(&self, _req: &Req) -> Option<Deadline> {
+        None
+    }
+}
+
+/// Reads the deadline through [`CarriesDeadline`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestDeadline;
+
+impl<Req: CarriesDeadline> DeadlineOf<Req> for RequestDeadline {
+    #[inline]
+    fn deadline_of(&self, req: &Req) -> Option<Deadline> {
+        req.deadline()
+    }
+}
+
+/// The gRPC `grpc-timeout` header: how long the caller will wait, as 1 to
+/// 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+///
+/// ```
+/// use std::time::Duration;
+/// use steadfast::deadline::grpc_timeout;
+///
+/// assert_eq!(grpc_timeout::parse(b"250m"), Some(Duration::from_millis(250)));
+/// assert_eq!(grpc_timeout::parse(b"-1S"), None);
+/// assert_eq!(grpc_timeout::format(Duration::from_millis(1500)), "1500000u");
+/// ```
+#[cfg(feature = "http")]
+pub mod grpc_timeout {
+    use std::time::Duration;
+
+    use http::header::{HeaderName, HeaderValue};
+
+    /// `grpc-timeout`.
+    pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+    /// Parses a `grpc-timeout` value. `None` unless it is 1 to 8 ASCII
+    /// digits followed by one unit letter, as the gRPC spec requires; the
+    /// largest value (99,999,999 hours) is returned as is and callers clamp
+    /// it (a [`Deadline`](super::Deadline) saturates).
+    pub fn parse(value: &[u8]) -> Option<Duration> {
+        let (unit, digits) = value.split_last()?;
+        if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        Some(match unit {
+            b'H' => Duration::from_secs(n * 3600),
+            b'M' => Duration::from_secs(n * 60),
+            b'S' => Duration::from_secs(n),
+            b'm' => Duration::from_millis(n),
+            b'u' => Duration::from_micros(n),
+            b'n' => Duration::from_nanos(n),
+            _ => return None,
+        })
+    }
+
+    /// Formats `timeout` as a `grpc-timeout` value: the finest unit whose
+    /// value fits in 8 digits, rounded up so the callee never gets less
+    /// time than the caller has. Longer than 99,999,999 hours is capped.
+    pub fn format(timeout: Duration) -> HeaderValue {
+        const MAX: u128 = 99_999_999;
+        let nanos = timeout.as_nanos();
+        let units: [(u128, char); 6] = [
+            (1, 'n'),
+            (1_000, 'u'),
+            (1_000_000, 'm'),
+            (1_000_000_000, 'S'),
+            (60_000_000_000, 'M'),
+            (3_600_000_000_000, 'H'),
+        ];
+        let (value, unit) = units
+            .iter()
+            .map(|&(per, unit)| (nanos.div_ceil(per), unit))
+            .find(|&(value, _)| value <= MAX)
+            .unwrap_or((MAX, 'H'));
+        let text = format!("{value}{unit}");
+        HeaderValue::from_str(&text).expect("digits and a unit letter are a valid header value")
     }
 }
 

@@ -91,6 +91,10 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 /// `true` when the error is a rejection produced by one of this crate's own
 /// layers (not a failure of the backend). Such errors classify as
 /// [`Outcome::Ignored`](crate::classify::Outcome::Ignored) in the breaker.
+///
+/// `Elapsed` (a per-attempt timeout) is *not* one: a backend that does not
+/// answer in time has failed.
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
     is_caused_by::<crate::circuit_breaker::error::CircuitOpen>(err)
+        || is_caused_by::<crate::timeout::error::DeadlineExceeded>(err)
 }

@@ -104,6 +104,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
 pub mod retry;
+pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};

@@ -53,6 +53,17 @@ impl<On, Rp> RetryLayer<On, Rp> {
     }
 }
 
+impl<On: Clone, Rp> RetryLayer<On, Rp> {
+    /// Replays requests with `replay` instead (for example
+    /// [`CloneWithDeadline`](super::CloneWithDeadline) for request types
+    /// that carry a deadline). The counters start afresh; the budget stays
+    /// shared.
+    pub fn with_replay<R>(self, replay: R) -> RetryLayer<On, R> {
+        let shared = &self.shared;
+        RetryLayer::with_policy(shared.config.clone(), shared.on.clone(), replay)
+    }
+}
+
 impl<Rp: Clone> RetryLayer<RetryFailures<ErrorsAsFailures>, Rp> {
     /// Retries only the results for which `predicate` returns `true`, instead
     /// of every `Err`. The counters and budget start afresh.

@@ -1,0 +1,173 @@
+//! The response futures of [`Timeout`](super::Timeout) and
+//! [`WithDeadline`](super::WithDeadline).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::error::{DeadlineExceeded, Elapsed};
+use crate::error::BoxError;
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Running { #[pin] future: F },
+        // The inner future was dropped when the timer fired.
+        Done,
+    }
+}
+
+/// What the timer means when it fires.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// The attempt's own timeout.
+    Attempt(Duration),
+    /// The call's deadline, given `Some(budget)` when this layer set it.
+    Deadline(Option<Duration>),
+}
+
+impl Limit {
+    fn error(self) -> BoxError {
+        match self {
+            Limit::Attempt(timeout) => Box::new(Elapsed::new(timeout)),
+            Limit::Deadline(budget) => Box::new(DeadlineExceeded::new(budget)),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Timeout`](super::Timeout) and
+    /// [`WithDeadline`](super::WithDeadline): the inner future raced
+    /// against a timer.
+    ///
+    /// The inner future is polled first, so a response that is ready when
+    /// the timer also is wins. When the timer wins, the inner future is
+    /// dropped at once (its connection or permit is released then, not when
+    /// this future is dropped).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        #[pin]
+        sleep: Sleep,
+        limit: Limit,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    #[inline]
+    pub(crate) fn new(future: F, sleep: Sleep, limit: Limit) -> Self {
+        Self {
+            inner: Inner::Running { future },
+            sleep,
+            limit,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("limit", &self.limit)
+            .field("deadline", &self.sleep.deadline())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        match this.inner.as_mut().project() {
+            InnerProj::Running { future } => {
+                if let Poll::Ready(result) = future.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+            }
+            InnerProj::Done => panic!("timeout ResponseFuture polled after completion"),
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => {
+                this.inner.set(Inner::Done);
+                Poll::Ready(Err(this.limit.error()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`WithDeadline`](super::WithDeadline).
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        // The call runs against the deadline.
+        Running { #[pin] future: ResponseFuture<F> },
+        // The deadline had passed before the call: it was not made.
+        Expired { budget: Option<Duration> },
+        Done,
+    }
+}
+
+impl<F> DeadlineFuture<F> {
+    #[inline]
+    pub(crate) fn running(future: ResponseFuture<F>) -> Self {
+        Self {
+            kind: Kind::Running { future },
+        }
+    }
+
+    pub(crate) fn expired(budget: Option<Duration>) -> Self {
+        Self {
+            kind: Kind::Expired { budget },
+        }
+    }
+}
+
+impl<F> fmt::Debug for DeadlineFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Running { future } => f.debug_tuple("Running").field(future).finish(),
+            Kind::Expired { .. } => f.write_str("Expired"),
+            Kind::Done => f.write_str("Done"),
+        }
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        match kind.as_mut().project() {
+            KindProj::Running { future } => future.poll(cx),
+            KindProj::Expired { budget } => {
+                let error = DeadlineExceeded::new(*budget);
+                kind.set(Kind::Done);
+                Poll::Ready(Err(Box::new(error)))
+            }
+            KindProj::Done => panic!("deadline future polled after completion"),
+        }
+    }
+}

@@ -1,0 +1,122 @@
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::service::{Timeout, WithDeadline};
+use crate::deadline::{NoDeadline, RequestDeadline};
+use crate::error::InvalidConfig;
+
+/// Bounds each attempt by a timeout: [`Timeout`] returns
+/// [`Elapsed`](super::error::Elapsed) when it runs out.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer<D = NoDeadline> {
+    timeout: Duration,
+    deadline: D,
+}
+
+impl TimeoutLayer {
+    /// A per-attempt timeout of `timeout`, for any request type.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `timeout.timeout` for a zero duration (every
+    /// call would fail; leave the layer out instead).
+    pub fn new(timeout: Duration) -> Result<Self, InvalidConfig> {
+        if timeout.is_zero() {
+            return Err(InvalidConfig::new(
+                "timeout.timeout",
+                "must be greater than zero (a zero timeout fails every call)",
+            ));
+        }
+        Ok(Self {
+            timeout,
+            deadline: NoDeadline,
+        })
+    }
+
+    /// Also bounds each attempt by the request's [`Deadline`]: the timer is
+    /// `min(timeout, time left)`. Needs requests that implement
+    /// [`CarriesDeadline`] (`http::Request` does).
+    ///
+    /// [`Deadline`]: crate::deadline::Deadline
+    /// [`CarriesDeadline`]: crate::deadline::CarriesDeadline
+    pub fn deadline_aware(self) -> TimeoutLayer<RequestDeadline> {
+        TimeoutLayer {
+            timeout: self.timeout,
+            deadline: RequestDeadline,
+        }
+    }
+}
+
+impl<D> TimeoutLayer<D> {
+    /// The timeout of each attempt.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S, D: Clone> Layer<S> for TimeoutLayer<D> {
+    type Service = Timeout<S, D>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout::from_parts(inner, self.timeout, self.deadline.clone())
+    }
+}
+
+/// Bounds each whole call — every attempt and backoff sleep of the layers
+/// inside — by a deadline: [`WithDeadline`] returns
+/// [`DeadlineExceeded`](super::error::DeadlineExceeded) when it passes.
+///
+/// The deadline is written into the request ([`CarriesDeadline`]) so the
+/// layers inside see what is left; a deadline already there from an outer
+/// caller is kept when it is earlier. gRPC requests also get the time left
+/// as `grpc-timeout`.
+///
+/// [`CarriesDeadline`]: crate::deadline::CarriesDeadline
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    timeout: Duration,
+    honor_incoming: bool,
+}
+
+impl DeadlineLayer {
+    /// Each call must finish within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `deadline.timeout` for a zero duration.
+    pub fn new(timeout: Duration) -> Result<Self, InvalidConfig> {
+        if timeout.is_zero() {
+            return Err(InvalidConfig::new(
+                "deadline.timeout",
+                "must be greater than zero (a zero deadline fails every call)",
+            ));
+        }
+        Ok(Self {
+            timeout,
+            honor_incoming: false,
+        })
+    }
+
+    /// On the server side: also honour the time limit the caller sent (the
+    /// `grpc-timeout` header of gRPC requests), when it is shorter.
+    /// Malformed values are ignored; absurdly long ones cannot lengthen the
+    /// deadline past `timeout`.
+    pub fn honor_incoming_timeout(mut self) -> Self {
+        self.honor_incoming = true;
+        self
+    }
+
+    /// How long each call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = WithDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithDeadline::from_parts(inner, self.timeout, self.honor_incoming)
+    }
+}

@@ -1,0 +1,171 @@
+use std::fmt;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::future::{DeadlineFuture, Limit, ResponseFuture};
+use crate::deadline::{CarriesDeadline, Deadline, DeadlineOf, NoDeadline};
+use crate::error::BoxError;
+
+/// Bounds each call to the inner service by a timeout; made by
+/// [`TimeoutLayer`](super::TimeoutLayer).
+///
+/// With [`TimeoutLayer::deadline_aware`](super::TimeoutLayer::deadline_aware)
+/// the timer is `min(timeout, time left before the request's deadline)`,
+/// and when the deadline is what ran out the error is
+/// [`DeadlineExceeded`](super::error::DeadlineExceeded), not
+/// [`Elapsed`](super::error::Elapsed).
+#[derive(Clone)]
+pub struct Timeout<S, D = NoDeadline> {
+    inner: S,
+    timeout: Duration,
+    deadline: D,
+}
+
+impl<S, D> Timeout<S, D> {
+    pub(crate) fn from_parts(inner: S, timeout: Duration, deadline: D) -> Self {
+        Self {
+            inner,
+            timeout,
+            deadline,
+        }
+    }
+
+    /// The timeout of each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: fmt::Debug, D> fmt::Debug for Timeout<S, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<S, D, Req> Service<Req> for Timeout<S, D>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    D: DeadlineOf<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        // The timer starts here, in `call`, not in `poll_ready`.
+        let deadline = self.deadline.deadline_of(&req);
+        let future = self.inner.call(req);
+        match deadline {
+            None => ResponseFuture::new(
+                future,
+                tokio::time::sleep(self.timeout),
+                Limit::Attempt(self.timeout),
+            ),
+            Some(deadline) => {
+                let now = Instant::now();
+                match now.checked_add(self.timeout) {
+                    Some(at) if at <= deadline.instant() => ResponseFuture::new(
+                        future,
+                        tokio::time::sleep_until(at),
+                        Limit::Attempt(self.timeout),
+                    ),
+                    _ => ResponseFuture::new(
+                        future,
+                        tokio::time::sleep_until(deadline.instant()),
+                        Limit::Deadline(None),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Bounds a whole call by a deadline and carries it with the request; made
+/// by [`DeadlineLayer`](super::DeadlineLayer).
+#[derive(Clone)]
+pub struct WithDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    honor_incoming: bool,
+}
+
+impl<S> WithDeadline<S> {
+    pub(crate) fn from_parts(inner: S, timeout: Duration, honor_incoming: bool) -> Self {
+        Self {
+            inner,
+            timeout,
+            honor_incoming,
+        }
+    }
+
+    /// How long each call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for WithDeadline<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithDeadline")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .field("honor_incoming", &self.honor_incoming)
+            .finish()
+    }
+}
+
+impl<S, Req> Service<Req> for WithDeadline<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    Req: CarriesDeadline,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = DeadlineFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        let now = Instant::now();
+        let mut deadline = Deadline::after_from(now, self.timeout);
+        if self.honor_incoming {
+            if let Some(incoming) = req.incoming_timeout() {
+                deadline = deadline.earliest(Some(Deadline::after_from(now, incoming)));
+            }
+        }
+        // An earlier deadline set further out is kept.
+        let deadline = req.tighten_deadline(deadline);
+        let remaining = deadline.remaining_at(now);
+        if remaining.is_zero() {
+            return DeadlineFuture::expired(Some(remaining));
+        }
+        req.propagate_timeout(remaining);
+        let future = self.inner.call(req);
+        DeadlineFuture::running(ResponseFuture::new(
+            future,
+            tokio::time::sleep_until(deadline.instant()),
+            Limit::Deadline(Some(remaining)),
+        ))
+    }
+}
