@@ -335,10 +335,11 @@ where
                         // Nothing was sent: the withdrawal goes back (Pending's drop).
                         return Poll::Ready(Err(e.into()));
                     }
-                    let request = this
+                    let mut request = this
                         .next
                         .take()
                         .expect("retry ResponseFuture: a next request is set before readying");
+                    this.shared.replay.before_retry(&mut request);
                     if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
                         pending.spend();
                     }

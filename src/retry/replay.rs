@@ -40,6 +40,15 @@ pub trait Replay<Req> {
     /// The request for attempt number `attempt` (2 is the first retry), or
     /// `None` when it can no longer be made.
     fn replay(&self, stash: &mut Self::Stash, attempt: u32) -> Option<Self::Request>;
+
+    /// Called on each retry's request just before it is sent, after the
+    /// backoff sleep: the place to write what changes with time (the
+    /// built-in replays write the time left as `grpc-timeout`). Does nothing
+    /// by default.
+    #[inline]
+    fn before_retry(&self, request: &mut Self::Request) {
+        let _ = request;
+    }
 }
 
 /// Replays any `Req: Clone` by cloning it before the first attempt.
@@ -91,6 +100,14 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
     #[inline]
     fn replay(&self, stash: &mut Req, attempt: u32) -> Option<Req> {
         CloneRequest.replay(stash, attempt)
+    }
+
+    fn before_retry(&self, request: &mut Req) {
+        // Tell the next hop what is left now, not what was left at the first
+        // attempt (gRPC: `grpc-timeout`).
+        if let Some(deadline) = request.deadline() {
+            request.propagate_timeout(deadline.remaining());
+        }
     }
 }
 
@@ -220,14 +237,20 @@ mod http_impl {
 
         fn replay(&self, stash: &mut Self::Stash, attempt: u32) -> Option<Self::Request> {
             let body = stash.body.replay()?;
-            let mut parts = stash.parts.clone();
+            let mut req = http::Request::from_parts(stash.parts.clone(), body);
             if stash.grpc {
                 let previous = attempt.saturating_sub(1);
-                parts
-                    .headers
+                req.headers_mut()
                     .insert(GRPC_PREVIOUS_RPC_ATTEMPTS, HeaderValue::from(previous));
             }
-            Some(http::Request::from_parts(parts, body))
+            Some(req)
+        }
+
+        fn before_retry(&self, request: &mut Self::Request) {
+            // The time left now, after the backoff, not at the first attempt.
+            if let Some(deadline) = request.deadline() {
+                request.propagate_timeout(deadline.remaining());
+            }
         }
     }
 }

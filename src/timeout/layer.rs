@@ -94,16 +94,17 @@ impl DeadlineLayer {
         }
         Ok(Self {
             timeout,
-            honor_incoming: false,
+            honor_incoming: true,
         })
     }
 
-    /// On the server side: also honour the time limit the caller sent (the
-    /// `grpc-timeout` header of gRPC requests), when it is shorter.
-    /// Malformed values are ignored; absurdly long ones cannot lengthen the
-    /// deadline past `timeout`.
-    pub fn honor_incoming_timeout(mut self) -> Self {
-        self.honor_incoming = true;
+    /// Stops honouring the time limit already on the request (the
+    /// `grpc-timeout` header of gRPC requests: on a server, what the caller
+    /// sent; on a client, what tonic's `set_timeout` wrote). By default the
+    /// shorter of it and `timeout` wins; malformed values are ignored and
+    /// absurdly long ones never lengthen the deadline past `timeout`.
+    pub fn ignore_incoming_timeout(mut self) -> Self {
+        self.honor_incoming = false;
         self
     }
 

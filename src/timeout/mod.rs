@@ -88,10 +88,11 @@
 //!
 //! On gRPC requests (`content-type: application/grpc*`) the deadline layer
 //! writes the time left as `grpc-timeout`, so the server can stop working
-//! for a caller that has gone. On the server side,
-//! [`DeadlineLayer::honor_incoming_timeout`] reads the caller's
-//! `grpc-timeout` into the deadline; malformed values are ignored and long
-//! ones never extend the layer's own timeout. See
+//! for a caller that has gone. A `grpc-timeout` already on the request —
+//! on a server, the caller's; on a client, one tonic's `set_timeout` wrote —
+//! is honoured when it is shorter
+//! ([`DeadlineLayer::ignore_incoming_timeout`] turns that off); malformed
+//! values are ignored and long ones never extend the layer's own timeout. See
 //! [`deadline::grpc_timeout`](crate::deadline::grpc_timeout).
 //!
 //! # Errors
