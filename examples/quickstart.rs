@@ -55,12 +55,11 @@ async fn main() -> Result<(), BoxError> {
 
     let config = CircuitBreakerConfig::builder()
         .name("products")
-        // Trip on 50 % failures over the last 5 s (at least 10 calls)...
+        // Trip on 50 % failed attempts over the last 2 s (at least 10).
         .failure_rate(50.0)
-        .window(Window::time(Duration::from_secs(5), 10))
+        .window(Window::time(Duration::from_secs(2), 10))
         .minimum_calls(10)
-        // ...or on 5 failures in a row, whichever comes first.
-        .consecutive_failures(5)
+        .without_consecutive_failures()
         // Open for 1 s, doubling on each failed probe, at most 4 s.
         .open_duration(Duration::from_secs(1))
         .max_open_duration(Duration::from_secs(4))
