@@ -307,7 +307,6 @@ where
                     }
                     state.previous_delay = delay;
                     state.pending = pending;
-                    shared.stats.retry();
                     tracing::debug!(
                         target: "steadfast::retry",
                         attempt = retry_number + 1,
@@ -343,6 +342,9 @@ where
                     if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
                         pending.spend();
                     }
+                    // Counted when sent: a retry abandoned during the backoff
+                    // is not a retry.
+                    this.shared.stats.retry();
                     *this.attempts += 1;
                     let future = this.service.call(request);
                     this.state.set(State::Calling { future });

@@ -66,7 +66,7 @@ impl<On: Clone, Rp> RetryLayer<On, Rp> {
 
 impl<Rp: Clone> RetryLayer<RetryFailures<ErrorsAsFailures>, Rp> {
     /// Retries only the results for which `predicate` returns `true`, instead
-    /// of every `Err`. The counters and budget start afresh.
+    /// of every `Err`. The counters start afresh; the budget stays shared.
     pub fn retry_if<F>(self, predicate: F) -> RetryLayer<RetryIf<F>, Rp> {
         let shared = &self.shared;
         RetryLayer::with_policy(
