@@ -16,6 +16,8 @@
 //! use std::time::Duration;
 //! use steadfast::deadline::{CarriesDeadline, Deadline};
 //!
+//! # #[cfg(not(feature = "http"))] fn main() {}
+//! # #[cfg(feature = "http")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! let mut req = http::Request::new(());

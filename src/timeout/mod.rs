@@ -39,6 +39,8 @@
 //! use steadfast::timeout::{error::DeadlineExceeded, DeadlineLayer};
 //! use tower::{Layer, ServiceExt};
 //!
+//! # #[cfg(not(feature = "http"))] fn main() {}
+//! # #[cfg(feature = "http")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), steadfast::BoxError> {
 //! let down = tower::service_fn(|_: http::Request<()>| async {
