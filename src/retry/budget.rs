@@ -357,7 +357,12 @@ impl RetryBudget {
     /// Never reads the clock, never fails.
     #[inline]
     pub fn deposit(&self) {
-        let stripe = thread_stripe();
+        self.deposit_on(thread_stripe());
+    }
+
+    /// [`deposit`](Self::deposit) for a caller that already knows its stripe.
+    #[inline]
+    pub(crate) fn deposit_on(&self, stripe: usize) {
         self.inner.deposits.get(stripe).incr(stripe);
     }
 

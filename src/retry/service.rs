@@ -114,7 +114,7 @@ where
         let stripe = thread_stripe();
         shared.stats.call(stripe);
         if let Some(budget) = &shared.config.budget {
-            budget.deposit();
+            budget.deposit_on(stripe);
         }
         let deadline = shared.replay.deadline(&req);
         let (request, stash) = shared.replay.prepare(req);
