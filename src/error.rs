@@ -92,5 +92,15 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 /// layers (not a failure of the backend). Such errors classify as
 /// [`Outcome::Ignored`](crate::classify::Outcome::Ignored) in the breaker.
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
-    is_caused_by::<crate::circuit_breaker::error::CircuitOpen>(err)
+    use crate::bulkhead::error::BulkheadFull;
+    use crate::circuit_breaker::error::CircuitOpen;
+
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.is::<CircuitOpen>() || e.is::<BulkheadFull>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
