@@ -80,6 +80,38 @@ impl<D, H> BulkheadLayer<D, H> {
     /// The services then need `Req: CarriesDeadline`. In the
     /// [`wait_in_poll_ready`](Self::wait_in_poll_ready) mode the request is
     /// not known while waiting, so only `max_wait` applies.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::bulkhead::{error::{BulkheadFull, Rejection}, BulkheadLayer};
+    /// use steadfast::deadline::{CarriesDeadline, Deadline};
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// # #[cfg(feature = "http")]
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let layer = BulkheadLayer::builder(1)
+    ///     .max_wait(Duration::from_secs(10))
+    ///     .build()?
+    ///     .deadline_aware();
+    /// let mut svc = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    ///     Ok::<_, std::io::Error>("done")
+    /// }));
+    /// let _busy = svc.ready().await?.call(http::Request::new(()));
+    ///
+    /// let mut req = http::Request::new(());
+    /// req.set_deadline(Deadline::after(Duration::from_millis(300)));
+    /// let start = tokio::time::Instant::now();
+    /// let err = svc.ready().await?.call(req).await.unwrap_err();
+    /// let full = err.downcast_ref::<BulkheadFull>().unwrap();
+    /// assert_eq!(full.reason(), Rejection::WaitTimedOut);
+    /// assert_eq!(start.elapsed(), Duration::from_millis(300)); // not 10 s
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
     pub fn deadline_aware(self) -> BulkheadLayer<RequestDeadline, H> {
         self.with_policy()
     }
