@@ -110,8 +110,8 @@
 //! One [`BulkheadLayer`] is one limit: every service it makes, and every
 //! clone of those, takes slots from the same pool. Build one layer per
 //! backend you want to isolate. (tower's `ConcurrencyLimitLayer` gives each
-//! service made by the layer a limit of its own; this is its
-//! `GlobalConcurrencyLimitLayer`.)
+//! service made by the layer a limit of its own; this layer shares one, as
+//! tower's `GlobalConcurrencyLimitLayer` does.)
 //!
 //! # Backpressure
 //!
