@@ -153,6 +153,19 @@ fn budget(c: &mut Criterion) {
         g.bench_function(format!("{threads}/deposit"), |b| {
             b.iter_custom(|n| on_threads(threads, n, &|_| budget.deposit()))
         });
+        // A floor so high the budget never runs dry: every withdrawal is granted.
+        let budget = RetryBudget::builder()
+            .min_per_second(u32::MAX)
+            .window(Duration::from_secs(60))
+            .build()
+            .expect("valid budget");
+        g.bench_function(format!("{threads}/withdraw"), |b| {
+            b.iter_custom(|n| {
+                on_threads(threads, n, &|_| {
+                    black_box(budget.try_withdraw_at(black_box(now)));
+                })
+            })
+        });
         let budget = RetryBudget::default();
         g.bench_function(format!("{threads}/withdraw_refund"), |b| {
             b.iter_custom(|n| {

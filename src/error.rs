@@ -95,6 +95,16 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 /// `Elapsed` (a per-attempt timeout) is *not* one: a backend that does not
 /// answer in time has failed.
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
-    is_caused_by::<crate::circuit_breaker::error::CircuitOpen>(err)
-        || is_caused_by::<crate::timeout::error::DeadlineExceeded>(err)
+    use crate::bulkhead::error::BulkheadFull;
+    use crate::circuit_breaker::error::CircuitOpen;
+    use crate::timeout::error::DeadlineExceeded;
+
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if e.is::<CircuitOpen>() || e.is::<BulkheadFull>() || e.is::<DeadlineExceeded>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }

@@ -100,6 +100,7 @@ mod error;
 mod metrics;
 mod sync;
 
+pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
