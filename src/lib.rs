@@ -11,10 +11,12 @@
 //! |---|---|---|
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`], [`KeyedCircuitBreakerLayer`] | stops calling a failing backend, probes it, resumes |
 //! | [`retry`] | [`RetryLayer`] | sends failed calls again: backoff with jitter, a retry budget, server hints, safe replay |
+//! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
+//! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
 //!
-//! Timeouts, the bulkhead and idempotency keys follow the same design.
+//! Idempotency keys follow the same design.
 //!
 //! # Example
 //!
@@ -83,6 +85,9 @@
 //!
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
 //! [`RetryLayer`]: retry::RetryLayer
+//! [`TimeoutLayer`]: timeout::TimeoutLayer
+//! [`DeadlineLayer`]: timeout::DeadlineLayer
+//! [`BulkheadLayer`]: bulkhead::BulkheadLayer
 //! [`Deadline`]: deadline::Deadline
 //! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
 //! [`CircuitOpen`]: circuit_breaker::error::CircuitOpen

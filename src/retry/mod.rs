@@ -50,9 +50,9 @@
 //!   predicate: [`RetryLayer::retry_if`]);
 //! - `RetryLayer::http` (feature `http`): `http::Request<B>`; transport
 //!   errors, 408, 429, 502, 503 and 504 are retried (500 only when asked,
-//!   through [`HttpRetryOn`]);
+//!   through `HttpRetryOn`);
 //! - `RetryLayer::grpc` (feature `http`): gRPC calls; transport errors and
-//!   UNAVAILABLE are retried (more codes through [`GrpcRetryOn`]); each retry
+//!   UNAVAILABLE are retried (more codes through `GrpcRetryOn`); each retry
 //!   carries `grpc-previous-rpc-attempts`;
 //! - `RetryLayer::reqwest` (feature `reqwest`): `reqwest::Request` through a
 //!   `reqwest::Client`, by the HTTP rule.
@@ -81,7 +81,7 @@
 //! copied with `try_clone`; a streaming body cannot be, so such a request is
 //! sent once. An `http::Request<B>` body is buffered *as it is sent* — up to
 //! [`max_replay_body`](RetryConfigBuilder::max_replay_body), 64 KiB by
-//! default — and replayed from the buffer ([`body::ReplayBody`]); this is
+//! default — and replayed from the buffer (`body::ReplayBody`); this is
 //! what makes hyper and tonic requests retryable without `B: Clone`. A body
 //! larger than the cap streams through once and the request is not retried:
 //! memory per call stays bounded whatever the client uploads.

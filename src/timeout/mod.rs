@@ -95,7 +95,7 @@
 //! is honoured when it is shorter
 //! ([`DeadlineLayer::ignore_incoming_timeout`] turns that off); malformed
 //! values are ignored and long ones never extend the layer's own timeout. See
-//! [`deadline::grpc_timeout`](crate::deadline::grpc_timeout).
+//! `deadline::grpc_timeout` (feature `http`).
 //!
 //! # Errors
 //!
