@@ -7,9 +7,10 @@ use tower_layer::Layer;
 
 use super::handle::{check_max_concurrent, BulkheadHandle};
 use super::permit::{Nodes, Shared};
-use super::policy::{IgnoreDeadline, ReleaseOnResponse, RequestDeadline};
+use super::policy::ReleaseOnResponse;
 use super::semaphore::Semaphore;
 use super::service::Bulkhead;
+use crate::deadline::{NoDeadline, RequestDeadline};
 use crate::error::InvalidConfig;
 use crate::metrics::Striped;
 
@@ -17,13 +18,13 @@ use crate::metrics::Striped;
 /// clone of those, shares one limit.
 ///
 /// `D` says where a queued call's deadline comes from
-/// ([`IgnoreDeadline`], or [`RequestDeadline`] after
+/// ([`NoDeadline`], or [`RequestDeadline`] after
 /// [`deadline_aware`](Self::deadline_aware)); `H` how long a call holds
 /// its slot ([`ReleaseOnResponse`], or `ReleaseOnBodyEnd` after
 /// `hold_until_body_end`, feature `http`).
 ///
 /// See the [module docs](super) for the semantics.
-pub struct BulkheadLayer<D = IgnoreDeadline, H = ReleaseOnResponse> {
+pub struct BulkheadLayer<D = NoDeadline, H = ReleaseOnResponse> {
     nodes: Nodes,
     wait_in_poll_ready: bool,
     _policy: PhantomData<fn() -> (D, H)>,

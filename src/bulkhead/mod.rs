@@ -198,7 +198,5 @@ pub use self::layer::{BulkheadBuilder, BulkheadLayer};
 pub use self::permit::Permit;
 #[cfg(feature = "http")]
 pub use self::policy::ReleaseOnBodyEnd;
-pub use self::policy::{
-    HoldPermit, IgnoreDeadline, ReleaseOnResponse, RequestDeadline, WaitDeadline,
-};
+pub use self::policy::{HoldPermit, ReleaseOnResponse};
 pub use self::service::Bulkhead;

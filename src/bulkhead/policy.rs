@@ -1,44 +1,9 @@
-//! The two choices a [`BulkheadLayer`](super::BulkheadLayer) makes through
-//! type parameters: where a queued call's deadline comes from, and how long
-//! the slot is held.
+//! How long the slot is held: one of the two choices a
+//! [`BulkheadLayer`](super::BulkheadLayer) makes through type parameters (the
+//! other, where a queued call's deadline comes from, is
+//! [`DeadlineOf`](crate::deadline::DeadlineOf)).
 
 use super::permit::Permit;
-use crate::deadline::{CarriesDeadline, Deadline};
-
-/// Where the bulkhead finds the [`Deadline`] of a request: a queued call
-/// never waits past it.
-///
-/// [`IgnoreDeadline`] (the default) works for any request;
-/// [`RequestDeadline`] reads [`CarriesDeadline`]. Pick one with
-/// [`BulkheadLayer::deadline_aware`](super::BulkheadLayer::deadline_aware).
-pub trait WaitDeadline<Req> {
-    /// The request's deadline, if it has one.
-    fn deadline(req: &Req) -> Option<Deadline>;
-}
-
-/// Queued calls wait for at most `max_wait`, whatever the request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IgnoreDeadline;
-
-impl<Req> WaitDeadline<Req> for IgnoreDeadline {
-    #[inline]
-    fn deadline(_: &Req) -> Option<Deadline> {
-        None
-    }
-}
-
-/// Queued calls wait for at most `max_wait`, and never past the deadline
-/// the request carries ([`CarriesDeadline`]: `http::Request` with feature
-/// `http`, or your own type).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestDeadline;
-
-impl<Req: CarriesDeadline> WaitDeadline<Req> for RequestDeadline {
-    #[inline]
-    fn deadline(req: &Req) -> Option<Deadline> {
-        req.deadline()
-    }
-}
 
 /// How long a call keeps its slot once the inner service has answered.
 ///

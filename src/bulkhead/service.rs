@@ -12,9 +12,10 @@ use tower_service::Service;
 use super::error::{BulkheadFull, Rejection};
 use super::future::ResponseFuture;
 use super::permit::{Nodes, Permit, Ticket};
-use super::policy::{HoldPermit, IgnoreDeadline, ReleaseOnResponse, WaitDeadline};
+use super::policy::{HoldPermit, ReleaseOnResponse};
 use super::semaphore::Admission;
 use crate::deadline::Deadline;
+use crate::deadline::{DeadlineOf, NoDeadline};
 use crate::error::BoxError;
 
 /// A service whose calls in flight are limited; made by [`BulkheadLayer`].
@@ -41,7 +42,7 @@ use crate::error::BoxError;
 /// `poll_ready` does the waiting. See the module docs.
 ///
 /// [`BulkheadLayer`]: super::BulkheadLayer
-pub struct Bulkhead<S, D = IgnoreDeadline, H = ReleaseOnResponse> {
+pub struct Bulkhead<S, D = NoDeadline, H = ReleaseOnResponse> {
     inner: S,
     nodes: Nodes,
     /// Only in the `wait_in_poll_ready` mode: boxed so the default mode pays
@@ -193,14 +194,14 @@ impl<S: fmt::Debug, D, H> fmt::Debug for Bulkhead<S, D, H> {
 fn call_slow<S, D, H, Req>(this: &mut Bulkhead<S, D, H>, req: Req) -> ResponseFuture<S, Req, H>
 where
     S: Service<Req> + Clone,
-    D: WaitDeadline<Req>,
+    D: DeadlineOf<Req> + Default,
 {
     let shared = this.nodes.shared();
     if shared.max_wait.is_zero() {
         return ResponseFuture::rejected(shared.reject(Rejection::QueueFull, Duration::ZERO));
     }
     let now = Instant::now();
-    let until = Deadline::after_from(now, shared.max_wait).earliest(D::deadline(&req));
+    let until = Deadline::after_from(now, shared.max_wait).earliest(D::default().deadline_of(&req));
     if until.is_expired_at(now) {
         // The request's deadline has passed: it cannot wait at all.
         return ResponseFuture::rejected(shared.reject(Rejection::WaitTimedOut, Duration::ZERO));
@@ -227,7 +228,7 @@ impl<S, D, H, Req> Service<Req> for Bulkhead<S, D, H>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    D: WaitDeadline<Req>,
+    D: DeadlineOf<Req> + Default,
     H: HoldPermit<S::Response>,
 {
     type Response = H::Response;

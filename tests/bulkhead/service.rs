@@ -1,6 +1,7 @@
 //! Auto traits, clones, accessors, and use through `ServiceBuilder`.
 
-use steadfast::bulkhead::{BulkheadHandle, BulkheadSnapshot, IgnoreDeadline, ReleaseOnResponse};
+use steadfast::bulkhead::{BulkheadHandle, BulkheadSnapshot, ReleaseOnResponse};
+use steadfast::deadline::NoDeadline;
 use tower::{service_fn, ServiceBuilder};
 
 use super::*;
@@ -15,7 +16,7 @@ fn layers_services_futures_and_handles_are_send_and_sync() {
     assert_clone::<BulkheadLayer>();
     assert_send_sync::<Bulkhead<Mock>>();
     assert_clone::<Bulkhead<Mock>>();
-    assert_send_sync::<Bulkhead<Mock, IgnoreDeadline, ReleaseOnResponse>>();
+    assert_send_sync::<Bulkhead<Mock, NoDeadline, ReleaseOnResponse>>();
     assert_send::<ResponseFuture<Mock, u32>>();
     assert_send_sync::<BulkheadHandle>();
     assert_clone::<BulkheadHandle>();
@@ -27,7 +28,7 @@ fn layers_services_futures_and_handles_are_send_and_sync() {
         assert_send_sync::<ResponseBody<http_body_util::Full<bytes::Bytes>>>();
         assert_send_sync::<
             BulkheadLayer<
-                steadfast::bulkhead::RequestDeadline,
+                steadfast::deadline::RequestDeadline,
                 steadfast::bulkhead::ReleaseOnBodyEnd,
             >,
         >();
