@@ -70,6 +70,7 @@ pin_project! {
     /// Dropping it at any point cancels the call: the attempt in flight is
     /// dropped and a budget withdrawal for an attempt not yet sent is
     /// refunded.
+    #[project = ResponseFutureProj]
     pub struct ResponseFuture<S, On, Rp, Req>
     where
         Rp: Replay<Req>,
@@ -168,190 +169,203 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    let shared: &Shared<On, Rp> = this.shared;
-                    let config = &shared.config;
+        // The common case inline: the first attempt's result is not retried.
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            let result = ready!(future.poll(cx)).map_err(Into::into);
+            if result.is_ok() && this.shared.on.verdict(&result) == Verdict::Done {
+                return Poll::Ready(result);
+            }
+            if let Some(result) = decide(&mut this, result) {
+                return Poll::Ready(result);
+            }
+        }
+        drive(&mut this, cx)
+    }
+}
 
-                    // What the result asks for.
-                    let waited = this.retry.as_ref().is_some_and(|r| r.waited_for_circuit);
-                    let next = match &result {
-                        Ok(_) => classify(shared.on.verdict(&result)),
-                        Err(e) => match cause_ref::<CircuitOpen>(e.as_ref()) {
-                            Some(open) if config.wait_for_open_circuit && !waited => {
-                                match open.retry_after() {
-                                    Some(after) => Next::Retry {
-                                        delay: Delay::Server(after),
-                                        reason: "circuit open",
-                                    },
-                                    None => Next::Return,
-                                }
-                            }
-                            Some(_) => Next::Return,
-                            None if is_own_rejection(e.as_ref()) => Next::Return,
-                            None => classify(shared.on.verdict(&result)),
-                        },
-                    };
-                    let (delay_kind, reason) = match next {
-                        Next::Return => return Poll::Ready(result),
-                        Next::Skip(why) => {
-                            return Poll::Ready(skip(shared, why, *this.attempts, result))
-                        }
-                        Next::Retry { delay, reason } => (delay, reason),
-                    };
-
-                    // May it be sent again at all?
-                    if *this.attempts >= config.max_attempts {
-                        return Poll::Ready(skip(shared, Skip::Exhausted, *this.attempts, result));
-                    }
-                    let stash = match this.stash.as_mut() {
-                        Ok(stash) => stash,
-                        Err(NotReplayable::Unsafe) => {
-                            return Poll::Ready(skip(shared, Skip::Unsafe, *this.attempts, result))
-                        }
-                        Err(NotReplayable::Unreplayable) => {
-                            return Poll::Ready(skip(
-                                shared,
-                                Skip::Unreplayable,
-                                *this.attempts,
-                                result,
-                            ))
-                        }
-                    };
-
-                    // How long to wait, and does that fit?
-                    let state = this.retry.get_or_insert_with(|| {
-                        Box::new(RetryState {
-                            rng: seed_rng(shared),
-                            previous_delay: Duration::ZERO,
-                            waited_for_circuit: false,
-                            pending: None,
-                        })
-                    });
-                    let retry_number = *this.attempts;
-                    let delay = match delay_kind {
-                        Delay::Backoff => {
-                            config
-                                .backoff
-                                .delay(retry_number, state.previous_delay, &mut state.rng)
-                        }
-                        Delay::Throttled => config.throttled_backoff.delay(
-                            retry_number,
-                            state.previous_delay,
-                            &mut state.rng,
-                        ),
-                        Delay::Server(after) => {
-                            if after > config.max_server_delay {
-                                return Poll::Ready(skip(
-                                    shared,
-                                    Skip::ServerHint,
-                                    *this.attempts,
-                                    result,
-                                ));
-                            }
-                            after
-                        }
-                    };
-                    let now = Instant::now();
-                    let wake = now.checked_add(delay);
-                    if let Some(deadline) = this.deadline {
-                        if wake.is_none_or(|wake| wake >= deadline.instant()) {
-                            return Poll::Ready(skip(
-                                shared,
-                                Skip::Deadline,
-                                *this.attempts,
-                                result,
-                            ));
-                        }
-                    }
-                    let Some(wake) = wake else {
-                        return Poll::Ready(skip(shared, Skip::Exhausted, *this.attempts, result));
-                    };
-
-                    // The budget, last: a withdrawal is only made for a retry
-                    // that will happen.
-                    let pending = match &config.budget {
-                        None => None,
-                        Some(budget) => match budget.try_withdraw_at(now) {
-                            Some(withdrawal) => Some(Pending {
-                                budget: budget.clone(),
-                                withdrawal: Some(withdrawal),
-                            }),
-                            None => {
-                                return Poll::Ready(skip(
-                                    shared,
-                                    Skip::Budget,
-                                    *this.attempts,
-                                    result,
-                                ))
-                            }
-                        },
-                    };
-                    let Some(request) = shared.replay.replay(stash, retry_number + 1) else {
-                        // The body outgrew the cap (or failed) while it was sent.
-                        drop(pending);
-                        return Poll::Ready(skip(
-                            shared,
-                            Skip::Unreplayable,
-                            *this.attempts,
-                            result,
-                        ));
-                    };
-
-                    if matches!(delay_kind, Delay::Server(_)) && reason == "circuit open" {
-                        state.waited_for_circuit = true;
-                    }
-                    state.previous_delay = delay;
-                    state.pending = pending;
-                    tracing::debug!(
-                        target: "steadfast::retry",
-                        attempt = retry_number + 1,
-                        reason,
-                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                        "retrying"
-                    );
-                    // The failed response (and its body) goes before the next attempt.
-                    drop(result);
-                    *this.next = Some(request);
-                    if delay.is_zero() {
-                        this.state.set(State::Readying);
-                    } else {
-                        this.state.set(State::Sleeping {
-                            sleep: tokio::time::sleep_until(wake),
-                        });
-                    }
+/// Runs the call from wherever it is: sleeping, readying the service for a
+/// retry, or waiting on an attempt.
+#[inline(never)]
+fn drive<S, On, Rp, Req>(
+    this: &mut ResponseFutureProj<'_, S, On, Rp, Req>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request>,
+    S::Error: Into<BoxError>,
+    On: RetryOn<S::Response>,
+{
+    loop {
+        match this.state.as_mut().project() {
+            StateProj::Calling { future } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(result) = decide(this, result) {
+                    return Poll::Ready(result);
                 }
-                StateProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
-                    this.state.set(State::Readying);
+            }
+            StateProj::Sleeping { sleep } => {
+                ready!(sleep.poll(cx));
+                this.state.set(State::Readying);
+            }
+            StateProj::Readying => {
+                if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                    // Nothing was sent: the withdrawal goes back (Pending's drop).
+                    return Poll::Ready(Err(e.into()));
                 }
-                StateProj::Readying => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
-                        // Nothing was sent: the withdrawal goes back (Pending's drop).
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    let mut request = this
-                        .next
-                        .take()
-                        .expect("retry ResponseFuture: a next request is set before readying");
-                    this.shared.replay.before_retry(&mut request);
-                    if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
-                        pending.spend();
-                    }
-                    // Counted when sent: a retry abandoned during the backoff
-                    // is not a retry.
-                    this.shared.stats.retry();
-                    *this.attempts += 1;
-                    let future = this.service.call(request);
-                    this.state.set(State::Calling { future });
+                let mut request = this
+                    .next
+                    .take()
+                    .expect("retry ResponseFuture: a next request is set before readying");
+                this.shared.replay.before_retry(&mut request);
+                if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
+                    pending.spend();
                 }
+                // Counted when sent: a retry abandoned during the backoff
+                // is not a retry.
+                this.shared.stats.retry();
+                *this.attempts += 1;
+                let future = this.service.call(request);
+                this.state.set(State::Calling { future });
             }
         }
     }
+}
+
+/// Decides what a finished attempt leads to: `Some(result)` to return it,
+/// `None` when a retry has been set up (the state is now sleeping or
+/// readying).
+#[inline(never)]
+fn decide<S, On, Rp, Req>(
+    this: &mut ResponseFutureProj<'_, S, On, Rp, Req>,
+    result: Result<S::Response, BoxError>,
+) -> Option<Result<S::Response, BoxError>>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request>,
+    On: RetryOn<S::Response>,
+{
+    let shared: &Shared<On, Rp> = this.shared;
+    let config = &shared.config;
+
+    // What the result asks for.
+    let waited = this.retry.as_ref().is_some_and(|r| r.waited_for_circuit);
+    let next = match &result {
+        Ok(_) => classify(shared.on.verdict(&result)),
+        Err(e) => match cause_ref::<CircuitOpen>(e.as_ref()) {
+            Some(open) if config.wait_for_open_circuit && !waited => match open.retry_after() {
+                Some(after) => Next::Retry {
+                    delay: Delay::Server(after),
+                    reason: "circuit open",
+                },
+                None => Next::Return,
+            },
+            Some(_) => Next::Return,
+            None if is_own_rejection(e.as_ref()) => Next::Return,
+            None => classify(shared.on.verdict(&result)),
+        },
+    };
+    let (delay_kind, reason) = match next {
+        Next::Return => return Some(result),
+        Next::Skip(why) => return Some(skip(shared, why, *this.attempts, result)),
+        Next::Retry { delay, reason } => (delay, reason),
+    };
+
+    // May it be sent again at all?
+    if *this.attempts >= config.max_attempts {
+        return Some(skip(shared, Skip::Exhausted, *this.attempts, result));
+    }
+    let stash = match this.stash.as_mut() {
+        Ok(stash) => stash,
+        Err(NotReplayable::Unsafe) => {
+            return Some(skip(shared, Skip::Unsafe, *this.attempts, result))
+        }
+        Err(NotReplayable::Unreplayable) => {
+            return Some(skip(shared, Skip::Unreplayable, *this.attempts, result))
+        }
+    };
+
+    // How long to wait, and does that fit?
+    let state = this.retry.get_or_insert_with(|| {
+        Box::new(RetryState {
+            rng: seed_rng(shared),
+            previous_delay: Duration::ZERO,
+            waited_for_circuit: false,
+            pending: None,
+        })
+    });
+    let retry_number = *this.attempts;
+    let delay = match delay_kind {
+        Delay::Backoff => config
+            .backoff
+            .delay(retry_number, state.previous_delay, &mut state.rng),
+        Delay::Throttled => {
+            config
+                .throttled_backoff
+                .delay(retry_number, state.previous_delay, &mut state.rng)
+        }
+        Delay::Server(after) => {
+            if after > config.max_server_delay {
+                return Some(skip(shared, Skip::ServerHint, *this.attempts, result));
+            }
+            after
+        }
+    };
+    let now = Instant::now();
+    let wake = now.checked_add(delay);
+    if let Some(deadline) = this.deadline {
+        if wake.is_none_or(|wake| wake >= deadline.instant()) {
+            return Some(skip(shared, Skip::Deadline, *this.attempts, result));
+        }
+    }
+    let Some(wake) = wake else {
+        return Some(skip(shared, Skip::Exhausted, *this.attempts, result));
+    };
+
+    // The budget, last: a withdrawal is only made for a retry
+    // that will happen.
+    let pending = match &config.budget {
+        None => None,
+        Some(budget) => match budget.try_withdraw_at(now) {
+            Some(withdrawal) => Some(Pending {
+                budget: budget.clone(),
+                withdrawal: Some(withdrawal),
+            }),
+            None => return Some(skip(shared, Skip::Budget, *this.attempts, result)),
+        },
+    };
+    let Some(request) = shared.replay.replay(stash, retry_number + 1) else {
+        // The body outgrew the cap (or failed) while it was sent.
+        drop(pending);
+        return Some(skip(shared, Skip::Unreplayable, *this.attempts, result));
+    };
+
+    if matches!(delay_kind, Delay::Server(_)) && reason == "circuit open" {
+        state.waited_for_circuit = true;
+    }
+    state.previous_delay = delay;
+    state.pending = pending;
+    tracing::debug!(
+        target: "steadfast::retry",
+        attempt = retry_number + 1,
+        reason,
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "retrying"
+    );
+    // The failed response (and its body) goes before the next attempt.
+    drop(result);
+    *this.next = Some(request);
+    if delay.is_zero() {
+        this.state.set(State::Readying);
+    } else {
+        this.state.set(State::Sleeping {
+            sleep: tokio::time::sleep_until(wake),
+        });
+    }
+    None
 }
 
 #[inline]
