@@ -109,6 +109,8 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
+#[cfg(feature = "http")]
+pub mod idempotency;
 pub mod retry;
 pub mod timeout;
 

@@ -126,7 +126,7 @@ mod http_impl {
     use crate::error::BoxError;
     use crate::retry::body::{ReplayBody, ReplayHandle};
 
-    pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+    use crate::idempotency::key::IDEMPOTENCY_KEY;
     const GRPC_PREVIOUS_RPC_ATTEMPTS: HeaderName =
         HeaderName::from_static("grpc-previous-rpc-attempts");
 

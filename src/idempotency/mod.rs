@@ -1,0 +1,199 @@
+//! Idempotency keys: make "retry a POST" safe end to end.
+//!
+//! A client sends a non-idempotent request (a POST that creates an order)
+//! with an `Idempotency-Key` header and may send it again, with the same
+//! key, when it does not know whether the first attempt went through. On
+//! the server, [`IdempotencyLayer`] runs each keyed request **at most once**
+//! and answers every repeat with the response of the first. This follows
+//! the IETF httpapi draft "The Idempotency-Key HTTP Header Field" and the
+//! behaviour Stripe made familiar.
+//!
+//! # The protocol
+//!
+//! For a request whose method is handled (POST and PATCH by default,
+//! [`IdempotencyLayer::methods`]):
+//!
+//! | situation | answer |
+//! |---|---|
+//! | no key, key optional (default) | passes straight through, unprotected |
+//! | no key, [`require_key`](IdempotencyLayer::require_key) | **400**, the handler does not run |
+//! | key malformed: not an RFC 8941 sf-string or token, empty, over 255 bytes, control characters, or two `Idempotency-Key` headers | **400** |
+//! | body larger than [`max_request_body`](IdempotencyLayer::max_request_body) (1 MiB) | **413** |
+//! | first request with the key | the handler runs; its response (status, headers, body) is stored for the [`ttl`](IdempotencyLayer::ttl) (24 h) and returned |
+//! | repeat, same fingerprint, first one finished | the stored response, byte for byte, plus `Idempotent-Replayed: true` |
+//! | repeat while the first still runs | **409** with `Retry-After: 1`, or with [`wait_for_result`](IdempotencyLayer::wait_for_result) the first one's response once it is stored (409 if it takes longer than the bound) |
+//! | same key, different fingerprint | **422** |
+//! | the store fails or is unreachable | **503** with `Retry-After: 1`; the handler never runs unprotected |
+//!
+//! A keyed response is read whole (up to the cap) before it is sent, so it
+//! can be stored: keyed endpoints should not stream long responses.
+//!
+//! The fingerprint is the SHA-256 of the method, the path and query, and the
+//! body, so a key reused for a different request is caught instead of
+//! answered with an unrelated response. Errors are short
+//! `application/problem+json` bodies (RFC 9457).
+//!
+//! What frees a key so the client can try again:
+//!
+//! - a **5xx** response (returned as is, not stored): the handler failed,
+//!   the client should retry;
+//! - the inner service returning an error;
+//! - a response too large to store ([`max_response_body`], 1 MiB) or with
+//!   trailers: returned whole, not stored;
+//! - the request being **dropped** (the client went away, a timeout outside
+//!   cancelled it): `Drop` cannot await, so the release is polled once in
+//!   place, which is enough for an in-memory store; give
+//!   [`spawn_release_with`](IdempotencyLayer::spawn_release_with) a spawner
+//!   (`|release| { tokio::spawn(release); }`) so a network store's release
+//!   finishes too;
+//! - a handler that **panics** or hangs: the claim has its own
+//!   [`lock_timeout`](IdempotencyLayer::lock_timeout) (60 s), after which
+//!   the key is free again. Set it above your handler's longest run.
+//!
+//! A request waiting with [`wait_for_result`](IdempotencyLayer::wait_for_result)
+//! whose first request frees the key (a 5xx, a drop) claims it itself and
+//! runs the handler, as a retry would.
+//!
+//! Any other response (1xx–4xx) is stored: a 400 for a bad order will be a
+//! 400 again, and the client must not get a different answer by retrying.
+//!
+//! # Principals
+//!
+//! Keys are chosen by clients, so two clients can pick the same key. Keys
+//! are therefore scoped by a **principal**: the store key is the pair
+//! (principal, key), and one client can never be answered with another's
+//! stored response. Pass your own with
+//! [`principal`](IdempotencyLayer::principal), e.g. the authenticated
+//! account id:
+//!
+//! ```
+//! # use steadfast::idempotency::IdempotencyLayer;
+//! # fn with<St: steadfast::idempotency::store::Store>(store: St) {
+//! let layer = IdempotencyLayer::new(store).principal(|parts: &http::request::Parts| {
+//!     parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
+//! });
+//! # let _ = layer; }
+//! ```
+//!
+//! The default, [`AuthorizationPrincipal`], is the SHA-256 of the
+//! `Authorization` header, so credentials never reach the store in clear
+//! and clients with different credentials never share keys. **The risk:**
+//! requests *without* `Authorization` (and any for which your principal
+//! returns `None`) share one anonymous scope, where anyone who learns or
+//! guesses another anonymous client's key gets its response replayed. Keys
+//! are random UUIDs in practice, but if anonymous requests reach the layer,
+//! use [`require_key`](IdempotencyLayer::require_key) together with
+//! authentication in front of it, or a principal that never returns `None`
+//! for them (e.g. a session id). Also note that one client with two
+//! different `Authorization` values (a rotated token) has two scopes.
+//!
+//! # Choosing a store
+//!
+//! The layer keeps claims and responses in a [`Store`](store::Store):
+//! atomic claim, complete and release, each checked against a random claim
+//! token, so a late handler whose claim expired cannot overwrite a newer
+//! one. An in-memory store is right for one server process; when several
+//! replicas serve the same clients they must share one store (Redis), or
+//! a retry that lands on another replica runs again. Stored responses take
+//! memory (or Redis space) for the whole TTL: cap them with
+//! [`max_response_body`].
+//!
+//! # With the client layer and retry
+//!
+//! The client's `IdempotencyKeyLayer` gives each non-idempotent call one
+//! key that every retry of that call carries, and the retry layer retries a
+//! POST only when it carries a key. Together: an attempt whose answer was
+//! lost (timeout, reset connection) is sent again with the same key; if the
+//! first attempt reached the handler, the retry gets its stored response
+//! (`Idempotent-Replayed: true`) or a 409 while it runs (retry it after
+//! `Retry-After`); if it failed with a 5xx, the key was freed and the retry
+//! runs the handler afresh.
+//!
+//! ```text
+//! client: IdempotencyKey → Deadline → Retry → … → network → server: IdempotencyLayer → handler
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use steadfast::idempotency::{IdempotencyBody, IdempotencyLayer};
+//! use tower::{Layer, ServiceExt};
+//! # use std::collections::HashMap;
+//! # use std::sync::{Arc, Mutex};
+//! # use std::time::Duration;
+//! # use steadfast::idempotency::store::*;
+//! # /// A minimal store for the example (use the crate's memory store).
+//! # #[derive(Clone, Default)]
+//! # struct Mem(Arc<Mutex<HashMap<StoreKey, (Fingerprint, Option<StoredResponse>, u128)>>>);
+//! # impl Store for Mem {
+//! #     fn claim(&self, k: &StoreKey, fp: Fingerprint, _: Duration) -> impl std::future::Future<Output = Result<Claim, StoreError>> + Send {
+//! #         let mut m = self.0.lock().unwrap();
+//! #         let r = match m.get(k) {
+//! #             Some((f, Some(r), _)) => Claim::Completed { fingerprint: *f, response: r.clone() },
+//! #             Some((f, None, _)) => Claim::InProgress { fingerprint: *f },
+//! #             None => { let t = ClaimToken::random(); m.insert(k.clone(), (fp, None, t.0)); Claim::Claimed(t) }
+//! #         };
+//! #         std::future::ready(Ok(r))
+//! #     }
+//! #     fn complete(&self, k: &StoreKey, t: &ClaimToken, fp: Fingerprint, r: StoredResponse, _: Duration) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+//! #         let mut m = self.0.lock().unwrap();
+//! #         let ok = matches!(m.get(k), Some((_, None, x)) if *x == t.0);
+//! #         if ok { m.insert(k.clone(), (fp, Some(r), t.0)); }
+//! #         std::future::ready(Ok(ok))
+//! #     }
+//! #     fn release(&self, k: &StoreKey, t: &ClaimToken) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
+//! #         let mut m = self.0.lock().unwrap();
+//! #         let ok = matches!(m.get(k), Some((_, None, x)) if *x == t.0);
+//! #         if ok { m.remove(k); }
+//! #         std::future::ready(Ok(ok))
+//! #     }
+//! # }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let store = Mem::default();
+//! let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+//! let handler = tower::service_fn({
+//!     let runs = runs.clone();
+//!     move |_req: Request<IdempotencyBody<Full<Bytes>>>| {
+//!         let n = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+//!         async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("order {n}"))))) }
+//!     }
+//! });
+//! let svc = IdempotencyLayer::new(store).layer(handler);
+//!
+//! let post = || {
+//!     Request::post("/orders")
+//!         .header("idempotency-key", "\"8e03978e-40d5-43e8-bc93-6894a57f9324\"")
+//!         .body(Full::new(Bytes::from_static(b"{\"sku\":42}")))
+//!         .unwrap()
+//! };
+//! let first = svc.clone().oneshot(post()).await?;
+//! let again = svc.clone().oneshot(post()).await?;
+//! assert_eq!(again.headers()["idempotent-replayed"], "true");
+//! assert_eq!(first.into_body().collect().await?.to_bytes(), "order 1");
+//! assert_eq!(again.into_body().collect().await?.to_bytes(), "order 1");
+//! assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With axum, add it to a router: `Router::new().route("/orders",
+//! post(create_order)).layer(IdempotencyLayer::new(store))`.
+//!
+//! [`max_response_body`]: IdempotencyLayer::max_response_body
+
+pub mod client;
+pub mod key;
+mod server;
+pub mod store;
+
+pub use self::client::{IdempotencyKeyLayer, MakeKey, SetIdempotencyKey, UuidV4};
+pub use self::key::{IdempotencyKey, InvalidKey};
+pub use self::server::future;
+pub use self::server::{
+    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyLayer,
+};

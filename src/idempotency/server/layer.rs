@@ -1,0 +1,196 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use tower_layer::Layer;
+
+use super::principal::{AuthorizationPrincipal, ExtractPrincipal};
+use super::service::Idempotency;
+use crate::idempotency::store::Store;
+
+/// Hands a release that did not finish at once to a runtime; see
+/// [`IdempotencyLayer::spawn_release_with`].
+pub(crate) type Spawner = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
+
+/// The layer's settings, shared by every service it makes.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) methods: Vec<Method>,
+    pub(crate) require_key: bool,
+    pub(crate) max_request_body: usize,
+    pub(crate) max_response_body: usize,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) ttl: Duration,
+    pub(crate) wait_for_result: Option<Duration>,
+    pub(crate) spawner: Option<Spawner>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("methods", &self.methods)
+            .field("require_key", &self.require_key)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_response_body", &self.max_response_body)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("ttl", &self.ttl)
+            .field("wait_for_result", &self.wait_for_result)
+            .field("spawner", &self.spawner.is_some())
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            methods: vec![Method::POST, Method::PATCH],
+            require_key: false,
+            max_request_body: 1024 * 1024,
+            max_response_body: 1024 * 1024,
+            lock_timeout: Duration::from_secs(60),
+            ttl: Duration::from_secs(24 * 60 * 60),
+            wait_for_result: None,
+            spawner: None,
+        }
+    }
+}
+
+/// Runs each keyed request at most once and answers repeats with the stored
+/// response; makes [`Idempotency`] services.
+///
+/// Defaults: POST and PATCH are handled, the key is optional, bodies are
+/// capped at 1 MiB both ways, claims last 60 s, responses are kept 24 h, a
+/// repeat while the first runs gets 409 at once, and the principal is
+/// [`AuthorizationPrincipal`].
+///
+/// See the [module docs](crate::idempotency).
+#[derive(Clone)]
+pub struct IdempotencyLayer<St, P = AuthorizationPrincipal> {
+    store: St,
+    principal: P,
+    config: Arc<Config>,
+}
+
+impl<St, P> fmt::Debug for IdempotencyLayer<St, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St: Store> IdempotencyLayer<St> {
+    /// A layer keeping claims and responses in `store`, with the defaults.
+    pub fn new(store: St) -> Self {
+        Self {
+            store,
+            principal: AuthorizationPrincipal,
+            config: Arc::new(Config::default()),
+        }
+    }
+}
+
+impl<St, P> IdempotencyLayer<St, P> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Scopes keys by `principal` instead of the hash of `Authorization`.
+    ///
+    /// A closure works: `.principal(|parts: &http::request::Parts| api_key_of(parts))`.
+    pub fn principal<P2: ExtractPrincipal>(self, principal: P2) -> IdempotencyLayer<St, P2> {
+        IdempotencyLayer {
+            store: self.store,
+            principal,
+            config: self.config,
+        }
+    }
+
+    /// The methods whose requests are handled (default POST and PATCH);
+    /// requests with other methods pass straight through, key or not.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.config_mut().methods = methods.into_iter().collect();
+        self
+    }
+
+    /// Requests with a handled method and no key get 400 instead of passing
+    /// through.
+    pub fn require_key(mut self) -> Self {
+        self.config_mut().require_key = true;
+        self
+    }
+
+    /// The largest request body buffered for the fingerprint (default
+    /// 1 MiB); larger bodies get 413 and the handler does not run.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.config_mut().max_request_body = bytes;
+        self
+    }
+
+    /// The largest response body stored (default 1 MiB); a larger response
+    /// is returned but not stored, and the claim is released.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.config_mut().max_response_body = bytes;
+        self
+    }
+
+    /// How long a claim holds without completing (default 60 s): after it a
+    /// handler that hung or panicked no longer blocks its key. Set it above
+    /// the handler's longest run, or a slow first request and its retry may
+    /// both run.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config_mut().lock_timeout = timeout;
+        self
+    }
+
+    /// How long a response is kept for replay (default 24 h).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.config_mut().ttl = ttl;
+        self
+    }
+
+    /// A repeat that arrives while the first request runs waits up to `max`
+    /// for its result (polling the store with a backoff from 5 ms to
+    /// 100 ms) instead of getting 409 at once; 409 when `max` passes.
+    pub fn wait_for_result(mut self, max: Duration) -> Self {
+        self.config_mut().wait_for_result = Some(max);
+        self
+    }
+
+    /// Where to run a release that could not finish synchronously when a
+    /// claimed request is dropped (cancelled); e.g.
+    /// `.spawn_release_with(|release| { tokio::spawn(release); })`.
+    ///
+    /// `Drop` cannot await, so a dropped request's release is polled once
+    /// on the spot (enough for an in-memory store); without a spawner a
+    /// release that is still pending (a network store) is abandoned and
+    /// the key frees itself when its lock timeout passes.
+    pub fn spawn_release_with<F>(mut self, spawn: F) -> Self
+    where
+        F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync + 'static,
+    {
+        self.config_mut().spawner = Some(Arc::new(spawn));
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.store
+    }
+}
+
+impl<S, St: Clone, P: Clone> Layer<S> for IdempotencyLayer<St, P> {
+    type Service = Idempotency<S, St, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency::from_parts(
+            inner,
+            self.store.clone(),
+            self.principal.clone(),
+            self.config.clone(),
+        )
+    }
+}

@@ -1,0 +1,14 @@
+//! The server side: [`IdempotencyLayer`] and [`Idempotency`].
+
+mod body;
+mod fingerprint;
+mod flow;
+pub mod future;
+mod layer;
+mod principal;
+mod service;
+
+pub use self::body::IdempotencyBody;
+pub use self::layer::IdempotencyLayer;
+pub use self::principal::{AuthorizationPrincipal, ExtractPrincipal};
+pub use self::service::Idempotency;

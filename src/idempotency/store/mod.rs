@@ -1,0 +1,322 @@
+//! Where the server layer keeps claims and stored responses.
+//!
+//! A request with an `Idempotency-Key` goes through three steps against a
+//! [`Store`]:
+//!
+//! 1. [`claim`](Store::claim) the key. The first request gets
+//!    [`Claim::Claimed`] with a [`ClaimToken`]; a repeat while it runs gets
+//!    [`Claim::InProgress`]; a repeat after it finished gets
+//!    [`Claim::Completed`] with the stored response. The caller compares the
+//!    [`Fingerprint`] it gets back with its own to spot a key reused for a
+//!    different request.
+//! 2. Run the handler.
+//! 3. [`complete`](Store::complete) the claim with the response, or
+//!    [`release`](Store::release) it (a 5xx, a cancelled handler) so the
+//!    client may retry.
+//!
+//! A claim holds for its `lock_timeout` only: a handler that panicked or a
+//! server that died does not keep the key forever. Once the lock timeout
+//! passes, the key may be claimed again, and the old [`ClaimToken`] can no
+//! longer complete or release it, so a late writer never overwrites a newer
+//! claim.
+//!
+//! # Stores
+//!
+//! * [`MemoryStore`]: the embedded default, for one process. Sharded, with
+//!   TTL expiry and a bound on the entries kept.
+//! * `RedisStore` (feature `redis`): shared by many server replicas.
+//!
+//! Keys are [`StoreKey`]s: the principal's scope and the client's key joined
+//! so that two scopes can never produce the same store key.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use steadfast::idempotency::store::{
+//!     Claim, Fingerprint, MemoryStore, Store, StoreKey, StoredResponse,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steadfast::idempotency::store::StoreError> {
+//! let store = MemoryStore::new();
+//! let key = StoreKey::new("client-42", "8e03978e-40d5-43e8-bc93-6894a57f9324");
+//! let fingerprint = Fingerprint([7; 32]);
+//! let lock = Duration::from_secs(60);
+//!
+//! let Claim::Claimed(token) = store.claim(&key, fingerprint, lock).await? else {
+//!     unreachable!("the key is new");
+//! };
+//! // A repeat while the first request runs: 409.
+//! assert_eq!(
+//!     store.claim(&key, fingerprint, lock).await?,
+//!     Claim::InProgress { fingerprint },
+//! );
+//!
+//! let response = StoredResponse {
+//!     status: 201,
+//!     headers: vec![("content-type".into(), b"text/plain".to_vec())],
+//!     body: Bytes::from_static(b"created"),
+//! };
+//! let ttl = Duration::from_secs(24 * 60 * 60);
+//! assert!(store.complete(&key, &token, fingerprint, response.clone(), ttl).await?);
+//!
+//! // A repeat after completion: the stored response, byte for byte.
+//! assert_eq!(
+//!     store.claim(&key, fingerprint, lock).await?,
+//!     Claim::Completed { fingerprint, response },
+//! );
+//! # Ok(())
+//! # }
+//! ```
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::mem;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::BoxError;
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use self::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreStats};
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+
+/// The key under which a request is stored: the principal's scope and the
+/// Idempotency-Key, joined unambiguously.
+///
+/// The scope's length comes first, so `("a:b", "c")` and `("a", "b:c")` give
+/// different keys. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// Joins `scope` and `key` as `"{scope.len()}:{scope}:{key}"`.
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::StoreKey;
+    ///
+    /// assert_eq!(StoreKey::new("tenant", "k1").as_str(), "6:tenant:k1");
+    /// assert_ne!(StoreKey::new("a:b", "c"), StoreKey::new("a", "b:c"));
+    /// ```
+    pub fn new(scope: &str, key: &str) -> Self {
+        use fmt::Write;
+
+        let mut s = String::with_capacity(scope.len().saturating_add(key.len()).saturating_add(24));
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{}:{}:{}", scope.len(), scope, key);
+        Self(s)
+    }
+
+    /// The joined key, as stores write it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of method, path-and-query and body (computed by the server
+/// layer), 32 bytes.
+///
+/// A repeat whose fingerprint differs from the stored one reuses the key for
+/// a different request (422). See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+/// A response as stored: status, headers, body.
+///
+/// Header names are kept as given; values as raw bytes, so a replay is byte
+/// for byte the original. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The status code, e.g. `201`.
+    pub status: u16,
+    /// The headers in order, repeated names included.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// Bytes it takes (for caps and memory accounting): the body, the header
+    /// names and values, and the fixed size of the struct and its header
+    /// list.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use steadfast::idempotency::store::StoredResponse;
+    ///
+    /// let small = StoredResponse { status: 200, headers: vec![], body: Bytes::from_static(b"ok") };
+    /// let big = StoredResponse { body: Bytes::from(vec![0; 1024]), ..small.clone() };
+    /// assert_eq!(big.size() - small.size(), 1022);
+    /// ```
+    pub fn size(&self) -> usize {
+        let per_header = mem::size_of::<(String, Vec<u8>)>();
+        self.headers
+            .iter()
+            .fold(mem::size_of::<Self>(), |acc, (name, value)| {
+                acc.saturating_add(per_header)
+                    .saturating_add(name.len())
+                    .saturating_add(value.len())
+            })
+            .saturating_add(self.body.len())
+    }
+}
+
+/// Proof of a claim: a random token; completing or releasing needs it, so a
+/// late writer cannot touch a newer claim.
+///
+/// See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClaimToken(pub u128);
+
+impl ClaimToken {
+    /// A fresh random token (128 bits from a per-thread generator seeded
+    /// from the operating system's randomness through
+    /// [`RandomState`]).
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::ClaimToken;
+    ///
+    /// assert_ne!(ClaimToken::random(), ClaimToken::random());
+    /// ```
+    pub fn random() -> Self {
+        thread_local! {
+            static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::seed_from_u64(seed()));
+        }
+        RNG.try_with(|rng| Self(rng.borrow_mut().random()))
+            // The thread is being torn down: a generator of its own.
+            .unwrap_or_else(|_| Self(SmallRng::seed_from_u64(seed()).random()))
+    }
+}
+
+/// A seed that differs per call and per process.
+fn seed() -> u64 {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    RandomState::new().hash_one(SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What [`Store::claim`] found. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The key was free: the caller owns it until it completes or releases,
+    /// or `lock_timeout` passes.
+    Claimed(ClaimToken),
+    /// Another request holds the claim (still running).
+    InProgress {
+        /// The fingerprint of the request holding the claim.
+        fingerprint: Fingerprint,
+    },
+    /// A response is stored.
+    Completed {
+        /// The fingerprint of the request that produced the response.
+        fingerprint: Fingerprint,
+        /// The stored response.
+        response: StoredResponse,
+    },
+}
+
+/// The store could not be reached or answered garbage: the layer fails
+/// closed (503).
+///
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// An error with a message (lowercase, no final period), e.g.
+    /// `"redis answered an unknown claim state"`.
+    pub fn new(msg: impl Into<String>) -> Self {
+        Self {
+            message: msg.into(),
+            source: None,
+        }
+    }
+
+    /// An error with a message and the error that caused it, returned by
+    /// [`source`](Error::source).
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use steadfast::idempotency::store::StoreError;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let err = StoreError::with_source("cannot reach the store", io);
+    /// assert_eq!(err.to_string(), "cannot reach the store");
+    /// assert!(err.source().unwrap().is::<std::io::Error>());
+    /// ```
+    pub fn with_source(msg: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self {
+            message: msg.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// Where the server layer keeps claims and responses. Every method is atomic
+/// with respect to the others for one key.
+///
+/// See the [module docs](self).
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Claims `key` for `fingerprint` unless it is claimed (unexpired) or
+    /// completed (unexpired).
+    fn claim(
+        &self,
+        key: &StoreKey,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Stores `response` for `ttl`, if `token` still holds the claim;
+    /// `Ok(false)` when it does not (the claim expired and maybe was taken
+    /// again).
+    fn complete(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Frees the claim if `token` still holds it (a 5xx, a cancelled
+    /// handler); `Ok(false)` otherwise.
+    fn release(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
