@@ -13,10 +13,10 @@
 //! | [`retry`] | [`RetryLayer`] | sends failed calls again: backoff with jitter, a retry budget, server hints, safe replay |
 //! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
 //! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
+//! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
 //!
-//! Idempotency keys follow the same design.
 //!
 //! # Example
 //!
@@ -77,11 +77,12 @@
 //! |---|---|---|
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
 //! | `reqwest` | no | `RetryLayer::reqwest`: retries for `reqwest::Client`, replaying requests with `try_clone` |
+//! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.85. Raising it is not a breaking change, but is noted in the
-//! changelog.
+//! Rust 1.85 (the `redis` feature needs 1.88, the `redis` crate's). Raising
+//! it is not a breaking change, but is noted in the changelog.
 //!
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
 //! [`RetryLayer`]: retry::RetryLayer
