@@ -531,6 +531,22 @@ fn bad_config_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn fingerprints_are_sha256_of_length_prefixed_parts() {
+    // Moving bytes between parts changes the fingerprint.
+    assert_ne!(
+        Fingerprint::of("POST", "/ab", b"c"),
+        Fingerprint::of("POST", "/a", b"bc")
+    );
+    assert_ne!(
+        Fingerprint::of("POS", "T/a", b""),
+        Fingerprint::of("POST", "/a", b"")
+    );
+    // A known vector: SHA-256 of three empty parts (three zero lengths).
+    let empty = Fingerprint::of("", "", b"");
+    assert_eq!(empty.0[..4], [0x9d, 0x90, 0x8e, 0xcf], "{:02x?}", empty.0);
+}
+
+#[test]
 fn store_keys_are_unambiguous() {
     assert_eq!(StoreKey::new("", "k").as_str(), "0::k");
     assert_ne!(StoreKey::new("a:b", "c"), StoreKey::new("a", "b:c"));

@@ -8,6 +8,7 @@ use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::{Claim, ClaimToken, Fingerprint, Store, StoreError, StoreKey, StoredResponse};
@@ -71,8 +72,8 @@ pub struct MemoryStoreStats {
     /// Entries held, claims and responses, including expired ones not yet
     /// purged.
     pub entries: usize,
-    /// An estimate of the bytes they take: each entry's key (twice: the map
-    /// and the eviction queue hold a copy), its stored response
+    /// An estimate of the bytes they take: each entry's key, its stored
+    /// response
     /// ([`StoredResponse::size`]) and a fixed per-entry overhead for the map
     /// slot and queue item. The map's spare capacity is not counted.
     pub bytes: usize,
@@ -86,18 +87,25 @@ pub struct MemoryStoreBuilder {
 }
 
 struct Shard {
-    map: HashMap<StoreKey, Slot>,
-    /// Keys in insertion order, with the sequence number of the insertion.
-    /// An item whose number differs from the slot's is stale (the key was
-    /// removed, maybe inserted again) and is skipped.
-    order: VecDeque<(u64, StoreKey)>,
-    next_seq: u64,
+    map: HashMap<Arc<str>, Slot>,
+    /// Keys in insertion order, for eviction and sweeping.
+    order: VecDeque<Queued>,
     bytes: usize,
     cap: usize,
 }
 
+/// A key in the eviction queue. It shares its `Arc` with the map's key while
+/// the entry lives; an item whose `Arc` is not the map's is stale (the key
+/// was removed, maybe inserted again) and is skipped.
+struct Queued {
+    key: Arc<str>,
+    /// The sweep does not look the entry up before then (`None`: never). It
+    /// starts as the insertion time; once the sweep finds the entry
+    /// completed, whose expiry no longer changes, it is that expiry.
+    recheck: Option<Instant>,
+}
+
 struct Slot {
-    seq: u64,
     /// `None`: never (the duration overflowed the clock).
     expires: Option<Instant>,
     state: State,
@@ -110,15 +118,28 @@ enum State {
     },
     Completed {
         fingerprint: Fingerprint,
-        response: StoredResponse,
+        response: Compact,
     },
 }
 
+/// A stored response with its headers packed in one allocation, so a replay
+/// touches one block of memory for them instead of three per header.
+struct Compact {
+    status: u16,
+    /// Per header: the name's and the value's lengths (`u64`, little endian),
+    /// then the name and the value.
+    headers: Box<[u8]>,
+    body: Bytes,
+    /// [`StoredResponse::size`] of the response, as counted in the stats.
+    size: usize,
+}
+
 /// The fixed cost of one entry, beyond its key's bytes and its response.
-const ENTRY_OVERHEAD: usize = mem::size_of::<StoreKey>()
+const ENTRY_OVERHEAD: usize = mem::size_of::<Arc<str>>()
+    + 2 * mem::size_of::<usize>() // the key's reference counts
     + mem::size_of::<Slot>()
     + 1 // the hash map's control byte
-    + mem::size_of::<(u64, StoreKey)>();
+    + mem::size_of::<Queued>();
 
 // === impl MemoryStore ===
 
@@ -204,6 +225,7 @@ impl MemoryStore {
     fn claim_now(&self, key: &StoreKey, fingerprint: Fingerprint, lock_timeout: Duration) -> Claim {
         let now = Instant::now();
         let mut shard = self.shard(key);
+        let key = key.as_str();
         if let Some(slot) = shard.map.get(key) {
             if !slot.expired(now) {
                 return match &slot.state {
@@ -215,7 +237,7 @@ impl MemoryStore {
                         response,
                     } => Claim::Completed {
                         fingerprint: *fingerprint,
-                        response: response.clone(),
+                        response: response.unpack(),
                     },
                 };
             }
@@ -226,7 +248,7 @@ impl MemoryStore {
             token: token.clone(),
             fingerprint,
         };
-        shard.insert(key.clone(), state, now.checked_add(lock_timeout), now);
+        shard.insert(key, state, now.checked_add(lock_timeout), now);
         Claim::Claimed(token)
     }
 
@@ -240,6 +262,7 @@ impl MemoryStore {
     ) -> bool {
         let now = Instant::now();
         let mut shard = self.shard(key);
+        let key = key.as_str();
         match shard.holder(key, token, now) {
             Holder::Token => {
                 let shard = &mut *shard;
@@ -247,7 +270,7 @@ impl MemoryStore {
                     let old = slot.cost(key);
                     slot.state = State::Completed {
                         fingerprint,
-                        response,
+                        response: Compact::pack(response),
                     };
                     slot.expires = now.checked_add(ttl);
                     shard.bytes = shard
@@ -268,6 +291,7 @@ impl MemoryStore {
     fn release_now(&self, key: &StoreKey, token: &ClaimToken) -> bool {
         let now = Instant::now();
         let mut shard = self.shard(key);
+        let key = key.as_str();
         match shard.holder(key, token, now) {
             Holder::Token => {
                 shard.remove(key);
@@ -404,13 +428,12 @@ impl Shard {
         Self {
             map: HashMap::new(),
             order: VecDeque::new(),
-            next_seq: 0,
             bytes: 0,
             cap,
         }
     }
 
-    fn holder(&self, key: &StoreKey, token: &ClaimToken, now: Instant) -> Holder {
+    fn holder(&self, key: &str, token: &ClaimToken, now: Instant) -> Holder {
         match self.map.get(key) {
             Some(slot) if slot.expired(now) => Holder::Expired,
             Some(Slot {
@@ -421,51 +444,50 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, key: StoreKey, state: State, expires: Option<Instant>, now: Instant) {
+    fn insert(&mut self, key: &str, state: State, expires: Option<Instant>, now: Instant) {
         self.sweep(now);
         while self.map.len() >= self.cap && !self.map.is_empty() {
             self.evict_one(now);
         }
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        let slot = Slot {
-            seq,
-            expires,
-            state,
-        };
-        self.bytes = self.bytes.saturating_add(slot.cost(&key));
-        self.order.push_back((seq, key.clone()));
+        let slot = Slot { expires, state };
+        self.bytes = self.bytes.saturating_add(slot.cost(key));
+        let key: Arc<str> = Arc::from(key);
+        self.order.push_back(Queued {
+            key: key.clone(),
+            recheck: Some(now),
+        });
         if let Some(old) = self.map.insert(key.clone(), slot) {
             // Callers remove a key before inserting it again; stay exact anyway.
             self.bytes = self.bytes.saturating_sub(old.cost(&key));
         }
     }
 
-    fn remove(&mut self, key: &StoreKey) {
+    fn remove(&mut self, key: &str) {
         if let Some(slot) = self.map.remove(key) {
             self.bytes = self.bytes.saturating_sub(slot.cost(key));
         }
         self.compact();
     }
 
-    /// Is the queue item the live entry of its key?
-    fn is_live(&self, seq: u64, key: &StoreKey) -> bool {
-        self.map.get(key).is_some_and(|slot| slot.seq == seq)
-    }
-
     /// Purges a few expired entries from the oldest end.
     fn sweep(&mut self, now: Instant) {
         for _ in 0..SWEEP_PER_INSERT {
-            let Some((seq, key)) = self.order.front() else {
+            let Some(front) = self.order.front_mut() else {
                 return;
             };
-            match self.map.get(key) {
-                Some(slot) if slot.seq == *seq => {
+            if front.recheck.is_none_or(|at| now < at) {
+                return;
+            }
+            match self.map.get_key_value(&*front.key) {
+                Some((key, slot)) if Arc::ptr_eq(key, &front.key) => {
                     if !slot.expired(now) {
+                        if let State::Completed { .. } = slot.state {
+                            front.recheck = slot.expires;
+                        }
                         return;
                     }
-                    if let Some((_, key)) = self.order.pop_front() {
-                        self.remove(&key);
+                    if let Some(front) = self.order.pop_front() {
+                        self.remove(&front.key);
                     }
                 }
                 _ => {
@@ -478,25 +500,25 @@ impl Shard {
     /// Evicts one entry: the oldest expired entry or stored response within
     /// reach, else the oldest claim.
     fn evict_one(&mut self, now: Instant) {
-        let mut skipped: Vec<(u64, StoreKey)> = Vec::new();
+        let mut skipped: Vec<Queued> = Vec::new();
         let mut evicted = false;
-        while let Some((seq, key)) = self.order.pop_front() {
-            let Some(slot) = self.map.get(&key).filter(|slot| slot.seq == seq) else {
+        while let Some(item) = self.order.pop_front() {
+            let Some(slot) = live(&self.map, &item) else {
                 continue; // stale
             };
             if slot.expired(now) || matches!(slot.state, State::Completed { .. }) {
-                self.remove(&key);
+                self.remove(&item.key);
                 evicted = true;
                 break;
             }
-            skipped.push((seq, key));
+            skipped.push(item);
             if skipped.len() >= MAX_SKIPPED_CLAIMS {
                 break;
             }
         }
         if !evicted && !skipped.is_empty() {
-            let (_, key) = skipped.remove(0);
-            self.remove(&key);
+            let oldest = skipped.remove(0);
+            self.remove(&oldest.key);
             evicted = true;
         }
         for item in skipped.into_iter().rev() {
@@ -514,12 +536,17 @@ impl Shard {
     /// Drops stale queue items once they outnumber the live ones.
     fn compact(&mut self) {
         if self.order.len() > self.map.len().saturating_mul(2).saturating_add(32) {
-            let order = mem::take(&mut self.order);
-            self.order = order
-                .into_iter()
-                .filter(|(seq, key)| self.is_live(*seq, key))
-                .collect();
+            let map = &self.map;
+            self.order.retain(|item| live(map, item).is_some());
         }
+    }
+}
+
+/// The entry `item` stands for, if it is still the one in the map.
+fn live<'a>(map: &'a HashMap<Arc<str>, Slot>, item: &Queued) -> Option<&'a Slot> {
+    match map.get_key_value(&*item.key) {
+        Some((key, slot)) if Arc::ptr_eq(key, &item.key) => Some(slot),
+        _ => None,
     }
 }
 
@@ -531,17 +558,66 @@ impl Slot {
     }
 
     /// The bytes this entry is counted as.
-    fn cost(&self, key: &StoreKey) -> usize {
+    fn cost(&self, key: &str) -> usize {
         let response = match &self.state {
             State::Claimed { .. } => 0,
-            State::Completed { response, .. } => response.size(),
+            State::Completed { response, .. } => response.size,
         };
-        key.as_str()
-            .len()
-            .saturating_mul(2)
+        key.len()
             .saturating_add(ENTRY_OVERHEAD)
             .saturating_add(response)
     }
+}
+
+// === impl Compact ===
+
+impl Compact {
+    fn pack(response: StoredResponse) -> Self {
+        let size = response.size();
+        let len = response.headers.iter().fold(0usize, |acc, (name, value)| {
+            acc.saturating_add(16)
+                .saturating_add(name.len())
+                .saturating_add(value.len())
+        });
+        let mut headers = Vec::with_capacity(len);
+        for (name, value) in &response.headers {
+            headers.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            headers.extend_from_slice(&(value.len() as u64).to_le_bytes());
+            headers.extend_from_slice(name.as_bytes());
+            headers.extend_from_slice(value);
+        }
+        Self {
+            status: response.status,
+            headers: headers.into_boxed_slice(),
+            body: response.body,
+            size,
+        }
+    }
+
+    fn unpack(&self) -> StoredResponse {
+        let mut headers = Vec::new();
+        let mut rest: &[u8] = &self.headers;
+        while let Some((name, value, tail)) = next_header(rest) {
+            headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+            rest = tail;
+        }
+        StoredResponse {
+            status: self.status,
+            headers,
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// Splits the first packed header off `buf`: name, value, the rest.
+fn next_header(buf: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (name_len, rest) = buf.split_first_chunk::<8>()?;
+    let (value_len, rest) = rest.split_first_chunk::<8>()?;
+    let name_len = usize::try_from(u64::from_le_bytes(*name_len)).ok()?;
+    let value_len = usize::try_from(u64::from_le_bytes(*value_len)).ok()?;
+    let (name, rest) = rest.split_at_checked(name_len)?;
+    let (value, rest) = rest.split_at_checked(value_len)?;
+    Some((name, value, rest))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -582,6 +658,30 @@ mod tests {
         assert_eq!(store.shards(), 4);
         let caps: usize = store.inner.shards.iter().map(|s| lock(s).cap).sum();
         assert_eq!(caps, 5);
+    }
+
+    #[test]
+    fn packed_responses_unpack_to_the_original() {
+        let response = StoredResponse {
+            status: 207,
+            headers: vec![
+                ("content-type".into(), b"text/plain".to_vec()),
+                (String::new(), Vec::new()),
+                ("x-bin".into(), vec![0, 0xff, b'\n']),
+                ("set-cookie".into(), b"a=1".to_vec()),
+                ("set-cookie".into(), b"b=2".to_vec()),
+            ],
+            body: Bytes::from_static(b"body"),
+        };
+        let packed = Compact::pack(response.clone());
+        assert_eq!(packed.size, response.size());
+        assert_eq!(packed.unpack(), response);
+        let empty = StoredResponse {
+            status: 204,
+            headers: vec![],
+            body: Bytes::new(),
+        };
+        assert_eq!(Compact::pack(empty.clone()).unpack(), empty);
     }
 
     #[test]

@@ -140,6 +140,32 @@ impl fmt::Display for StoreKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
 
+impl Fingerprint {
+    /// SHA-256 of the method, the path and query, and the body, each
+    /// prefixed with its length so that no two different requests share an
+    /// input.
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::Fingerprint;
+    ///
+    /// let a = Fingerprint::of("POST", "/orders?dry=1", b"{}");
+    /// assert_eq!(a, Fingerprint::of("POST", "/orders?dry=1", b"{}"));
+    /// assert_ne!(a, Fingerprint::of("POST", "/orders?dry=0", b"{}"));
+    /// assert_ne!(a, Fingerprint::of("PUT", "/orders?dry=1", b"{}"));
+    /// assert_ne!(a, Fingerprint::of("POST", "/orders?dry=1", b"{ }"));
+    /// ```
+    pub fn of(method: &str, path_and_query: &str, body: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+
+        let mut hasher = Sha256::new();
+        for part in [method.as_bytes(), path_and_query.as_bytes(), body] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        Self(hasher.finalize().into())
+    }
+}
+
 /// A response as stored: status, headers, body.
 ///
 /// Header names are kept as given; values as raw bytes, so a replay is byte
