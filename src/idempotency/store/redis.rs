@@ -101,6 +101,7 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_L
 ///     Claim::Claimed(_token) => println!("run the handler, then complete"),
 ///     Claim::InProgress { .. } => println!("409"),
 ///     Claim::Completed { response, .. } => println!("replay {}", response.status),
+///     _ => unreachable!("a store answers one of the three"),
 /// }
 /// # Ok(())
 /// # }
