@@ -121,40 +121,12 @@
 //! use http_body_util::{BodyExt, Full};
 //! use steadfast::idempotency::{IdempotencyBody, IdempotencyLayer};
 //! use tower::{Layer, ServiceExt};
-//! # use std::collections::HashMap;
-//! # use std::sync::{Arc, Mutex};
-//! # use std::time::Duration;
-//! # use steadfast::idempotency::store::*;
-//! # /// A minimal store for the example (use the crate's memory store).
-//! # #[derive(Clone, Default)]
-//! # struct Mem(Arc<Mutex<HashMap<StoreKey, (Fingerprint, Option<StoredResponse>, u128)>>>);
-//! # impl Store for Mem {
-//! #     fn claim(&self, k: &StoreKey, fp: Fingerprint, _: Duration) -> impl std::future::Future<Output = Result<Claim, StoreError>> + Send {
-//! #         let mut m = self.0.lock().unwrap();
-//! #         let r = match m.get(k) {
-//! #             Some((f, Some(r), _)) => Claim::Completed { fingerprint: *f, response: r.clone() },
-//! #             Some((f, None, _)) => Claim::InProgress { fingerprint: *f },
-//! #             None => { let t = ClaimToken::random(); m.insert(k.clone(), (fp, None, t.0)); Claim::Claimed(t) }
-//! #         };
-//! #         std::future::ready(Ok(r))
-//! #     }
-//! #     fn complete(&self, k: &StoreKey, t: &ClaimToken, fp: Fingerprint, r: StoredResponse, _: Duration) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
-//! #         let mut m = self.0.lock().unwrap();
-//! #         let ok = matches!(m.get(k), Some((_, None, x)) if *x == t.0);
-//! #         if ok { m.insert(k.clone(), (fp, Some(r), t.0)); }
-//! #         std::future::ready(Ok(ok))
-//! #     }
-//! #     fn release(&self, k: &StoreKey, t: &ClaimToken) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send {
-//! #         let mut m = self.0.lock().unwrap();
-//! #         let ok = matches!(m.get(k), Some((_, None, x)) if *x == t.0);
-//! #         if ok { m.remove(k); }
-//! #         std::future::ready(Ok(ok))
-//! #     }
-//! # }
+//! use steadfast::idempotency::store::MemoryStore;
+//! use std::sync::Arc;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! # let store = Mem::default();
+//! let store = MemoryStore::new();
 //! let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 //! let handler = tower::service_fn({
 //!     let runs = runs.clone();

@@ -521,3 +521,32 @@ async fn kill_and_restart_redis() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn get_reads_without_claiming() {
+    let Some(store) = store("get").await else {
+        return;
+    };
+    bounded(5, async {
+        let key = StoreKey::new("alice", "get");
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::InProgress { fingerprint: fp(1) })
+        );
+        // `get` took nothing: the holder still completes.
+        assert!(store
+            .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::Completed {
+                fingerprint: fp(1),
+                response: response()
+            })
+        );
+    })
+    .await;
+}

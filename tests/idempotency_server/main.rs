@@ -140,6 +140,11 @@ impl Store for TestStore {
         }
         std::future::ready(Ok(held))
     }
+
+    fn get(&self, _: &StoreKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        // The layer never reads without claiming.
+        std::future::ready(Err(StoreError::new("get is not used by the layer")))
+    }
 }
 
 /// A store that is always down.
@@ -173,6 +178,11 @@ impl Store for DownStore {
         _: &ClaimToken,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         std::future::ready(Err(StoreError::new("connection refused")))
+    }
+
+    fn get(&self, _: &StoreKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        // The layer never reads without claiming.
+        std::future::ready(Err(StoreError::new("get is not used by the layer")))
     }
 }
 
@@ -932,6 +942,11 @@ impl Store for SlowRelease {
             tokio::task::yield_now().await;
             store.release(&key, &token).await
         }
+    }
+
+    fn get(&self, _: &StoreKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        // The layer never reads without claiming.
+        std::future::ready(Err(StoreError::new("get is not used by the layer")))
     }
 }
 

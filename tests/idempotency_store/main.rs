@@ -598,3 +598,28 @@ async fn concurrent_claims_of_one_key_give_one_claim() {
         assert_eq!(claimed, 1, "round {round}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn get_reads_without_claiming() -> Result<(), StoreError> {
+    let store = MemoryStore::new();
+    let k = key("g");
+    assert_eq!(store.get(&k).await?, None);
+    let token = claimed(&store, &k).await;
+    assert_eq!(
+        store.get(&k).await?,
+        Some(Claim::InProgress { fingerprint: FP })
+    );
+    // `get` took nothing: the holder still completes, and then it reads the response.
+    assert!(store.complete(&k, &token, FP, response(b"ok"), TTL).await?);
+    assert_eq!(
+        store.get(&k).await?,
+        Some(Claim::Completed {
+            fingerprint: FP,
+            response: response(b"ok")
+        })
+    );
+    // Expired entries read as free.
+    tokio::time::advance(TTL).await;
+    assert_eq!(store.get(&k).await?, None);
+    Ok(())
+}

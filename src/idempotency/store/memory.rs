@@ -288,6 +288,27 @@ impl MemoryStore {
         }
     }
 
+    fn get_now(&self, key: &StoreKey) -> Option<Claim> {
+        let now = Instant::now();
+        let shard = self.shard(key);
+        let slot = shard.map.get(key.as_str())?;
+        if slot.expired(now) {
+            return None;
+        }
+        Some(match &slot.state {
+            State::Claimed { fingerprint, .. } => Claim::InProgress {
+                fingerprint: *fingerprint,
+            },
+            State::Completed {
+                fingerprint,
+                response,
+            } => Claim::Completed {
+                fingerprint: *fingerprint,
+                response: response.unpack(),
+            },
+        })
+    }
+
     fn release_now(&self, key: &StoreKey, token: &ClaimToken) -> bool {
         let now = Instant::now();
         let mut shard = self.shard(key);
@@ -354,6 +375,13 @@ impl Store for MemoryStore {
         token: &ClaimToken,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         ready(Ok(self.release_now(key, token)))
+    }
+
+    fn get(
+        &self,
+        key: &StoreKey,
+    ) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        ready(Ok(self.get_now(key)))
     }
 }
 

@@ -345,4 +345,11 @@ pub trait Store: Clone + Send + Sync + 'static {
         key: &StoreKey,
         token: &ClaimToken,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// What `key` holds now, without claiming it: `None` when it is free
+    /// (absent or expired), [`Claim::InProgress`] while a claim runs,
+    /// [`Claim::Completed`] once a response is stored. Never returns
+    /// [`Claim::Claimed`].
+    fn get(&self, key: &StoreKey)
+        -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
 }

@@ -323,6 +323,31 @@ impl Store for RedisStore {
             .await?;
         flag("release", reply)
     }
+
+    async fn get(&self, key: &StoreKey) -> Result<Option<Claim>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let reply = redis::cmd("GET")
+            .arg(self.redis_key(key))
+            .query_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| StoreError::with_source("redis command failed", e))?;
+        match reply {
+            Value::Nil => Ok(None),
+            Value::BulkString(stored) => Ok(Some(match decode(&stored)? {
+                Decoded::Claim { fingerprint, .. } => Claim::InProgress { fingerprint },
+                Decoded::Completed {
+                    fingerprint,
+                    response,
+                    ..
+                } => Claim::Completed {
+                    fingerprint,
+                    response,
+                },
+            })),
+            other => Err(unexpected("get", &other)),
+        }
+    }
 }
 
 /// Whole milliseconds for `PX`, rounded up, at least 1 (Redis refuses 0)
