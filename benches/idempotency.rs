@@ -16,18 +16,52 @@
 //! Before criterion runs, the binary prints the memory per stored small
 //! response: the store's own estimate (`stats().bytes / entries`) and the
 //! growth of the process's resident set while the million were stored.
+//!
+//! `IdempotencyLayer` over `MemoryStore::new()`, against the same bare
+//! always-ready service (`Created`: a 201 with a content type and a 17-byte
+//! JSON body) without the layer, all in one group so the differences are
+//! the layer's cost. Every request is a `POST /orders` with an
+//! `Authorization` header and an 18-byte `Full<Bytes>` body, built in
+//! untimed setup (`iter_batched`, responses dropped untimed too):
+//!
+//! * `bare`: the service alone;
+//! * `passthrough`: through the layer, without a key;
+//! * `fresh_key`: a new key each time: buffer and fingerprint the body,
+//!   claim, run the service, read and store its response, answer (the
+//!   store soon holds its default bound of 100,000 entries, so each new
+//!   key also evicts the oldest, as on a busy server);
+//! * `replay`: one key over and over: buffer and fingerprint the body,
+//!   claim (the stored response comes back), answer with the replay.
+//!
+//! Each call is `poll_ready`, `call` and polls of the future with a no-op
+//! waker until it is ready (once, with this store), inside a current-thread
+//! runtime's context. The binary also prints the allocations per call of
+//! each case, counted by a global allocator (`tests/alloc/cases.rs`).
 
-use std::future::Future;
+#[path = "../tests/alloc/cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use std::convert::Infallible;
+use std::fmt::Debug;
+use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
+use cases::allocs_per_call;
 use criterion::{criterion_group, BatchSize, Criterion};
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreKey, StoredResponse,
 };
+use steadfast::idempotency::IdempotencyLayer;
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// Responses stored before measuring.
 const STORED: usize = 1_000_000;
@@ -188,6 +222,160 @@ fn memory_store(c: &mut Criterion) {
     g.finish();
 }
 
+// ===== the server layer =====
+
+/// Always ready; answers every request at once with a small JSON 201,
+/// without reading the request body.
+#[derive(Debug, Clone, Copy)]
+struct Created;
+
+impl<B> Service<Request<B>> for Created {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"{\"id\":1234567890}")));
+        *res.status_mut() = StatusCode::CREATED;
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        ready(Ok(res))
+    }
+}
+
+/// How many times a call's future is polled before the bench gives up: the
+/// memory store's futures are ready at once, so one poll is enough.
+const MAX_POLLS: usize = 16;
+
+/// `poll_ready`, `call`, and polls with a no-op waker until the response.
+fn serve<S, B>(svc: &mut S, req: Request<B>) -> S::Response
+where
+    S: Service<Request<B>>,
+    S::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => panic!("bench services never fail: {e:?}"),
+        Poll::Pending => panic!("bench services are always ready"),
+    }
+    let mut fut = pin!(svc.call(req));
+    for _ in 0..MAX_POLLS {
+        if let Poll::Ready(res) = fut.as_mut().poll(&mut cx) {
+            return res.expect("bench services never fail");
+        }
+    }
+    panic!("the response is not ready after {MAX_POLLS} polls")
+}
+
+/// `POST /orders` with a bearer token, a small JSON body and, if given, an
+/// `Idempotency-Key`.
+fn order(key: Option<&HeaderValue>) -> Request<Full<Bytes>> {
+    let mut req = Request::post("/orders")
+        .header(AUTHORIZATION, "Bearer 7f3a9c2e5b1d4f8a")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"sku\":42,\"qty\":1}")))
+        .expect("a valid request");
+    if let Some(key) = key {
+        req.headers_mut().insert("idempotency-key", key.clone());
+    }
+    req
+}
+
+/// The `Idempotency-Key` header value for key number `n`: a quoted UUID.
+fn key_header(n: u64) -> HeaderValue {
+    let uuid = key(n);
+    // `StoreKey` is "principal:key"; keep the key.
+    let uuid = uuid.as_str().rsplit(':').next().expect("a key");
+    HeaderValue::try_from(format!("\"{uuid}\"")).expect("a valid header value")
+}
+
+fn server_layer(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut layered = IdempotencyLayer::new(MemoryStore::new()).layer(Created);
+    let mut next: u64 = 0;
+    let mut fresh = move || {
+        next += 1;
+        key_header(next)
+    };
+    let repeated = key_header(u64::MAX);
+    let first = serve(&mut layered, order(Some(&repeated)));
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let again = serve(&mut layered, order(Some(&repeated)));
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+
+    let mut g = c.benchmark_group("idempotency_server_layer");
+    let mut bare = Created;
+    g.bench_function("bare", |b| {
+        b.iter_batched(
+            || order(None),
+            |req| serve(&mut bare, black_box(req)),
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("passthrough", |b| {
+        b.iter_batched(
+            || order(None),
+            |req| serve(&mut layered, black_box(req)),
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("fresh_key", |b| {
+        b.iter_batched(
+            || order(Some(&fresh())),
+            |req| serve(&mut layered, black_box(req)),
+            BatchSize::SmallInput,
+        );
+    });
+    g.bench_function("replay", |b| {
+        b.iter_batched(
+            || order(Some(&repeated)),
+            |req| serve(&mut layered, black_box(req)),
+            BatchSize::SmallInput,
+        );
+    });
+    g.finish();
+}
+
+/// Prints the allocations per call of `svc` serving `CALLS` requests made
+/// by `make` (built before counting; responses dropped inside it).
+fn print_allocs<S>(name: &str, svc: &mut S, make: impl FnMut(u64) -> Request<Full<Bytes>>)
+where
+    S: Service<Request<Full<Bytes>>>,
+    S::Error: Debug,
+{
+    const CALLS: u64 = 10_000;
+    // One extra for `allocs_per_call`'s warm-up call; popped in order.
+    let mut reqs: Vec<_> = (0..=CALLS).rev().map(make).collect();
+    let per_call = allocs_per_call(CALLS, |_| {
+        let req = reqs.pop().expect("one request per call");
+        drop(black_box(serve(svc, req)));
+    });
+    println!("allocations per call: {name} = {per_call}");
+}
+
+/// Prints the allocations per call of the bare service and of each case of
+/// the layer.
+fn print_allocations() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    print_allocs("bare", &mut Created, |_| order(None));
+    let mut layered = IdempotencyLayer::new(MemoryStore::new()).layer(Created);
+    print_allocs("passthrough (no key)", &mut layered, |_| order(None));
+    print_allocs("fresh_key (claim, run, store)", &mut layered, |n| {
+        order(Some(&key_header(n)))
+    });
+    // The warm-up call stores the response; the counted calls replay it.
+    let repeated = key_header(u64::MAX);
+    print_allocs("replay", &mut layered, |_| order(Some(&repeated)));
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -198,10 +386,11 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = memory_store
+    targets = memory_store, server_layer
 }
 
 fn main() {
+    print_allocations();
     benches();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -134,14 +134,20 @@ where
                     .collect(),
                 body: bytes.clone(),
             };
-            guard.held = None;
+            // The guard stays armed while the response is written: a call
+            // dropped or failed here still frees the key (a release after a
+            // completion that did land is refused by the token check).
             match store.complete(&key, &token, fp, stored, config.ttl).await {
-                Ok(true) => {}
-                Ok(false) => tracing::warn!(
-                    "idempotency claim expired before the handler finished; its response was not stored"
-                ),
+                Ok(true) => guard.held = None,
+                Ok(false) => {
+                    guard.held = None;
+                    tracing::warn!(
+                        "idempotency claim expired before the handler finished; its response was not stored"
+                    );
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "idempotency store failed to store a response");
+                    tracing::warn!(%error, "idempotency store failed to store a response; the key is released");
+                    guard.release().await;
                 }
             }
             Ok(Response::from_parts(rparts, IdempotencyBody::full(bytes)))

@@ -39,8 +39,14 @@ pub struct AuthorizationPrincipal;
 impl ExtractPrincipal for AuthorizationPrincipal {
     fn principal(&self, parts: &Parts) -> Option<String> {
         let value = parts.headers.get(http::header::AUTHORIZATION)?;
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = sha256(value.as_bytes());
-        Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            hex.push(char::from(HEX[usize::from(b >> 4)]));
+            hex.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        Some(hex)
     }
 }
 

@@ -1,0 +1,447 @@
+//! On a bare `tower::service_fn` with paused time, without the network:
+//! expiry, cancellation, lock timeouts, body caps, on the crate's
+//! `MemoryStore`.
+
+use std::convert::Infallible;
+
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+use super::*;
+use steadfast::idempotency::IdempotencyBody;
+
+type Req = Request<IdempotencyBody<Full<Bytes>>>;
+
+fn keyed(body: &'static str) -> Request<Full<Bytes>> {
+    Request::post("/orders")
+        .header("idempotency-key", KEY)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+async fn body_of<B: http_body::Body<Data = Bytes>>(res: Response<B>) -> Bytes
+where
+    B::Error: std::fmt::Debug,
+{
+    res.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// A handler counting its runs and answering with the run number.
+fn counting(
+    runs: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |_req: Req| {
+        let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok(Response::new(Full::new(Bytes::from(format!("run {n}"))))) }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_response_expires_after_the_ttl() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .ttl(Duration::from_secs(60))
+        .layer(counting(runs.clone()));
+
+    let first = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(body_of(first).await, "run 1");
+    tokio::time::advance(Duration::from_secs(59)).await;
+    let replay = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(body_of(replay).await, "run 1");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let fresh = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert!(fresh.headers().get("idempotent-replayed").is_none());
+    assert_eq!(body_of(fresh).await, "run 2");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+/// A handler that never answers, counting its runs.
+fn hanging(
+    runs: Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |_req: Req| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        std::future::pending()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_request_releases_its_claim() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(hanging(runs.clone()));
+
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // While it runs, a repeat is turned away.
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    drop(first);
+    // Released at once: the next attempt runs the handler.
+    let mut second = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(second.poll());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_handler_frees_its_key_after_the_lock_timeout() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .lock_timeout(Duration::from_secs(30))
+        .layer(hanging(runs.clone()));
+
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    tokio::time::advance(Duration::from_secs(29)).await;
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let mut second = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(second.poll());
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_gives_up_with_409_after_its_bound() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = Counting::new(MemoryStore::new());
+    let svc = IdempotencyLayer::new(store.clone())
+        .wait_for_result(Duration::from_secs(1))
+        .layer(hanging(runs.clone()));
+
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    let start = Instant::now();
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    // It polled the store with a backoff, not once and not in a busy loop.
+    let polls = store.claims() - 1;
+    assert!((5..=20).contains(&polls), "{polls} claims");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_over_the_cap_is_returned_whole_but_not_stored() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .max_response_body(4)
+        .layer(counting(runs.clone()));
+    let first = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(body_of(first).await, "run 1");
+    let second = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    assert_eq!(body_of(second).await, "run 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_body_over_the_cap_gets_413() {
+    use futures_util::stream;
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+
+    type Chunks = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |_req: Request<IdempotencyBody<Chunks>>| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
+        }
+    });
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .max_request_body(10)
+        .layer(handler);
+    // No Content-Length: the cap is found while reading.
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+        Ok(Frame::data(Bytes::from_static(b"123456"))),
+        Ok(Frame::data(Bytes::from_static(b"789012"))),
+    ];
+    let req = Request::post("/orders")
+        .header("idempotency-key", KEY)
+        .body(StreamBody::new(stream::iter(chunks)))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn layer_and_service_are_send_sync_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<IdempotencyLayer<MemoryStore>>();
+    check::<
+        steadfast::idempotency::Idempotency<
+            tower::util::BoxCloneSyncService<Req, Response<Full<Bytes>>, Infallible>,
+            MemoryStore,
+        >,
+    >();
+}
+
+/// A store whose release needs a second poll, as a network store's would.
+#[derive(Debug, Clone, Default)]
+struct SlowRelease(MemoryStore);
+
+impl Store for SlowRelease {
+    fn claim(
+        &self,
+        key: &StoreKey,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        self.0.claim(key, fingerprint, lock_timeout)
+    }
+
+    fn complete(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        response: StoredResponse,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.0.complete(key, token, fingerprint, response, ttl)
+    }
+
+    fn release(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let (store, key, token) = (self.0.clone(), key.clone(), token.clone());
+        async move {
+            tokio::task::yield_now().await;
+            store.release(&key, &token).await
+        }
+    }
+
+    fn get(&self, _: &StoreKey) -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send {
+        // The layer never reads without claiming.
+        std::future::ready(Err(StoreError::new("get is not used by the layer")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_that_cannot_finish_in_drop_goes_to_the_spawner() {
+    // Without a spawner the pending release is abandoned: the key stays
+    // claimed until the lock timeout.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(SlowRelease::default())
+        .lock_timeout(Duration::from_secs(30))
+        .layer(hanging(runs.clone()));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    drop(first);
+    tokio::task::yield_now().await;
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+
+    // With one, the release runs to the end on the runtime.
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(SlowRelease::default())
+        .spawn_release_with({
+            let spawned = spawned.clone();
+            move |release| {
+                spawned.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(release);
+            }
+        })
+        .layer(hanging(runs.clone()));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    drop(first);
+    assert_eq!(spawned.load(Ordering::SeqCst), 1);
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    let before = runs.load(Ordering::SeqCst);
+    let mut second = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(second.poll());
+    assert_eq!(runs.load(Ordering::SeqCst), before + 1, "the key was free");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_releases_its_claim() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |_req: Req| {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    panic!("handler bug");
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        }
+    });
+    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(handler);
+    let err = tokio::spawn(svc.clone().oneshot(keyed("a")))
+        .await
+        .unwrap_err();
+    assert!(err.is_panic());
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body_of(res).await, "ok");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_error_is_returned_and_releases_the_claim() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |_req: Req| {
+            let n = runs.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    return Err(std::io::Error::other("connection reset"));
+                }
+                Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        }
+    });
+    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(handler);
+    let err = svc.clone().oneshot(keyed("a")).await.unwrap_err();
+    assert_eq!(err.to_string(), "connection reset");
+    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(body_of(res).await, "ok");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_different_request_while_the_first_runs_gets_422() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .wait_for_result(Duration::from_secs(5))
+        .layer(hanging(runs.clone()));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    let start = Instant::now();
+    let res = svc.clone().oneshot(keyed("b")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(start.elapsed(), Duration::ZERO, "no waiting for a mismatch");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn methods_can_be_chosen() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .methods([Method::PUT])
+        .layer(counting(runs.clone()));
+    let put = || {
+        Request::put("/orders/1")
+            .header("idempotency-key", KEY)
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap()
+    };
+    svc.clone().oneshot(put()).await.unwrap();
+    let again = svc.clone().oneshot(put()).await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    // POST is no longer handled: both run.
+    svc.clone().oneshot(keyed("a")).await.unwrap();
+    svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
+type Frames = http_body_util::StreamBody<
+    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>,
+>;
+
+/// A handler answering with `frames`, counting its runs.
+fn streaming(
+    runs: Arc<AtomicUsize>,
+    frames: fn() -> Vec<http_body::Frame<Bytes>>,
+) -> impl tower::Service<
+    Req,
+    Response = Response<Frames>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Frames>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
+    tower::service_fn(move |_req: Req| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let frames: Vec<Result<_, Infallible>> = frames().into_iter().map(Ok).collect();
+        async move {
+            Ok(Response::new(http_body_util::StreamBody::new(
+                futures_util::stream::iter(frames),
+            )))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_response_past_the_cap_comes_through_in_order_and_is_not_stored() {
+    use http_body::Frame;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .max_response_body(4)
+        .layer(streaming(runs.clone(), || {
+            vec![
+                Frame::data(Bytes::from_static(b"abc")),
+                Frame::data(Bytes::from_static(b"def")),
+                Frame::data(Bytes::from_static(b"ghi")),
+            ]
+        }));
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+        assert!(res.headers().get("idempotent-replayed").is_none());
+        assert_eq!(body_of(res).await, "abcdefghi");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_with_trailers_keeps_them_and_is_not_stored() {
+    use http_body::Frame;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(streaming(runs.clone(), || {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", http::HeaderValue::from_static("42"));
+        vec![
+            Frame::data(Bytes::from_static(b"body")),
+            Frame::trailers(trailers),
+        ]
+    }));
+    for _ in 0..2 {
+        let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+        let collected = res.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-checksum"], "42");
+        assert_eq!(collected.to_bytes(), "body");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_wait_does_not_overflow() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let svc = IdempotencyLayer::new(MemoryStore::new())
+        .wait_for_result(Duration::MAX)
+        .layer(hanging(runs.clone()));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    // The repeat waits (it does not overflow into "no wait" and a 409).
+    let mut again = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(again.poll());
+    tokio::time::advance(Duration::from_secs(50)).await;
+    tokio_test::assert_pending!(again.poll());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}

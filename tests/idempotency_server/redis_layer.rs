@@ -1,0 +1,222 @@
+//! `RedisStore` under the layer, in an axum app: Redis killed and restarted
+//! (a private `redis-server` from `REDIS_SERVER_BIN`, or `redis-server` on
+//! the `PATH`), and Redis round trips per keyed request.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use axum::routing::post;
+use steadfast::idempotency::store::RedisStore;
+
+use super::redis_env::{unique_prefix, Redis};
+use super::*;
+
+// ===== round trips =====
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_to_claim_one_to_complete_one_to_replay() {
+    let Some(backend) = Redis::from_env("round-trips").await else {
+        return;
+    };
+    let store = backend.store();
+    let app = Arc::new(App::default());
+    let addr = serve(app.clone(), IdempotencyLayer::new(store.clone())).await;
+    let client = client();
+
+    // Warm up: a full first request and a replay, so Redis knows both
+    // scripts (a script's first use costs one more round trip).
+    let warm = "\"warm-up\"";
+    assert_eq!(
+        post_order(&client, addr, warm, b"{}").await.status,
+        StatusCode::CREATED
+    );
+    assert!(post_order(&client, addr, warm, b"{}").await.replayed());
+
+    let n = store.round_trips();
+    let first = post_order(&client, addr, KEY, b"{}").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert!(!first.replayed());
+    assert_eq!(
+        store.round_trips(),
+        n + 2,
+        "a first request: claim, complete"
+    );
+    let replay = post_order(&client, addr, KEY, b"{}").await;
+    assert!(replay.replayed());
+    assert_eq!(store.round_trips(), n + 3, "a replay: one claim");
+    // Requests the layer answers without the store cost nothing.
+    send(&client, addr, Method::POST, "/orders", &[], b"{}").await;
+    post_order(&client, addr, "\"\"", b"{}")
+        .await
+        .assert_problem(400);
+    assert_eq!(store.round_trips(), n + 3, "unkeyed and malformed: none");
+    assert_eq!(app.orders(), 3);
+}
+
+// ===== kill and restart =====
+
+/// A private redis-server, killed when dropped.
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(bin: &str, port: u16) -> Self {
+        let child = Command::new(bin)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server");
+        Self { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis_server_bin() -> Option<String> {
+    let bin = std::env::var("REDIS_SERVER_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|d| d.join("redis-server"))
+                .find(|p| p.is_file())
+                .map(|p| p.to_string_lossy().into_owned())
+        });
+    if bin.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is missing under CI: .ci/run must install it"
+        );
+        eprintln!("note: no redis-server, skipping the kill/restart test");
+    }
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// How often the handler ran, per idempotency key.
+#[derive(Debug, Clone, Default)]
+struct Runs(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Runs {
+    fn of(&self, key: &str) -> usize {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+}
+
+/// Records a run for the request's key and answers with it.
+async fn record(
+    axum::extract::State(runs): axum::extract::State<Runs>,
+    headers: AxumHeaders,
+) -> (StatusCode, String) {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut map = runs.0.lock().unwrap();
+    let n = map.entry(key.clone()).or_default();
+    *n += 1;
+    (StatusCode::CREATED, format!("{key} run {n}"))
+}
+
+/// Posts with `key` until an answer other than 503 comes, for at most 5 s.
+async fn until_up(client: &HttpClient, addr: SocketAddr, key: &str) -> Got {
+    let up = async {
+        loop {
+            let got = post_order(client, addr, key, b"{}").await;
+            if got.status != StatusCode::SERVICE_UNAVAILABLE {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), up)
+        .await
+        .expect("service resumed within 5 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_restart_redis_under_the_layer() {
+    let Some(bin) = redis_server_bin() else {
+        return;
+    };
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Server::start(&bin, port);
+    let store = RedisStore::new(url.as_str())
+        .unwrap()
+        .key_prefix(unique_prefix("kill-restart"));
+    let runs = Runs::default();
+    let router = Router::new()
+        .route("/orders", post(record))
+        .layer(IdempotencyLayer::new(store).spawn_release_with(|release| {
+            tokio::spawn(release);
+        }))
+        .with_state(runs.clone());
+    let addr = serve_router(router).await;
+    let client = client();
+
+    // Up (once the server has started): requests run, repeats replay.
+    let before = until_up(&client, addr, "\"before\"").await;
+    assert_eq!(before.status, StatusCode::CREATED);
+    assert!(!before.replayed());
+    assert!(post_order(&client, addr, "\"before\"", b"{}")
+        .await
+        .replayed());
+    assert_eq!(runs.of("\"before\""), 1);
+
+    // Down: every keyed request gets 503, and none reaches the handler.
+    server.kill();
+    let down = ["\"before\"", "\"during-1\"", "\"during-2\"", "\"during-1\""];
+    for key in down {
+        let got = post_order(&client, addr, key, b"{}").await;
+        got.assert_problem(503);
+        assert_eq!(got.headers["retry-after"], "1");
+    }
+    assert_eq!(runs.total(), 1, "no handler ran while Redis was down");
+
+    // Back on the same port (empty: no persistence): the same store
+    // reconnects, and the keys refused while it was down run once each.
+    let _server = Server::start(&bin, port);
+    let after = until_up(&client, addr, "\"during-1\"").await;
+    assert_eq!(after.status, StatusCode::CREATED, "{after:?}");
+    assert!(!after.replayed());
+    let other = post_order(&client, addr, "\"during-2\"", b"{}").await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    for key in ["\"during-1\"", "\"during-2\""] {
+        let again = post_order(&client, addr, key, b"{}").await;
+        assert!(again.replayed(), "{key}: {again:?}");
+    }
+    assert_eq!(after.text(), "\"during-1\" run 1");
+    assert_eq!(runs.of("\"during-1\""), 1);
+    assert_eq!(runs.of("\"during-2\""), 1);
+    // Every run answered one non-replayed 201: none ran twice, none ran
+    // unprotected.
+    assert_eq!(runs.total(), 3);
+}
