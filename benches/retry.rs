@@ -87,32 +87,16 @@ fn no_retry(c: &mut Criterion) {
     let request = "GET /api/v1/products/1234567890".to_owned();
     let mut bare = BareString;
     g.bench_function("string/bare", |b| {
-        b.iter(|| black_box(drive_string(&mut bare, black_box(request.clone()))))
+        b.iter(|| black_box(drive(&mut bare, black_box(request.clone()))))
     });
     g.bench_function("string/clone_only", |b| {
         b.iter(|| black_box(black_box(&request).clone()))
     });
     let mut svc = with_budget().layer(BareString);
     g.bench_function("string/retry", |b| {
-        b.iter(|| black_box(drive_string(&mut svc, black_box(request.clone()))))
+        b.iter(|| black_box(drive(&mut svc, black_box(request.clone()))))
     });
     g.finish();
-}
-
-fn drive_string<S: Service<String>>(svc: &mut S, req: String) -> Result<S::Response, S::Error> {
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::Waker;
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => return Err(e),
-        Poll::Pending => panic!("bench services are always ready"),
-    }
-    match pin!(svc.call(req)).poll(&mut cx) {
-        Poll::Ready(res) => res,
-        Poll::Pending => panic!("bench futures complete on the first poll"),
-    }
 }
 
 /// `threads` threads each run `op` `iters` times; the slowest thread's time.

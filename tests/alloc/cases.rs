@@ -175,7 +175,7 @@ impl Service<u64> for Failing {
 /// future with a no-op waker. Every service here is always ready and answers
 /// at once.
 #[inline]
-pub fn drive<S: Service<u64>>(svc: &mut S, req: u64) -> Result<S::Response, S::Error> {
+pub fn drive<S: Service<R>, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error> {
     let mut cx = Context::from_waker(Waker::noop());
     match svc.poll_ready(&mut cx) {
         Poll::Ready(Ok(())) => {}

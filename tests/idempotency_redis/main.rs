@@ -9,13 +9,16 @@
 //! bounded by a timeout of a few seconds.
 #![cfg(feature = "redis")]
 
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use redis_server::{free_port, redis_server_bin, Server};
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreKey, StoredResponse,
 };
@@ -379,14 +382,6 @@ async fn a_garbage_value_is_an_error_not_a_panic() {
     .await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn unreachable_redis_is_an_error() {
     // Runs without a Redis: nothing listens on a port just freed.
@@ -413,57 +408,6 @@ async fn unreachable_redis_is_an_error() {
 #[test]
 fn new_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(RedisStore::new("redis://127.0.0.1:1").is_err());
-}
-
-/// A private redis-server, killed when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(bin: &str, port: u16) -> Self {
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start redis-server");
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn redis_server_bin() -> Option<String> {
-    let bin = std::env::var("REDIS_SERVER_BIN")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path)
-                .map(|d| d.join("redis-server"))
-                .find(|p| p.is_file())
-                .map(|p| p.to_string_lossy().into_owned())
-        });
-    if bin.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is missing under CI: .ci/run must install it"
-        );
-        eprintln!("note: no redis-server, skipping the kill/restart test");
-    }
-    bin
 }
 
 /// Retries `claim` for up to `secs` seconds until it answers.

@@ -14,6 +14,9 @@
 //! under CI (`CI` set), where they fail.
 #![cfg(feature = "http")]
 
+#[cfg(feature = "redis")]
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -3,13 +3,13 @@
 //! the `PATH`), and Redis round trips per keyed request.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use axum::routing::post;
 use steadfast::idempotency::store::RedisStore;
 
 use super::redis_env::{unique_prefix, Redis};
+use super::redis_server::{free_port, redis_server_bin, Server};
 use super::*;
 
 // ===== round trips =====
@@ -55,65 +55,6 @@ async fn one_round_trip_to_claim_one_to_complete_one_to_replay() {
 }
 
 // ===== kill and restart =====
-
-/// A private redis-server, killed when dropped.
-struct Server {
-    child: Child,
-}
-
-impl Server {
-    fn start(bin: &str, port: u16) -> Self {
-        let child = Command::new(bin)
-            .args(["--port", &port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start redis-server");
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn redis_server_bin() -> Option<String> {
-    let bin = std::env::var("REDIS_SERVER_BIN")
-        .ok()
-        .filter(|b| !b.is_empty())
-        .or_else(|| {
-            let path = std::env::var_os("PATH")?;
-            std::env::split_paths(&path)
-                .map(|d| d.join("redis-server"))
-                .find(|p| p.is_file())
-                .map(|p| p.to_string_lossy().into_owned())
-        });
-    if bin.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is missing under CI: .ci/run must install it"
-        );
-        eprintln!("note: no redis-server, skipping the kill/restart test");
-    }
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// How often the handler ran, per idempotency key.
 #[derive(Debug, Clone, Default)]

@@ -18,6 +18,18 @@ use tower::{Layer, ServiceExt};
 
 const CLAMP: Duration = Duration::from_secs(5);
 
+/// Two attempts, 1 s apart unless a hint says otherwise, hints clamped at
+/// [`CLAMP`].
+fn config() -> RetryConfig {
+    RetryConfig::builder()
+        .max_attempts(2)
+        .backoff(Backoff::fixed(Duration::from_secs(1)))
+        .max_server_delay(CLAMP)
+        .no_budget()
+        .build()
+        .expect("valid")
+}
+
 /// Sends one GET (or gRPC call) to a backend that fails the first attempt
 /// with `header: value`; returns the attempts made and when the second began.
 fn run(grpc: bool, value: Vec<u8>) -> (u32, Option<Duration>) {
@@ -67,28 +79,10 @@ fn run(grpc: bool, value: Vec<u8>) -> (u32, Option<Duration>) {
         if grpc {
             req.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/grpc"));
-            let svc = RetryLayer::grpc(
-                RetryConfig::builder()
-                    .max_attempts(2)
-                    .backoff(Backoff::fixed(Duration::from_secs(1)))
-                    .max_server_delay(CLAMP)
-                    .no_budget()
-                    .build()
-                    .expect("valid"),
-            )
-            .layer(backend);
+            let svc = RetryLayer::grpc(config()).layer(backend);
             let _ = svc.oneshot(req).await;
         } else {
-            let svc = RetryLayer::http(
-                RetryConfig::builder()
-                    .max_attempts(2)
-                    .backoff(Backoff::fixed(Duration::from_secs(1)))
-                    .max_server_delay(CLAMP)
-                    .no_budget()
-                    .build()
-                    .expect("valid"),
-            )
-            .layer(backend);
+            let svc = RetryLayer::http(config()).layer(backend);
             let _ = svc.oneshot(req).await;
         }
         let second = *second.lock().unwrap();
