@@ -99,11 +99,8 @@ fn key(n: u64) -> StoreKey {
 
 /// A small JSON response: one header, a 17-byte body.
 fn small_response() -> StoredResponse {
-    StoredResponse {
-        status: 201,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body: Bytes::from_static(b"{\"id\":1234567890}"),
-    }
+    StoredResponse::new(201, Bytes::from_static(b"{\"id\":1234567890}"))
+        .with_headers([("content-type", "application/json")])
 }
 
 fn claim_new(store: &MemoryStore, key: &StoreKey) -> ClaimToken {

@@ -73,14 +73,10 @@ async fn bounded<F: Future>(secs: u64, f: F) -> F::Output {
 }
 
 fn response() -> StoredResponse {
-    StoredResponse {
-        status: 201,
-        headers: vec![
-            ("content-type".into(), b"application/json".to_vec()),
-            ("x-bytes".into(), vec![0, 1, 254, 255]),
-        ],
-        body: Bytes::from_static(b"{\"id\":7}\0\xff\r\n"),
-    }
+    StoredResponse::new(201, Bytes::from_static(b"{\"id\":7}\0\xff\r\n")).with_headers([
+        ("content-type", &b"application/json"[..]),
+        ("x-bytes", &[0, 1, 254, 255]),
+    ])
 }
 
 fn fp(n: u8) -> Fingerprint {

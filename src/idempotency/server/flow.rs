@@ -125,15 +125,7 @@ where
     }
     match collect(rbody, config.max_response_body).await {
         Collected::All(bytes) => {
-            let stored = StoredResponse {
-                status: rparts.status.as_u16(),
-                headers: rparts
-                    .headers
-                    .iter()
-                    .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-                    .collect(),
-                body: bytes.clone(),
-            };
+            let stored = StoredResponse::from_http(rparts.status, &rparts.headers, bytes.clone());
             // The guard stays armed while the response is written: a call
             // dropped or failed here still frees the key (a release after a
             // completion that did land is refused by the token check).
@@ -268,30 +260,13 @@ impl<St: Store> Drop for ClaimGuard<St> {
 }
 
 fn replay<B>(stored: StoredResponse) -> Response<IdempotencyBody<B>> {
-    let Ok(status) = StatusCode::from_u16(stored.status) else {
-        tracing::warn!(
-            status = stored.status,
-            "idempotency store returned a bad status"
-        );
+    let status = stored.status();
+    let Some((status, mut headers, body)) = stored.into_http(1) else {
+        tracing::warn!(status, "idempotency store returned a bad status or header");
         return unavailable();
     };
-    let mut headers = HeaderMap::with_capacity(stored.headers.len().saturating_add(1));
-    for (name, value) in &stored.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
-            }
-            _ => {
-                tracing::warn!("idempotency store returned a bad header");
-                return unavailable();
-            }
-        }
-    }
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-    let mut res = Response::new(IdempotencyBody::full(stored.body));
+    let mut res = Response::new(IdempotencyBody::full(body));
     *res.status_mut() = status;
     *res.headers_mut() = headers;
     res

@@ -1,14 +1,16 @@
 //! `MemoryStore`: the embedded store, sharded mutexes over hash maps.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::{ready, Future};
 use std::hash::{BuildHasher, RandomState};
+use std::iter;
 use std::mem;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::{Claim, ClaimToken, Fingerprint, Store, StoreError, StoreKey, StoredResponse};
@@ -27,7 +29,7 @@ const SWEEP_PER_INSERT: usize = 2;
 /// The embedded [`Store`]: claims and responses in this process's memory.
 ///
 /// Keys are spread over shards, each a [`std::sync::Mutex`] around a hash
-/// map; no lock is held across an `.await` (every method does its work at
+/// table; no lock is held across an `.await` (every method does its work at
 /// once and returns a ready future). Clones share the same entries.
 ///
 /// * Entries expire on [`tokio::time`]: a claim after its lock timeout, a
@@ -72,10 +74,11 @@ pub struct MemoryStoreStats {
     /// Entries held, claims and responses, including expired ones not yet
     /// purged.
     pub entries: usize,
-    /// An estimate of the bytes they take: each entry's key, its stored
-    /// response
-    /// ([`StoredResponse::size`]) and a fixed per-entry overhead for the map
-    /// slot and queue item. The map's spare capacity is not counted.
+    /// An estimate of the bytes they take: each entry's block (its
+    /// fingerprint, key, and the stored response's packed headers and body)
+    /// and a fixed per-entry overhead for the table slot, the block's
+    /// reference counts and the queue item. The table's spare capacity is
+    /// not counted.
     pub bytes: usize,
 }
 
@@ -87,58 +90,58 @@ pub struct MemoryStoreBuilder {
 }
 
 struct Shard {
-    map: HashMap<Arc<str>, Slot>,
-    /// Keys in insertion order, for eviction and sweeping.
+    table: HashTable<Entry>,
+    /// Entries in insertion order, for eviction and sweeping.
     order: VecDeque<Queued>,
+    /// The id of the next entry inserted.
+    next_id: u64,
     bytes: usize,
     cap: usize,
 }
 
-/// A key in the eviction queue. It shares its `Arc` with the map's key while
-/// the entry lives; an item whose `Arc` is not the map's is stale (the key
-/// was removed, maybe inserted again) and is skipped.
+/// An entry in the eviction queue. It names its entry by hash and id; an
+/// item whose entry is gone (removed, maybe its key inserted again under a
+/// new id) is stale and skipped.
 struct Queued {
-    key: Arc<str>,
+    hash: u64,
+    id: u64,
     /// The sweep does not look the entry up before then (`None`: never). It
-    /// starts as the insertion time; once the sweep finds the entry
-    /// completed, whose expiry no longer changes, it is that expiry.
+    /// starts as the insertion time (a claim may complete with any TTL);
+    /// once the sweep finds the entry completed, whose expiry no longer
+    /// changes, it is that expiry.
     recheck: Option<Instant>,
 }
 
-struct Slot {
+/// One key's claim or stored response.
+///
+/// Everything a lookup compares or returns is in one allocation, `block`,
+/// so a replay touches the table and that block only:
+/// `[fingerprint (32 bytes) | key | packed headers | body]` (a claim's block
+/// ends after the key).
+struct Entry {
+    /// The key's hash (picks the shard, and the slot in its table).
+    hash: u64,
+    /// Unique within the shard: ties the entry to its queue item.
+    id: u64,
     /// `None`: never (the duration overflowed the clock).
     expires: Option<Instant>,
+    block: Arc<[u8]>,
+    key_len: usize,
     state: State,
 }
 
 enum State {
-    Claimed {
-        token: ClaimToken,
-        fingerprint: Fingerprint,
-    },
-    Completed {
-        fingerprint: Fingerprint,
-        response: Compact,
-    },
+    Claimed { token: ClaimToken },
+    Completed { status: u16, headers_len: usize },
 }
 
-/// A stored response with its headers packed in one allocation, so a replay
-/// touches one block of memory for them instead of three per header.
-struct Compact {
-    status: u16,
-    /// Per header: the name's and the value's lengths (`u64`, little endian),
-    /// then the name and the value.
-    headers: Box<[u8]>,
-    body: Bytes,
-    /// [`StoredResponse::size`] of the response, as counted in the stats.
-    size: usize,
-}
+/// Where a block's key starts.
+const KEY_AT: usize = 32;
 
-/// The fixed cost of one entry, beyond its key's bytes and its response.
-const ENTRY_OVERHEAD: usize = mem::size_of::<Arc<str>>()
-    + 2 * mem::size_of::<usize>() // the key's reference counts
-    + mem::size_of::<Slot>()
-    + 1 // the hash map's control byte
+/// The fixed cost of one entry, beyond its block's bytes.
+const ENTRY_OVERHEAD: usize = mem::size_of::<Entry>()
+    + 2 * mem::size_of::<usize>() // the block's reference counts
+    + 1 // the table's control byte
     + mem::size_of::<Queued>();
 
 // === impl MemoryStore ===
@@ -182,7 +185,7 @@ impl MemoryStore {
             .fold(MemoryStoreStats::default(), |acc, shard| {
                 let shard = lock(shard);
                 MemoryStoreStats {
-                    entries: acc.entries.saturating_add(shard.map.len()),
+                    entries: acc.entries.saturating_add(shard.table.len()),
                     bytes: acc.bytes.saturating_add(shard.bytes),
                 }
             })
@@ -216,39 +219,38 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, key: &StoreKey) -> MutexGuard<'_, Shard> {
-        // Truncating the hash is intended: only its low bits pick the shard.
-        let i = (self.inner.hasher.hash_one(key.as_str()) as usize) & self.inner.mask;
-        lock(&self.inner.shards[i])
+    /// The key's hash and its shard, locked.
+    fn shard(&self, key: &[u8]) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.inner.hasher.hash_one(key);
+        // The table uses the hash's low bits (and its top 7); the shard is
+        // picked from the bits above the low 32. Truncating is intended.
+        let i = ((hash >> 32) as usize) & self.inner.mask;
+        (hash, lock(&self.inner.shards[i]))
     }
 
     fn claim_now(&self, key: &StoreKey, fingerprint: Fingerprint, lock_timeout: Duration) -> Claim {
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        let key = key.as_str();
-        if let Some(slot) = shard.map.get(key) {
-            if !slot.expired(now) {
-                return match &slot.state {
-                    State::Claimed { fingerprint, .. } => Claim::InProgress {
-                        fingerprint: *fingerprint,
-                    },
-                    State::Completed {
-                        fingerprint,
-                        response,
-                    } => Claim::Completed {
-                        fingerprint: *fingerprint,
-                        response: response.unpack(),
-                    },
-                };
+        let key = key.as_str().as_bytes();
+        let (hash, mut shard) = self.shard(key);
+        if let Some(entry) = shard.find(hash, key) {
+            if !entry.expired(now) {
+                return entry.view();
             }
-            shard.remove(key);
+            shard.remove(hash, key);
         }
         let token = ClaimToken::random();
+        let block = block(&[&fingerprint.0, key]);
         let state = State::Claimed {
             token: token.clone(),
-            fingerprint,
         };
-        shard.insert(key, state, now.checked_add(lock_timeout), now);
+        shard.insert(
+            hash,
+            block,
+            key.len(),
+            state,
+            now.checked_add(lock_timeout),
+            now,
+        );
         Claim::Claimed(token)
     }
 
@@ -257,31 +259,30 @@ impl MemoryStore {
         key: &StoreKey,
         token: &ClaimToken,
         fingerprint: Fingerprint,
-        response: StoredResponse,
+        response: &StoredResponse,
         ttl: Duration,
     ) -> bool {
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        let key = key.as_str();
-        match shard.holder(key, token, now) {
+        let key = key.as_str().as_bytes();
+        let (hash, mut shard) = self.shard(key);
+        match shard.holder(hash, key, token, now) {
             Holder::Token => {
-                let shard = &mut *shard;
-                if let Some(slot) = shard.map.get_mut(key) {
-                    let old = slot.cost(key);
-                    slot.state = State::Completed {
-                        fingerprint,
-                        response: Compact::pack(response),
+                let Shard { table, bytes, .. } = &mut *shard;
+                if let Some(entry) = table.find_mut(hash, |e| e.is(hash, key)) {
+                    let headers = response.packed_headers();
+                    let old = entry.cost();
+                    entry.block = block(&[&fingerprint.0, key, headers, response.body()]);
+                    entry.state = State::Completed {
+                        status: response.status(),
+                        headers_len: headers.len(),
                     };
-                    slot.expires = now.checked_add(ttl);
-                    shard.bytes = shard
-                        .bytes
-                        .saturating_sub(old)
-                        .saturating_add(slot.cost(key));
+                    entry.expires = now.checked_add(ttl);
+                    *bytes = bytes.saturating_sub(old).saturating_add(entry.cost());
                 }
                 true
             }
             Holder::Expired => {
-                shard.remove(key);
+                shard.remove(hash, key);
                 false
             }
             Holder::Other => false,
@@ -290,36 +291,23 @@ impl MemoryStore {
 
     fn get_now(&self, key: &StoreKey) -> Option<Claim> {
         let now = Instant::now();
-        let shard = self.shard(key);
-        let slot = shard.map.get(key.as_str())?;
-        if slot.expired(now) {
-            return None;
-        }
-        Some(match &slot.state {
-            State::Claimed { fingerprint, .. } => Claim::InProgress {
-                fingerprint: *fingerprint,
-            },
-            State::Completed {
-                fingerprint,
-                response,
-            } => Claim::Completed {
-                fingerprint: *fingerprint,
-                response: response.unpack(),
-            },
-        })
+        let key = key.as_str().as_bytes();
+        let (hash, shard) = self.shard(key);
+        let entry = shard.find(hash, key)?;
+        (!entry.expired(now)).then(|| entry.view())
     }
 
     fn release_now(&self, key: &StoreKey, token: &ClaimToken) -> bool {
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        let key = key.as_str();
-        match shard.holder(key, token, now) {
+        let key = key.as_str().as_bytes();
+        let (hash, mut shard) = self.shard(key);
+        match shard.holder(hash, key, token, now) {
             Holder::Token => {
-                shard.remove(key);
+                shard.remove(hash, key);
                 true
             }
             Holder::Expired => {
-                shard.remove(key);
+                shard.remove(hash, key);
                 false
             }
             Holder::Other => false,
@@ -364,7 +352,7 @@ impl Store for MemoryStore {
             key,
             token,
             fingerprint,
-            response,
+            &response,
             ttl,
         )))
     }
@@ -454,45 +442,75 @@ enum Holder {
 impl Shard {
     fn new(cap: usize) -> Self {
         Self {
-            map: HashMap::new(),
+            table: HashTable::new(),
             order: VecDeque::new(),
+            next_id: 0,
             bytes: 0,
             cap,
         }
     }
 
-    fn holder(&self, key: &str, token: &ClaimToken, now: Instant) -> Holder {
-        match self.map.get(key) {
-            Some(slot) if slot.expired(now) => Holder::Expired,
-            Some(Slot {
-                state: State::Claimed { token: held, .. },
+    fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        self.table.find(hash, |e| e.is(hash, key))
+    }
+
+    fn holder(&self, hash: u64, key: &[u8], token: &ClaimToken, now: Instant) -> Holder {
+        match self.find(hash, key) {
+            Some(entry) if entry.expired(now) => Holder::Expired,
+            Some(Entry {
+                state: State::Claimed { token: held },
                 ..
             }) if held == token => Holder::Token,
             _ => Holder::Other,
         }
     }
 
-    fn insert(&mut self, key: &str, state: State, expires: Option<Instant>, now: Instant) {
+    fn insert(
+        &mut self,
+        hash: u64,
+        block: Arc<[u8]>,
+        key_len: usize,
+        state: State,
+        expires: Option<Instant>,
+        now: Instant,
+    ) {
         self.sweep(now);
-        while self.map.len() >= self.cap && !self.map.is_empty() {
+        while self.table.len() >= self.cap && !self.table.is_empty() {
             self.evict_one(now);
         }
-        let slot = Slot { expires, state };
-        self.bytes = self.bytes.saturating_add(slot.cost(key));
-        let key: Arc<str> = Arc::from(key);
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let entry = Entry {
+            hash,
+            id,
+            expires,
+            block,
+            key_len,
+            state,
+        };
+        self.bytes = self.bytes.saturating_add(entry.cost());
         self.order.push_back(Queued {
-            key: key.clone(),
+            hash,
+            id,
             recheck: Some(now),
         });
-        if let Some(old) = self.map.insert(key.clone(), slot) {
-            // Callers remove a key before inserting it again; stay exact anyway.
-            self.bytes = self.bytes.saturating_sub(old.cost(&key));
-        }
+        self.table.insert_unique(hash, entry, |e| e.hash);
     }
 
-    fn remove(&mut self, key: &str) {
-        if let Some(slot) = self.map.remove(key) {
-            self.bytes = self.bytes.saturating_sub(slot.cost(key));
+    /// Removes the entry for `key`, if any.
+    fn remove(&mut self, hash: u64, key: &[u8]) {
+        if let Ok(found) = self.table.find_entry(hash, |e| e.is(hash, key)) {
+            let (entry, _) = found.remove();
+            self.bytes = self.bytes.saturating_sub(entry.cost());
+        }
+        self.compact();
+    }
+
+    /// Removes the entry a queue item stands for, if it is still there.
+    fn remove_queued(&mut self, item: &Queued) {
+        if let Ok(found) = self.table.find_entry(item.hash, |e| e.id == item.id) {
+            let (entry, _) = found.remove();
+            self.bytes = self.bytes.saturating_sub(entry.cost());
         }
         self.compact();
     }
@@ -506,19 +524,21 @@ impl Shard {
             if front.recheck.is_none_or(|at| now < at) {
                 return;
             }
-            match self.map.get_key_value(&*front.key) {
-                Some((key, slot)) if Arc::ptr_eq(key, &front.key) => {
-                    if !slot.expired(now) {
-                        if let State::Completed { .. } = slot.state {
-                            front.recheck = slot.expires;
-                        }
-                        return;
+            match self.table.find(front.hash, |e| e.id == front.id) {
+                Some(entry) if !entry.expired(now) => {
+                    // A completed entry's expiry is final: look again then.
+                    // A claim may yet complete with a shorter TTL.
+                    if let State::Completed { .. } = entry.state {
+                        front.recheck = entry.expires;
                     }
+                    return;
+                }
+                Some(_) => {
                     if let Some(front) = self.order.pop_front() {
-                        self.remove(&front.key);
+                        self.remove_queued(&front);
                     }
                 }
-                _ => {
+                None => {
                     self.order.pop_front();
                 }
             }
@@ -531,11 +551,11 @@ impl Shard {
         let mut skipped: Vec<Queued> = Vec::new();
         let mut evicted = false;
         while let Some(item) = self.order.pop_front() {
-            let Some(slot) = live(&self.map, &item) else {
+            let Some(entry) = self.live(&item) else {
                 continue; // stale
             };
-            if slot.expired(now) || matches!(slot.state, State::Completed { .. }) {
-                self.remove(&item.key);
+            if entry.expired(now) || matches!(entry.state, State::Completed { .. }) {
+                self.remove_queued(&item);
                 evicted = true;
                 break;
             }
@@ -546,7 +566,7 @@ impl Shard {
         }
         if !evicted && !skipped.is_empty() {
             let oldest = skipped.remove(0);
-            self.remove(&oldest.key);
+            self.remove_queued(&oldest);
             evicted = true;
         }
         for item in skipped.into_iter().rev() {
@@ -555,97 +575,104 @@ impl Shard {
         if !evicted {
             // Every entry has a queue item, so this is unreachable; never
             // loop forever if that ever breaks.
-            if let Some(key) = self.map.keys().next().cloned() {
-                self.remove(&key);
+            let any = self.table.iter().next().map(|e| Queued {
+                hash: e.hash,
+                id: e.id,
+                recheck: None,
+            });
+            if let Some(item) = any {
+                self.remove_queued(&item);
             }
         }
     }
 
-    /// Drops stale queue items once they outnumber the live ones.
+    /// The entry `item` stands for, if it is still in the table.
+    fn live(&self, item: &Queued) -> Option<&Entry> {
+        self.table.find(item.hash, |e| e.id == item.id)
+    }
+
+    /// Drops stale queue items once they outnumber the live entries.
     fn compact(&mut self) {
-        if self.order.len() > self.map.len().saturating_mul(2).saturating_add(32) {
-            let map = &self.map;
-            self.order.retain(|item| live(map, item).is_some());
+        if self.order.len() > self.table.len().saturating_mul(2).saturating_add(32) {
+            let table = &self.table;
+            self.order
+                .retain(|item| table.find(item.hash, |e| e.id == item.id).is_some());
         }
     }
 }
 
-/// The entry `item` stands for, if it is still the one in the map.
-fn live<'a>(map: &'a HashMap<Arc<str>, Slot>, item: &Queued) -> Option<&'a Slot> {
-    match map.get_key_value(&*item.key) {
-        Some((key, slot)) if Arc::ptr_eq(key, &item.key) => Some(slot),
-        _ => None,
+// === impl Entry ===
+
+impl Entry {
+    fn is(&self, hash: u64, key: &[u8]) -> bool {
+        self.hash == hash && self.key() == key
     }
-}
 
-// === impl Slot ===
+    fn key(&self) -> &[u8] {
+        let end = KEY_AT.saturating_add(self.key_len);
+        self.block.get(KEY_AT..end).unwrap_or_default()
+    }
 
-impl Slot {
+    fn fingerprint(&self) -> Fingerprint {
+        let mut fp = [0; 32];
+        if let Some(stored) = self.block.get(..KEY_AT) {
+            fp.copy_from_slice(stored);
+        }
+        Fingerprint(fp)
+    }
+
     fn expired(&self, now: Instant) -> bool {
         self.expires.is_some_and(|at| now >= at)
     }
 
+    /// What a claim or a read of this unexpired entry returns.
+    fn view(&self) -> Claim {
+        let fingerprint = self.fingerprint();
+        match self.state {
+            State::Claimed { .. } => Claim::InProgress { fingerprint },
+            State::Completed {
+                status,
+                headers_len,
+            } => {
+                // One allocation: the returned headers and body share the
+                // block with the store.
+                let shared = Bytes::from_owner(Arc::clone(&self.block));
+                let len = shared.len();
+                let headers_at = KEY_AT.saturating_add(self.key_len).min(len);
+                let body_at = headers_at.saturating_add(headers_len).min(len);
+                Claim::Completed {
+                    fingerprint,
+                    response: StoredResponse::from_own_packing(
+                        status,
+                        shared.slice(headers_at..body_at),
+                        shared.slice(body_at..),
+                    ),
+                }
+            }
+        }
+    }
+
     /// The bytes this entry is counted as.
-    fn cost(&self, key: &str) -> usize {
-        let response = match &self.state {
-            State::Claimed { .. } => 0,
-            State::Completed { response, .. } => response.size,
-        };
-        key.len()
-            .saturating_add(ENTRY_OVERHEAD)
-            .saturating_add(response)
+    fn cost(&self) -> usize {
+        ENTRY_OVERHEAD.saturating_add(self.block.len())
     }
 }
 
-// === impl Compact ===
-
-impl Compact {
-    fn pack(response: StoredResponse) -> Self {
-        let size = response.size();
-        let len = response.headers.iter().fold(0usize, |acc, (name, value)| {
-            acc.saturating_add(16)
-                .saturating_add(name.len())
-                .saturating_add(value.len())
-        });
-        let mut headers = Vec::with_capacity(len);
-        for (name, value) in &response.headers {
-            headers.extend_from_slice(&(name.len() as u64).to_le_bytes());
-            headers.extend_from_slice(&(value.len() as u64).to_le_bytes());
-            headers.extend_from_slice(name.as_bytes());
-            headers.extend_from_slice(value);
-        }
-        Self {
-            status: response.status,
-            headers: headers.into_boxed_slice(),
-            body: response.body,
-            size,
-        }
-    }
-
-    fn unpack(&self) -> StoredResponse {
-        let mut headers = Vec::new();
-        let mut rest: &[u8] = &self.headers;
-        while let Some((name, value, tail)) = next_header(rest) {
-            headers.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+/// One allocation holding `parts` one after the other.
+fn block(parts: &[&[u8]]) -> Arc<[u8]> {
+    let len = parts
+        .iter()
+        .fold(0usize, |acc, p| acc.saturating_add(p.len()));
+    let mut block: Arc<[u8]> = iter::repeat_n(0, len).collect();
+    if let Some(buf) = Arc::get_mut(&mut block) {
+        let mut rest = buf;
+        for part in parts {
+            let (dst, tail) = rest.split_at_mut(part.len().min(rest.len()));
+            dst.copy_from_slice(&part[..dst.len()]);
             rest = tail;
         }
-        StoredResponse {
-            status: self.status,
-            headers,
-            body: self.body.clone(),
-        }
     }
-}
-
-/// Splits the first packed header off `buf`: name, value, the rest.
-fn next_header(buf: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let (name_len, rest) = buf.split_first_chunk::<8>()?;
-    let (value_len, rest) = rest.split_first_chunk::<8>()?;
-    let name_len = usize::try_from(u64::from_le_bytes(*name_len)).ok()?;
-    let value_len = usize::try_from(u64::from_le_bytes(*value_len)).ok()?;
-    let (name, rest) = rest.split_at_checked(name_len)?;
-    let (value, rest) = rest.split_at_checked(value_len)?;
-    Some((name, value, rest))
+    block
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -689,27 +716,78 @@ mod tests {
     }
 
     #[test]
-    fn packed_responses_unpack_to_the_original() {
-        let response = StoredResponse {
-            status: 207,
-            headers: vec![
-                ("content-type".into(), b"text/plain".to_vec()),
-                (String::new(), Vec::new()),
-                ("x-bin".into(), vec![0, 0xff, b'\n']),
-                ("set-cookie".into(), b"a=1".to_vec()),
-                ("set-cookie".into(), b"b=2".to_vec()),
-            ],
-            body: Bytes::from_static(b"body"),
+    fn a_replay_shares_one_block_and_reads_back_the_original() {
+        let store = MemoryStore::with_config(10, 1);
+        let key = StoreKey::new("s", "k");
+        let fp = Fingerprint([9; 32]);
+        let response = StoredResponse::new(207, Bytes::from_static(b"body")).with_headers([
+            ("content-type", &b"text/plain"[..]),
+            ("", b""),
+            ("x-bin", &[0, 0xff, b'\n']),
+        ]);
+        let Claim::Claimed(token) = store.claim_now(&key, fp, Duration::from_secs(1)) else {
+            panic!("a new key is free");
         };
-        let packed = Compact::pack(response.clone());
-        assert_eq!(packed.size, response.size());
-        assert_eq!(packed.unpack(), response);
-        let empty = StoredResponse {
-            status: 204,
-            headers: vec![],
-            body: Bytes::new(),
+        assert!(store.complete_now(&key, &token, fp, &response, Duration::from_secs(9)));
+        let Claim::Completed {
+            fingerprint,
+            response: replayed,
+        } = store.claim_now(&key, Fingerprint([0; 32]), Duration::from_secs(1))
+        else {
+            panic!("the response is stored");
         };
-        assert_eq!(Compact::pack(empty.clone()).unpack(), empty);
+        assert_eq!(fingerprint, fp);
+        assert_eq!(replayed, response);
+        // The replay's body lies inside the store's block, after the headers.
+        let shard = lock(&store.inner.shards[0]);
+        let entry = shard.find(
+            store.inner.hasher.hash_one(key.as_str().as_bytes()),
+            key.as_str().as_bytes(),
+        );
+        let block = &entry.expect("stored").block;
+        assert_eq!(
+            block.len(),
+            32 + key.as_str().len() + replayed.packed_headers().len() + 4
+        );
+        assert_eq!(replayed.body().as_ptr(), block[block.len() - 4..].as_ptr(),);
+    }
+
+    #[test]
+    fn keys_with_the_same_hash_stay_apart() {
+        // Distinct keys whose hashes collide completely: lookups compare the
+        // key itself, and the queue names entries by id.
+        let now = Instant::now();
+        let mut shard = Shard::new(10);
+        let claim = |n: u8| State::Claimed {
+            token: ClaimToken(u128::from(n)),
+        };
+        shard.insert(7, block(&[&[1; 32], b"a"]), 1, claim(1), None, now);
+        shard.insert(7, block(&[&[2; 32], b"b"]), 1, claim(2), None, now);
+        assert_eq!(shard.table.len(), 2);
+        assert_eq!(
+            shard.find(7, b"a").map(Entry::fingerprint),
+            Some(Fingerprint([1; 32]))
+        );
+        assert_eq!(
+            shard.find(7, b"b").map(Entry::fingerprint),
+            Some(Fingerprint([2; 32]))
+        );
+        assert!(shard.find(7, b"c").is_none());
+        assert!(matches!(
+            shard.holder(7, b"a", &ClaimToken(2), now),
+            Holder::Other
+        ));
+        assert!(matches!(
+            shard.holder(7, b"b", &ClaimToken(2), now),
+            Holder::Token
+        ));
+        shard.remove(7, b"a");
+        assert!(shard.find(7, b"a").is_none());
+        assert!(shard.find(7, b"b").is_some());
+        // The queue item of the removed key is stale; eviction takes "b".
+        shard.evict_one(now);
+        assert!(shard.table.is_empty());
+        assert_eq!(shard.bytes, 0);
     }
 
     #[test]
@@ -725,7 +803,7 @@ mod tests {
             assert!(store.release_now(&key, &token));
         }
         let shard = lock(&store.inner.shards[0]);
-        assert!(shard.map.is_empty());
+        assert!(shard.table.is_empty());
         assert!(shard.order.len() <= 33, "{}", shard.order.len());
         assert_eq!(shard.bytes, 0);
     }

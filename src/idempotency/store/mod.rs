@@ -54,11 +54,8 @@
 //!     Claim::InProgress { fingerprint },
 //! );
 //!
-//! let response = StoredResponse {
-//!     status: 201,
-//!     headers: vec![("content-type".into(), b"text/plain".to_vec())],
-//!     body: Bytes::from_static(b"created"),
-//! };
+//! let response = StoredResponse::new(201, Bytes::from_static(b"created"))
+//!     .with_headers([("content-type", "text/plain")]);
 //! let ttl = Duration::from_secs(24 * 60 * 60);
 //! assert!(store.complete(&key, &token, fingerprint, response.clone(), ttl).await?);
 //!
@@ -76,11 +73,9 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::mem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -89,10 +84,12 @@ use crate::BoxError;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod response;
 
 pub use self::memory::{MemoryStore, MemoryStoreBuilder, MemoryStoreStats};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use self::response::{StoredHeaders, StoredResponse};
 
 /// The key under which a request is stored: the principal's scope and the
 /// Idempotency-Key, joined unambiguously.
@@ -163,46 +160,6 @@ impl Fingerprint {
             hasher.update(part);
         }
         Self(hasher.finalize().into())
-    }
-}
-
-/// A response as stored: status, headers, body.
-///
-/// Header names are kept as given; values as raw bytes, so a replay is byte
-/// for byte the original. See the [module docs](self).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// The status code, e.g. `201`.
-    pub status: u16,
-    /// The headers in order, repeated names included.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The whole body.
-    pub body: Bytes,
-}
-
-impl StoredResponse {
-    /// Bytes it takes (for caps and memory accounting): the body, the header
-    /// names and values, and the fixed size of the struct and its header
-    /// list.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use steadfast::idempotency::store::StoredResponse;
-    ///
-    /// let small = StoredResponse { status: 200, headers: vec![], body: Bytes::from_static(b"ok") };
-    /// let big = StoredResponse { body: Bytes::from(vec![0; 1024]), ..small.clone() };
-    /// assert_eq!(big.size() - small.size(), 1022);
-    /// ```
-    pub fn size(&self) -> usize {
-        let per_header = mem::size_of::<(String, Vec<u8>)>();
-        self.headers
-            .iter()
-            .fold(mem::size_of::<Self>(), |acc, (name, value)| {
-                acc.saturating_add(per_header)
-                    .saturating_add(name.len())
-                    .saturating_add(value.len())
-            })
-            .saturating_add(self.body.len())
     }
 }
 

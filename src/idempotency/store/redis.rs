@@ -100,7 +100,7 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_L
 /// match store.claim(&key, Fingerprint([0; 32]), Duration::from_secs(60)).await? {
 ///     Claim::Claimed(_token) => println!("run the handler, then complete"),
 ///     Claim::InProgress { .. } => println!("409"),
-///     Claim::Completed { response, .. } => println!("replay {}", response.status),
+///     Claim::Completed { response, .. } => println!("replay {}", response.status()),
 ///     _ => unreachable!("a store answers one of the three"),
 /// }
 /// # Ok(())
@@ -424,17 +424,17 @@ fn encode_completed(
     v.push(TAG_COMPLETED);
     v.extend_from_slice(&token.0.to_be_bytes());
     v.extend_from_slice(&fingerprint.0);
-    v.extend_from_slice(&response.status.to_be_bytes());
-    v.extend_from_slice(&len32(response.headers.len())?.to_be_bytes());
-    for (name, value) in &response.headers {
+    v.extend_from_slice(&response.status().to_be_bytes());
+    v.extend_from_slice(&len32(response.headers().count())?.to_be_bytes());
+    for (name, value) in response.headers() {
         v.extend_from_slice(&len32(name.len())?.to_be_bytes());
         v.extend_from_slice(name.as_bytes());
         v.extend_from_slice(&len32(value.len())?.to_be_bytes());
         v.extend_from_slice(value);
     }
-    let body_len = u64::try_from(response.body.len()).map_err(|_| too_big())?;
+    let body_len = u64::try_from(response.body().len()).map_err(|_| too_big())?;
     v.extend_from_slice(&body_len.to_be_bytes());
-    v.extend_from_slice(&response.body);
+    v.extend_from_slice(response.body());
     Ok(v)
 }
 
@@ -461,10 +461,9 @@ fn decode(bytes: &[u8]) -> Result<Decoded, StoreError> {
             for _ in 0..n {
                 let len = r.u32()?;
                 let name = std::str::from_utf8(r.take(len)?)
-                    .map_err(|_| garbage("header name is not UTF-8"))?
-                    .to_owned();
+                    .map_err(|_| garbage("header name is not UTF-8"))?;
                 let len = r.u32()?;
-                let value = r.take(len)?.to_vec();
+                let value = r.take(len)?;
                 headers.push((name, value));
             }
             let len = usize::try_from(u64::from_be_bytes(r.array()?))
@@ -473,11 +472,7 @@ fn decode(bytes: &[u8]) -> Result<Decoded, StoreError> {
             Decoded::Completed {
                 token,
                 fingerprint,
-                response: StoredResponse {
-                    status,
-                    headers,
-                    body,
-                },
+                response: StoredResponse::new(status, body).with_headers(headers),
             }
         }
         _ => return Err(garbage("unknown tag")),
@@ -520,15 +515,11 @@ mod tests {
     use super::*;
 
     fn response() -> StoredResponse {
-        StoredResponse {
-            status: 201,
-            headers: vec![
-                ("content-type".into(), b"application/json".to_vec()),
-                ("x-empty".into(), Vec::new()),
-                ("x-bin".into(), vec![0, 255, b'\r', b'\n']),
-            ],
-            body: Bytes::from_static(b"{\"id\":1}\0\xff"),
-        }
+        StoredResponse::new(201, Bytes::from_static(b"{\"id\":1}\0\xff")).with_headers([
+            ("content-type", &b"application/json"[..]),
+            ("x-empty", b""),
+            ("x-bin", &[0, 255, b'\r', b'\n']),
+        ])
     }
 
     #[test]
