@@ -92,14 +92,15 @@ fn ensure(ok: bool, what: &str) -> Result<(), BoxError> {
 /// Serves `POST /orders` behind the idempotency layer on a free loopback
 /// port; returns the base URL.
 async fn serve<St: Store>(store: St) -> Result<String, BoxError> {
-    let layer = IdempotencyLayer::new(store)
+    let layer = IdempotencyLayer::builder(store)
         // Keep replays for 10 minutes (default 24 h) so a shared Redis is
         // not left holding the example's responses for a day.
         .ttl(Duration::from_secs(600))
         // A dropped request's release may need a round trip (Redis).
         .spawn_release_with(|release| {
             tokio::spawn(release);
-        });
+        })
+        .build()?;
     // The default principal scopes keys by a hash of `Authorization`: this
     // client sends none, so it uses the shared anonymous scope. A real
     // service authenticates first or passes `.principal(..)`.

@@ -11,17 +11,17 @@
 //! # The protocol
 //!
 //! For a request whose method is handled (POST and PATCH by default,
-//! [`IdempotencyLayer::methods`]):
+//! [`IdempotencyLayerBuilder::methods`]):
 //!
 //! | situation | answer |
 //! |---|---|
 //! | no key, key optional (default) | passes straight through, unprotected |
-//! | no key, [`require_key`](IdempotencyLayer::require_key) | **400**, the handler does not run |
+//! | no key, [`require_key`](IdempotencyLayerBuilder::require_key) | **400**, the handler does not run |
 //! | key malformed: not an RFC 8941 sf-string or token, empty, over 255 bytes, control characters, or two `Idempotency-Key` headers | **400** |
-//! | body larger than [`max_request_body`](IdempotencyLayer::max_request_body) (1 MiB) | **413** |
-//! | first request with the key | the handler runs; its response (status, headers, body) is stored for the [`ttl`](IdempotencyLayer::ttl) (24 h) and returned |
+//! | body larger than [`max_request_body`](IdempotencyLayerBuilder::max_request_body) (1 MiB) | **413** |
+//! | first request with the key | the handler runs; its response (status, headers, body) is stored for the [`ttl`](IdempotencyLayerBuilder::ttl) (24 h) and returned |
 //! | repeat, same fingerprint, first one finished | the stored response, byte for byte, plus `Idempotent-Replayed: true` |
-//! | repeat while the first still runs | **409** with `Retry-After: 1`, or with [`wait_for_result`](IdempotencyLayer::wait_for_result) the first one's response once it is stored (409 if it takes longer than the bound) |
+//! | repeat while the first still runs | **409** with `Retry-After: 1`, or with [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result) the first one's response once it is stored (409 if it takes longer than the bound) |
 //! | same key, different fingerprint | **422** |
 //! | the store fails or is unreachable | **503** with `Retry-After: 1`; the handler never runs unprotected |
 //!
@@ -43,14 +43,15 @@
 //! - the request being **dropped** (the client went away, a timeout outside
 //!   cancelled it): `Drop` cannot await, so the release is polled once in
 //!   place, which is enough for an in-memory store; give
-//!   [`spawn_release_with`](IdempotencyLayer::spawn_release_with) a spawner
+//!   [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with) a spawner
 //!   (`|release| { tokio::spawn(release); }`) so a network store's release
-//!   finishes too;
+//!   finishes too (with feature `redis`, the current Tokio runtime is used
+//!   when no spawner is given);
 //! - a handler that **panics** or hangs: the claim has its own
-//!   [`lock_timeout`](IdempotencyLayer::lock_timeout) (60 s), after which
+//!   [`lock_timeout`](IdempotencyLayerBuilder::lock_timeout) (60 s), after which
 //!   the key is free again. Set it above your handler's longest run.
 //!
-//! A request waiting with [`wait_for_result`](IdempotencyLayer::wait_for_result)
+//! A request waiting with [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result)
 //! whose first request frees the key (a 5xx, a drop) claims it itself and
 //! runs the handler, as a retry would.
 //!
@@ -63,15 +64,18 @@
 //! are therefore scoped by a **principal**: the store key is the pair
 //! (principal, key), and one client can never be answered with another's
 //! stored response. Pass your own with
-//! [`principal`](IdempotencyLayer::principal), e.g. the authenticated
+//! [`principal`](IdempotencyLayerBuilder::principal), e.g. the authenticated
 //! account id:
 //!
 //! ```
 //! # use steadfast::idempotency::IdempotencyLayer;
 //! # fn with<St: steadfast::idempotency::store::Store>(store: St) {
-//! let layer = IdempotencyLayer::new(store).principal(|parts: &http::request::Parts| {
-//!     parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
-//! });
+//! let layer = IdempotencyLayer::builder(store)
+//!     .principal(|parts: &http::request::Parts| {
+//!         parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
+//!     })
+//!     .build()
+//!     .expect("valid config");
 //! # let _ = layer; }
 //! ```
 //!
@@ -82,7 +86,7 @@
 //! returns `None`) share one anonymous scope, where anyone who learns or
 //! guesses another anonymous client's key gets its response replayed. Keys
 //! are random UUIDs in practice, but if anonymous requests reach the layer,
-//! use [`require_key`](IdempotencyLayer::require_key) together with
+//! use [`require_key`](IdempotencyLayerBuilder::require_key) together with
 //! authentication in front of it, or a principal that never returns `None`
 //! for them (e.g. a session id). Also note that one client with two
 //! different `Authorization` values (a rotated token) has two scopes.
@@ -156,7 +160,25 @@
 //! With axum, add it to a router: `Router::new().route("/orders",
 //! post(create_order)).layer(IdempotencyLayer::new(store))`.
 //!
-//! [`max_response_body`]: IdempotencyLayer::max_response_body
+//! # Errors
+//!
+//! The server service adds no error of its own: its error type is the
+//! inner service's, passed through (and the claim released). Everything the
+//! layer decides itself is an HTTP answer from the table above (400, 409,
+//! 413, 422, 503), so a client sees the protocol, not a dropped connection.
+//! Settings are checked once: [`IdempotencyLayerBuilder::build`] returns an
+//! [`InvalidConfig`](crate::InvalidConfig) naming the field (a zero
+//! `lock_timeout`, `ttl` or `wait_for_result`, or no methods).
+//!
+//! # Clone
+//!
+//! Every service the layer makes, and every clone of those, shares the
+//! layer's store and settings: one `IdempotencyLayer` (one store) per set
+//! of endpoints that share keys. A [`MemoryStore`](store::MemoryStore)'s
+//! clones share its entries; each clone of the service has its own inner
+//! service.
+//!
+//! [`max_response_body`]: IdempotencyLayerBuilder::max_response_body
 
 pub mod client;
 pub mod key;
@@ -168,4 +190,5 @@ pub use self::key::{IdempotencyKey, InvalidKey};
 pub use self::server::future;
 pub use self::server::{
     AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyLayer,
+    IdempotencyLayerBuilder,
 };

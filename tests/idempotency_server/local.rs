@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
 use super::*;
-use steadfast::idempotency::IdempotencyBody;
+use steadfast::idempotency::{IdempotencyBody, IdempotencyLayerBuilder};
 
 type Req = Request<IdempotencyBody<Full<Bytes>>>;
 
@@ -46,8 +46,10 @@ fn counting(
 #[tokio::test(start_paused = true)]
 async fn a_stored_response_expires_after_the_ttl() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .ttl(Duration::from_secs(60))
+        .build()
+        .expect("valid config")
         .layer(counting(runs.clone()));
 
     let first = svc.clone().oneshot(keyed("a")).await.unwrap();
@@ -101,8 +103,10 @@ async fn a_dropped_request_releases_its_claim() {
 #[tokio::test(start_paused = true)]
 async fn a_hung_handler_frees_its_key_after_the_lock_timeout() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .lock_timeout(Duration::from_secs(30))
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
 
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
@@ -121,8 +125,10 @@ async fn a_hung_handler_frees_its_key_after_the_lock_timeout() {
 async fn wait_mode_gives_up_with_409_after_its_bound() {
     let runs = Arc::new(AtomicUsize::new(0));
     let store = Counting::new(MemoryStore::new());
-    let svc = IdempotencyLayer::new(store.clone())
+    let svc = IdempotencyLayer::builder(store.clone())
         .wait_for_result(Duration::from_secs(1))
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
 
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
@@ -140,8 +146,10 @@ async fn wait_mode_gives_up_with_409_after_its_bound() {
 #[tokio::test(start_paused = true)]
 async fn a_response_over_the_cap_is_returned_whole_but_not_stored() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .max_response_body(4)
+        .build()
+        .expect("valid config")
         .layer(counting(runs.clone()));
     let first = svc.clone().oneshot(keyed("a")).await.unwrap();
     assert_eq!(body_of(first).await, "run 1");
@@ -165,8 +173,10 @@ async fn a_streamed_body_over_the_cap_gets_413() {
             async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
         }
     });
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .max_request_body(10)
+        .build()
+        .expect("valid config")
         .layer(handler);
     // No Content-Length: the cap is found while reading.
     let chunks: Vec<Result<Frame<Bytes>, Infallible>> = vec![
@@ -237,24 +247,49 @@ impl Store for SlowRelease {
     }
 }
 
+/// Whether a request with key "a" runs the handler now (the key is free)
+/// rather than getting 409.
+async fn key_is_free<S, B>(svc: &S, runs: &AtomicUsize) -> bool
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let before = runs.load(Ordering::SeqCst);
+    let mut next = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    match next.poll() {
+        std::task::Poll::Ready(res) => {
+            assert_eq!(res.unwrap().status(), StatusCode::CONFLICT);
+            false
+        }
+        std::task::Poll::Pending => {
+            assert_eq!(runs.load(Ordering::SeqCst), before + 1, "the handler runs");
+            true
+        }
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_release_that_cannot_finish_in_drop_goes_to_the_spawner() {
-    // Without a spawner the pending release is abandoned: the key stays
-    // claimed until the lock timeout.
+    // Without a spawner the pending release goes to the current runtime
+    // when the crate has Tokio's runtime (feature `redis`); otherwise it is
+    // abandoned and the key stays claimed until the lock timeout.
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(SlowRelease::default())
+    let svc = IdempotencyLayer::builder(SlowRelease::default())
         .lock_timeout(Duration::from_secs(30))
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
     tokio_test::assert_pending!(first.poll());
     drop(first);
-    tokio::task::yield_now().await;
-    let res = svc.clone().oneshot(keyed("a")).await.unwrap();
-    assert_eq!(res.status(), StatusCode::CONFLICT);
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(key_is_free(&svc, &runs).await, cfg!(feature = "redis"));
 
     // With one, the release runs to the end on the runtime.
     let spawned = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(SlowRelease::default())
+    let svc = IdempotencyLayer::builder(SlowRelease::default())
         .spawn_release_with({
             let spawned = spawned.clone();
             move |release| {
@@ -262,6 +297,8 @@ async fn a_release_that_cannot_finish_in_drop_goes_to_the_spawner() {
                 tokio::spawn(release);
             }
         })
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
     tokio_test::assert_pending!(first.poll());
@@ -270,10 +307,7 @@ async fn a_release_that_cannot_finish_in_drop_goes_to_the_spawner() {
     for _ in 0..4 {
         tokio::task::yield_now().await;
     }
-    let before = runs.load(Ordering::SeqCst);
-    let mut second = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
-    tokio_test::assert_pending!(second.poll());
-    assert_eq!(runs.load(Ordering::SeqCst), before + 1, "the key was free");
+    assert!(key_is_free(&svc, &runs).await, "the key was released");
 }
 
 #[tokio::test(start_paused = true)]
@@ -328,8 +362,10 @@ async fn an_inner_error_is_returned_and_releases_the_claim() {
 #[tokio::test(start_paused = true)]
 async fn a_different_request_while_the_first_runs_gets_422() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .wait_for_result(Duration::from_secs(5))
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
     tokio_test::assert_pending!(first.poll());
@@ -343,8 +379,10 @@ async fn a_different_request_while_the_first_runs_gets_422() {
 #[tokio::test(start_paused = true)]
 async fn methods_can_be_chosen() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .methods([Method::PUT])
+        .build()
+        .expect("valid config")
         .layer(counting(runs.clone()));
     let put = || {
         Request::put("/orders/1")
@@ -392,8 +430,10 @@ fn streaming(
 async fn a_streamed_response_past_the_cap_comes_through_in_order_and_is_not_stored() {
     use http_body::Frame;
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .max_response_body(4)
+        .build()
+        .expect("valid config")
         .layer(streaming(runs.clone(), || {
             vec![
                 Frame::data(Bytes::from_static(b"abc")),
@@ -433,8 +473,10 @@ async fn a_response_with_trailers_keeps_them_and_is_not_stored() {
 #[tokio::test(start_paused = true)]
 async fn an_unbounded_wait_does_not_overflow() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let svc = IdempotencyLayer::new(MemoryStore::new())
+    let svc = IdempotencyLayer::builder(MemoryStore::new())
         .wait_for_result(Duration::MAX)
+        .build()
+        .expect("valid config")
         .layer(hanging(runs.clone()));
     let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
     tokio_test::assert_pending!(first.poll());
@@ -444,4 +486,38 @@ async fn an_unbounded_wait_does_not_overflow() {
     tokio::time::advance(Duration::from_secs(50)).await;
     tokio_test::assert_pending!(again.poll());
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn bad_config_is_an_error_naming_the_field() {
+    let build =
+        |f: fn(IdempotencyLayerBuilder<MemoryStore>) -> IdempotencyLayerBuilder<MemoryStore>| {
+            f(IdempotencyLayer::builder(MemoryStore::new()))
+                .build()
+                .map(|_| ())
+                .map_err(|e| e.field().to_owned())
+        };
+    assert_eq!(
+        build(|b| b.lock_timeout(Duration::ZERO)),
+        Err("idempotency.lock_timeout".into())
+    );
+    assert_eq!(
+        build(|b| b.ttl(Duration::ZERO)),
+        Err("idempotency.ttl".into())
+    );
+    assert_eq!(
+        build(|b| b.wait_for_result(Duration::ZERO)),
+        Err("idempotency.wait_for_result".into())
+    );
+    assert_eq!(build(|b| b.methods([])), Err("idempotency.methods".into()));
+    // The smallest valid values, and the defaults, build.
+    assert_eq!(
+        build(|b| b
+            .lock_timeout(Duration::from_nanos(1))
+            .ttl(Duration::from_nanos(1))
+            .wait_for_result(Duration::from_nanos(1))
+            .methods([Method::PUT])),
+        Ok(())
+    );
+    assert_eq!(build(|b| b), Ok(()));
 }

@@ -116,9 +116,14 @@ async fn kill_and_restart_redis_under_the_layer() {
     let runs = Runs::default();
     let router = Router::new()
         .route("/orders", post(record))
-        .layer(IdempotencyLayer::new(store).spawn_release_with(|release| {
-            tokio::spawn(release);
-        }))
+        .layer(
+            IdempotencyLayer::builder(store)
+                .spawn_release_with(|release| {
+                    tokio::spawn(release);
+                })
+                .build()
+                .expect("valid config"),
+        )
         .with_state(runs.clone());
     let addr = serve_router(router).await;
     let client = client();

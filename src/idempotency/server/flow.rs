@@ -246,17 +246,27 @@ impl<St: Store> Drop for ClaimGuard<St> {
             let _ = store.release(&key, &token).await;
         });
         // Drop cannot await: poll once (an in-memory store finishes here),
-        // then hand what is left to the spawner, if there is one.
+        // then hand what is left to the spawner or the runtime.
         let mut cx = Context::from_waker(Waker::noop());
         if release.as_mut().poll(&mut cx).is_pending() {
             match &self.spawner {
                 Some(spawn) => spawn(release),
-                None => {
-                    tracing::debug!("dropped idempotent request: release left to the lock timeout")
-                }
+                None => spawn_or_abandon(release),
             }
         }
     }
+}
+
+/// Without a spawner: the current Tokio runtime, when the crate has
+/// Tokio's runtime (feature `redis`) and there is one.
+fn spawn_or_abandon(release: Pin<Box<dyn Future<Output = ()> + Send>>) {
+    #[cfg(feature = "redis")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(release);
+        return;
+    }
+    drop(release);
+    tracing::debug!("dropped idempotent request: release left to the lock timeout");
 }
 
 fn replay<B>(stored: StoredResponse) -> Response<IdempotencyBody<B>> {

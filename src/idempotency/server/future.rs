@@ -19,7 +19,7 @@ pin_project! {
     /// future in place; requests the layer rejects at once are ready; keyed
     /// requests run a boxed flow (buffer, claim, call, store). Dropping it
     /// after the claim releases the key (see
-    /// [`spawn_release_with`](super::IdempotencyLayer::spawn_release_with)).
+    /// [`spawn_release_with`](super::IdempotencyLayerBuilder::spawn_release_with)).
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         kind: Kind<F, B, E>,

@@ -10,9 +10,10 @@ use tower_layer::Layer;
 use super::principal::{AuthorizationPrincipal, ExtractPrincipal};
 use super::service::Idempotency;
 use crate::idempotency::store::Store;
+use crate::InvalidConfig;
 
 /// Hands a release that did not finish at once to a runtime; see
-/// [`IdempotencyLayer::spawn_release_with`].
+/// [`IdempotencyLayerBuilder::spawn_release_with`].
 pub(crate) type Spawner = Arc<dyn Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>;
 
 /// The layer's settings, shared by every service it makes.
@@ -91,72 +92,120 @@ impl<St: Store> IdempotencyLayer<St> {
             config: Arc::new(Config::default()),
         }
     }
+
+    /// A builder starting from the defaults, to change them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::idempotency::store::MemoryStore;
+    /// use steadfast::idempotency::IdempotencyLayer;
+    ///
+    /// let layer = IdempotencyLayer::builder(MemoryStore::new())
+    ///     .require_key()
+    ///     .ttl(Duration::from_secs(3600))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// let err = IdempotencyLayer::builder(MemoryStore::new())
+    ///     .lock_timeout(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "idempotency.lock_timeout");
+    /// # Ok::<(), steadfast::InvalidConfig>(())
+    /// ```
+    pub fn builder(store: St) -> IdempotencyLayerBuilder<St> {
+        IdempotencyLayerBuilder {
+            store,
+            principal: AuthorizationPrincipal,
+            config: Config::default(),
+        }
+    }
 }
 
 impl<St, P> IdempotencyLayer<St, P> {
-    fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+    /// The store.
+    pub fn store(&self) -> &St {
+        &self.store
     }
+}
 
+/// Builds an [`IdempotencyLayer`]; see [`IdempotencyLayer::builder`].
+pub struct IdempotencyLayerBuilder<St, P = AuthorizationPrincipal> {
+    store: St,
+    principal: P,
+    config: Config,
+}
+
+impl<St, P> fmt::Debug for IdempotencyLayerBuilder<St, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyLayerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<St, P> IdempotencyLayerBuilder<St, P> {
     /// Scopes keys by `principal` instead of the hash of `Authorization`.
     ///
     /// A closure works: `.principal(|parts: &http::request::Parts| api_key_of(parts))`.
-    pub fn principal<P2: ExtractPrincipal>(self, principal: P2) -> IdempotencyLayer<St, P2> {
-        IdempotencyLayer {
+    pub fn principal<P2: ExtractPrincipal>(self, principal: P2) -> IdempotencyLayerBuilder<St, P2> {
+        IdempotencyLayerBuilder {
             store: self.store,
             principal,
             config: self.config,
         }
     }
 
-    /// The methods whose requests are handled (default POST and PATCH);
-    /// requests with other methods pass straight through, key or not.
+    /// The methods whose requests are handled (default POST and PATCH), at
+    /// least one; requests with other methods pass straight through, key or
+    /// not.
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.config_mut().methods = methods.into_iter().collect();
+        self.config.methods = methods.into_iter().collect();
         self
     }
 
     /// Requests with a handled method and no key get 400 instead of passing
     /// through.
     pub fn require_key(mut self) -> Self {
-        self.config_mut().require_key = true;
+        self.config.require_key = true;
         self
     }
 
     /// The largest request body buffered for the fingerprint (default
     /// 1 MiB); larger bodies get 413 and the handler does not run.
     pub fn max_request_body(mut self, bytes: usize) -> Self {
-        self.config_mut().max_request_body = bytes;
+        self.config.max_request_body = bytes;
         self
     }
 
     /// The largest response body stored (default 1 MiB); a larger response
     /// is returned but not stored, and the claim is released.
     pub fn max_response_body(mut self, bytes: usize) -> Self {
-        self.config_mut().max_response_body = bytes;
+        self.config.max_response_body = bytes;
         self
     }
 
-    /// How long a claim holds without completing (default 60 s): after it a
-    /// handler that hung or panicked no longer blocks its key. Set it above
-    /// the handler's longest run, or a slow first request and its retry may
-    /// both run.
+    /// How long a claim holds without completing (default 60 s, more than
+    /// zero): after it a handler that hung or panicked no longer blocks its
+    /// key. Set it above the handler's longest run, or a slow first request
+    /// and its retry may both run.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.config_mut().lock_timeout = timeout;
+        self.config.lock_timeout = timeout;
         self
     }
 
-    /// How long a response is kept for replay (default 24 h).
+    /// How long a response is kept for replay (default 24 h, more than
+    /// zero).
     pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config_mut().ttl = ttl;
+        self.config.ttl = ttl;
         self
     }
 
     /// A repeat that arrives while the first request runs waits up to `max`
-    /// for its result (polling the store with a backoff from 5 ms to
-    /// 100 ms) instead of getting 409 at once; 409 when `max` passes.
+    /// (more than zero) for its result, polling the store with a backoff
+    /// from 5 ms to 100 ms, instead of getting 409 at once; 409 when `max`
+    /// passes.
     pub fn wait_for_result(mut self, max: Duration) -> Self {
-        self.config_mut().wait_for_result = Some(max);
+        self.config.wait_for_result = Some(max);
         self
     }
 
@@ -165,20 +214,49 @@ impl<St, P> IdempotencyLayer<St, P> {
     /// `.spawn_release_with(|release| { tokio::spawn(release); })`.
     ///
     /// `Drop` cannot await, so a dropped request's release is polled once
-    /// on the spot (enough for an in-memory store); without a spawner a
-    /// release that is still pending (a network store) is abandoned and
-    /// the key frees itself when its lock timeout passes.
+    /// on the spot (enough for an in-memory store). A release still pending
+    /// after that (a network store) goes to this spawner; without one, it
+    /// is spawned on the current Tokio runtime when there is one and the
+    /// crate has Tokio's runtime (feature `redis`), else abandoned, and the
+    /// key frees itself when its lock timeout passes.
     pub fn spawn_release_with<F>(mut self, spawn: F) -> Self
     where
         F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync + 'static,
     {
-        self.config_mut().spawner = Some(Arc::new(spawn));
+        self.config.spawner = Some(Arc::new(spawn));
         self
     }
 
-    /// The store.
-    pub fn store(&self) -> &St {
-        &self.store
+    /// Builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming `idempotency.methods` when no method is
+    /// handled, or `idempotency.lock_timeout`, `idempotency.ttl` or
+    /// `idempotency.wait_for_result` when it is zero.
+    pub fn build(self) -> Result<IdempotencyLayer<St, P>, InvalidConfig> {
+        let config = self.config;
+        if config.methods.is_empty() {
+            return Err(InvalidConfig::new(
+                "idempotency.methods",
+                "must name at least one method, got none",
+            ));
+        }
+        let durations = [
+            ("idempotency.lock_timeout", Some(config.lock_timeout)),
+            ("idempotency.ttl", Some(config.ttl)),
+            ("idempotency.wait_for_result", config.wait_for_result),
+        ];
+        for (field, value) in durations {
+            if value == Some(Duration::ZERO) {
+                return Err(InvalidConfig::new(field, "must be more than zero, got 0s"));
+            }
+        }
+        Ok(IdempotencyLayer {
+            store: self.store,
+            principal: self.principal,
+            config: Arc::new(config),
+        })
     }
 }
 

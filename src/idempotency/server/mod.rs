@@ -9,6 +9,6 @@ mod principal;
 mod service;
 
 pub use self::body::IdempotencyBody;
-pub use self::layer::IdempotencyLayer;
+pub use self::layer::{IdempotencyLayer, IdempotencyLayerBuilder};
 pub use self::principal::{AuthorizationPrincipal, ExtractPrincipal};
 pub use self::service::Idempotency;
