@@ -1,10 +1,17 @@
 //! `MemoryStore` with one million small responses already stored: the cost
 //! of each store operation the server layer makes.
 //!
-//! * `claim_new`: a claim of a key never seen (the first request);
+//! * `claim_new`: a claim of a key never seen (the first request), released
+//!   untimed so the store stays at a million entries;
 //! * `complete`: storing a small response under a fresh claim;
 //! * `replay`: a claim of a stored key, returning the response (a repeat);
-//! * `claim_complete_replay`: the three in a row on one new key.
+//! * `claim_complete_replay`: the three in a row on one new key;
+//! * `claim_new_at_bound`: a claim of a new key in a store filled to its
+//!   bound (a million), so it first evicts the oldest entry, as every new
+//!   key does on a busy server once a TTL's worth of keys arrived.
+//!
+//! The store for the first four has a bound the run never reaches, so they
+//! measure the operations on a million entries, not eviction.
 //!
 //! The futures are ready at once; each is polled once with a no-op waker
 //! inside a current-thread runtime's context. Keys for `claim_new` and
@@ -57,7 +64,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use steadfast::idempotency::store::{
-    Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreKey, StoredResponse,
+    Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreError, StoreKey, StoredResponse,
 };
 use steadfast::idempotency::IdempotencyLayer;
 use tower_layer::Layer;
@@ -103,6 +110,24 @@ fn small_response() -> StoredResponse {
         .with_headers([("content-type", "application/json")])
 }
 
+/// A claim released when dropped.
+struct Release<'a> {
+    store: &'a MemoryStore,
+    key: StoreKey,
+    claim: Result<Claim, StoreError>,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if let Ok(Claim::Claimed(token)) = &self.claim {
+            assert!(matches!(
+                now(self.store.release(&self.key, token)),
+                Ok(true)
+            ));
+        }
+    }
+}
+
 fn claim_new(store: &MemoryStore, key: &StoreKey) -> ClaimToken {
     match now(store.claim(key, FP, LOCK)) {
         Ok(Claim::Claimed(token)) => token,
@@ -126,10 +151,11 @@ fn rss() -> Option<usize> {
     Some(kib * 1024)
 }
 
-/// A store with `STORED` small responses, under `key(0..STORED)`.
-fn filled_store() -> MemoryStore {
+/// A store with `STORED` small responses, under `key(0..STORED)`, and a
+/// bound of `max_entries`.
+fn filled_store(max_entries: usize) -> MemoryStore {
     let store = MemoryStore::builder()
-        .max_entries(4 * STORED)
+        .max_entries(max_entries)
         .build()
         .expect("valid config");
     let before = rss();
@@ -144,7 +170,10 @@ fn filled_store() -> MemoryStore {
         store.shards(),
         stats.bytes / stats.entries.max(1),
     );
-    if let (Some(before), Some(after)) = (before, after) {
+    // The second store reuses the memory the first one freed: only a growth
+    // says anything.
+    if let (Some(before), Some(after)) = (before, after.filter(|a| before.is_some_and(|b| *a > b)))
+    {
         println!(
             "resident set grew by {} bytes per entry while storing them",
             after.saturating_sub(before) / STORED
@@ -156,7 +185,9 @@ fn filled_store() -> MemoryStore {
 fn memory_store(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
-    let store = filled_store();
+    // A bound the run never reaches: these cases measure the operations on
+    // a store of a million entries, not eviction.
+    let store = filled_store(1 << 26);
     let mut next = STORED as u64;
     let mut fresh = move || {
         next += 1;
@@ -169,7 +200,13 @@ fn memory_store(c: &mut Criterion) {
             &mut fresh,
             |k| {
                 let claim = now(store.claim(black_box(&k), FP, LOCK));
-                (k, claim)
+                // Released untimed, when criterion drops the outputs: the
+                // store stays at a million entries.
+                Release {
+                    store: &store,
+                    key: k,
+                    claim,
+                }
             },
             BatchSize::SmallInput,
         );
@@ -212,6 +249,20 @@ fn memory_store(c: &mut Criterion) {
                 let done = now(store.complete(&k, &token, FP, small_response(), TTL));
                 let replay = now(store.claim(&k, FP, LOCK));
                 (k, done, replay)
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    drop(store);
+    // A store at its bound, as a busy server's is once a TTL's worth of
+    // keys arrived: each new claim first evicts the oldest entry.
+    let full = filled_store(STORED);
+    g.bench_function("claim_new_at_bound", |b| {
+        b.iter_batched(
+            &mut fresh,
+            |k| {
+                let claim = now(full.claim(black_box(&k), FP, LOCK));
+                (k, claim)
             },
             BatchSize::SmallInput,
         );

@@ -112,12 +112,14 @@ struct Queued {
     recheck: Option<Instant>,
 }
 
-/// One key's claim or stored response.
+/// One key's claim or stored response: 64 bytes in the table.
 ///
 /// Everything a lookup compares or returns is in one allocation, `block`,
 /// so a replay touches the table and that block only:
-/// `[fingerprint (32 bytes) | key | packed headers | body]` (a claim's block
-/// ends after the key).
+///
+/// * a claim: `[fingerprint (32 bytes) | claim token (16) | key]`;
+/// * a stored response: `[fingerprint (32 bytes) | length of the packed
+///   headers (u64, little endian) | key | packed headers | body]`.
 struct Entry {
     /// The key's hash (picks the shard, and the slot in its table).
     hash: u64,
@@ -127,16 +129,19 @@ struct Entry {
     expires: Option<Instant>,
     block: Arc<[u8]>,
     key_len: usize,
-    state: State,
+    /// Completed entries only: the response's status.
+    status: u16,
+    completed: bool,
 }
 
-enum State {
-    Claimed { token: ClaimToken },
-    Completed { status: u16, headers_len: usize },
-}
-
-/// Where a block's key starts.
-const KEY_AT: usize = 32;
+/// Where a claim's token starts, after the fingerprint.
+const TOKEN_AT: usize = 32;
+/// Where a claim's key starts, after its token.
+const CLAIM_KEY_AT: usize = TOKEN_AT + 16;
+/// Where a stored response's headers length starts, after the fingerprint.
+const HEADERS_LEN_AT: usize = 32;
+/// Where a stored response's key starts, after the headers length.
+const KEY_AT: usize = HEADERS_LEN_AT + 8;
 
 /// The fixed cost of one entry, beyond its block's bytes.
 const ENTRY_OVERHEAD: usize = mem::size_of::<Entry>()
@@ -239,18 +244,8 @@ impl MemoryStore {
             shard.remove(hash, key);
         }
         let token = ClaimToken::random();
-        let block = block(&[&fingerprint.0, key]);
-        let state = State::Claimed {
-            token: token.clone(),
-        };
-        shard.insert(
-            hash,
-            block,
-            key.len(),
-            state,
-            now.checked_add(lock_timeout),
-            now,
-        );
+        let block = block(&[&fingerprint.0, &token.0.to_le_bytes(), key]);
+        shard.insert(hash, block, key.len(), now.checked_add(lock_timeout), now);
         Claim::Claimed(token)
     }
 
@@ -271,11 +266,11 @@ impl MemoryStore {
                 if let Some(entry) = table.find_mut(hash, |e| e.is(hash, key)) {
                     let headers = response.packed_headers();
                     let old = entry.cost();
-                    entry.block = block(&[&fingerprint.0, key, headers, response.body()]);
-                    entry.state = State::Completed {
-                        status: response.status(),
-                        headers_len: headers.len(),
-                    };
+                    let headers_len = (headers.len() as u64).to_le_bytes();
+                    entry.block =
+                        block(&[&fingerprint.0, &headers_len, key, headers, response.body()]);
+                    entry.completed = true;
+                    entry.status = response.status();
                     entry.expires = now.checked_add(ttl);
                     *bytes = bytes.saturating_sub(old).saturating_add(entry.cost());
                 }
@@ -457,10 +452,7 @@ impl Shard {
     fn holder(&self, hash: u64, key: &[u8], token: &ClaimToken, now: Instant) -> Holder {
         match self.find(hash, key) {
             Some(entry) if entry.expired(now) => Holder::Expired,
-            Some(Entry {
-                state: State::Claimed { token: held },
-                ..
-            }) if held == token => Holder::Token,
+            Some(entry) if entry.claimed_by(token) => Holder::Token,
             _ => Holder::Other,
         }
     }
@@ -470,7 +462,6 @@ impl Shard {
         hash: u64,
         block: Arc<[u8]>,
         key_len: usize,
-        state: State,
         expires: Option<Instant>,
         now: Instant,
     ) {
@@ -486,7 +477,8 @@ impl Shard {
             expires,
             block,
             key_len,
-            state,
+            status: 0,
+            completed: false,
         };
         self.bytes = self.bytes.saturating_add(entry.cost());
         self.order.push_back(Queued {
@@ -528,7 +520,7 @@ impl Shard {
                 Some(entry) if !entry.expired(now) => {
                     // A completed entry's expiry is final: look again then.
                     // A claim may yet complete with a shorter TTL.
-                    if let State::Completed { .. } = entry.state {
+                    if entry.completed {
                         front.recheck = entry.expires;
                     }
                     return;
@@ -554,7 +546,7 @@ impl Shard {
             let Some(entry) = self.live(&item) else {
                 continue; // stale
             };
-            if entry.expired(now) || matches!(entry.state, State::Completed { .. }) {
+            if entry.expired(now) || entry.completed {
                 self.remove_queued(&item);
                 evicted = true;
                 break;
@@ -609,13 +601,20 @@ impl Entry {
     }
 
     fn key(&self) -> &[u8] {
-        let end = KEY_AT.saturating_add(self.key_len);
-        self.block.get(KEY_AT..end).unwrap_or_default()
+        let at = if self.completed { KEY_AT } else { CLAIM_KEY_AT };
+        self.block
+            .get(at..at.saturating_add(self.key_len))
+            .unwrap_or_default()
+    }
+
+    /// Whether this is a claim held by `token`.
+    fn claimed_by(&self, token: &ClaimToken) -> bool {
+        !self.completed && self.block.get(TOKEN_AT..CLAIM_KEY_AT) == Some(&token.0.to_le_bytes())
     }
 
     fn fingerprint(&self) -> Fingerprint {
         let mut fp = [0; 32];
-        if let Some(stored) = self.block.get(..KEY_AT) {
+        if let Some(stored) = self.block.get(..32) {
             fp.copy_from_slice(stored);
         }
         Fingerprint(fp)
@@ -628,27 +627,27 @@ impl Entry {
     /// What a claim or a read of this unexpired entry returns.
     fn view(&self) -> Claim {
         let fingerprint = self.fingerprint();
-        match self.state {
-            State::Claimed { .. } => Claim::InProgress { fingerprint },
-            State::Completed {
-                status,
-                headers_len,
-            } => {
-                // One allocation: the returned headers and body share the
-                // block with the store.
-                let shared = Bytes::from_owner(Arc::clone(&self.block));
-                let len = shared.len();
-                let headers_at = KEY_AT.saturating_add(self.key_len).min(len);
-                let body_at = headers_at.saturating_add(headers_len).min(len);
-                Claim::Completed {
-                    fingerprint,
-                    response: StoredResponse::from_own_packing(
-                        status,
-                        shared.slice(headers_at..body_at),
-                        shared.slice(body_at..),
-                    ),
-                }
-            }
+        if !self.completed {
+            return Claim::InProgress { fingerprint };
+        }
+        // One allocation: the returned headers and body share the block
+        // with the store.
+        let mut headers_len = [0; 8];
+        if let Some(stored) = self.block.get(HEADERS_LEN_AT..KEY_AT) {
+            headers_len.copy_from_slice(stored);
+        }
+        let headers_len = usize::try_from(u64::from_le_bytes(headers_len)).unwrap_or(usize::MAX);
+        let shared = Bytes::from_owner(Arc::clone(&self.block));
+        let len = shared.len();
+        let headers_at = KEY_AT.saturating_add(self.key_len).min(len);
+        let body_at = headers_at.saturating_add(headers_len).min(len);
+        Claim::Completed {
+            fingerprint,
+            response: StoredResponse::from_own_packing(
+                self.status,
+                shared.slice(headers_at..body_at),
+                shared.slice(body_at..),
+            ),
         }
     }
 
@@ -747,9 +746,14 @@ mod tests {
         let block = &entry.expect("stored").block;
         assert_eq!(
             block.len(),
-            32 + key.as_str().len() + replayed.packed_headers().len() + 4
+            KEY_AT + key.as_str().len() + replayed.packed_headers().len() + 4
         );
-        assert_eq!(replayed.body().as_ptr(), block[block.len() - 4..].as_ptr(),);
+        assert_eq!(replayed.body().as_ptr(), block[block.len() - 4..].as_ptr());
+    }
+
+    #[test]
+    fn an_entry_fits_one_cache_line() {
+        assert!(mem::size_of::<Entry>() <= 64, "{}", mem::size_of::<Entry>());
     }
 
     #[test]
@@ -758,11 +762,9 @@ mod tests {
         // key itself, and the queue names entries by id.
         let now = Instant::now();
         let mut shard = Shard::new(10);
-        let claim = |n: u8| State::Claimed {
-            token: ClaimToken(u128::from(n)),
-        };
-        shard.insert(7, block(&[&[1; 32], b"a"]), 1, claim(1), None, now);
-        shard.insert(7, block(&[&[2; 32], b"b"]), 1, claim(2), None, now);
+        let token = |n: u128| n.to_le_bytes();
+        shard.insert(7, block(&[&[1; 32], &token(1), b"a"]), 1, None, now);
+        shard.insert(7, block(&[&[2; 32], &token(2), b"b"]), 1, None, now);
         assert_eq!(shard.table.len(), 2);
         assert_eq!(
             shard.find(7, b"a").map(Entry::fingerprint),
