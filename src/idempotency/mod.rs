@@ -64,18 +64,15 @@
 //! are therefore scoped by a **principal**: the store key is the pair
 //! (principal, key), and one client can never be answered with another's
 //! stored response. Pass your own with
-//! [`principal`](IdempotencyLayerBuilder::principal), e.g. the authenticated
+//! [`principal`](IdempotencyLayer::principal), e.g. the authenticated
 //! account id:
 //!
 //! ```
 //! # use steadfast::idempotency::IdempotencyLayer;
 //! # fn with<St: steadfast::idempotency::store::Store>(store: St) {
-//! let layer = IdempotencyLayer::builder(store)
-//!     .principal(|parts: &http::request::Parts| {
-//!         parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
-//!     })
-//!     .build()
-//!     .expect("valid config");
+//! let layer = IdempotencyLayer::new(store).principal(|parts: &http::request::Parts| {
+//!     parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
+//! });
 //! # let _ = layer; }
 //! ```
 //!

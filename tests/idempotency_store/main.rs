@@ -624,3 +624,86 @@ async fn get_reads_without_claiming() -> Result<(), StoreError> {
     assert_eq!(store.get(&k).await?, None);
     Ok(())
 }
+
+/// Many tasks on a multi-thread runtime claim, complete, release and replay
+/// keys spread over every shard: a key is never held by two claims at once,
+/// a replay is always the response stored for that key, and once every
+/// claim is settled the store's accounting adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_over_many_keys_keep_each_key_exclusive() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const TASKS: usize = 16;
+    const KEYS: usize = 200;
+    const OPS: usize = 2_000;
+    let store = MemoryStore::builder()
+        .max_entries(4 * KEYS)
+        .shards(8)
+        .build()
+        .expect("valid config");
+    let holders: Arc<Vec<AtomicUsize>> = Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, holders) = (store.clone(), holders.clone());
+            tokio::spawn(async move {
+                let mut completed = 0;
+                for op in 0..OPS {
+                    // A scattered but reproducible walk over the keys.
+                    let n = (t * 7_919 + op * 104_729) % KEYS;
+                    let k = key(&n.to_string());
+                    match store.claim(&k, FP, LOCK).await.expect("memory store") {
+                        Claim::Claimed(token) => {
+                            let before = holders[n].fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(before, 0, "key {n} held twice");
+                            tokio::task::yield_now().await;
+                            holders[n].fetch_sub(1, Ordering::SeqCst);
+                            if op % 3 == 0 {
+                                let body = Bytes::from(n.to_string());
+                                let res = StoredResponse::new(201, body);
+                                assert!(store.complete(&k, &token, FP, res, TTL).await.unwrap());
+                                completed += 1;
+                            } else {
+                                assert!(store.release(&k, &token).await.unwrap());
+                            }
+                        }
+                        Claim::InProgress { fingerprint } => assert_eq!(fingerprint, FP),
+                        Claim::Completed { response, .. } => {
+                            assert_eq!(response.body(), n.to_string().as_bytes());
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                completed
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for task in tasks {
+        completed += task.await.expect("no task panicked");
+    }
+    // Every claim was completed or released: what is left is one stored
+    // response per completed key, each counted once.
+    let stats = store.stats();
+    assert_eq!(stats.entries, completed);
+    assert!(completed > 0 && completed <= KEYS);
+    let one = MemoryStore::new();
+    let k = key("0");
+    let Claim::Claimed(token) = one.claim(&k, FP, LOCK).await.unwrap() else {
+        panic!("a new key is free");
+    };
+    assert!(one
+        .complete(
+            &k,
+            &token,
+            FP,
+            StoredResponse::new(201, Bytes::from("0")),
+            TTL
+        )
+        .await
+        .unwrap());
+    // Entries differ only in their key's length here: the total is within
+    // the range the single entry gives.
+    let per_entry = one.stats().bytes;
+    assert!(stats.bytes <= completed * (per_entry + 8));
+    assert!(stats.bytes >= completed * (per_entry - 8));
+}

@@ -122,6 +122,29 @@ impl<St: Store> IdempotencyLayer<St> {
 }
 
 impl<St, P> IdempotencyLayer<St, P> {
+    /// Scopes keys by `principal` instead of the hash of `Authorization`
+    /// (the same as [`IdempotencyLayerBuilder::principal`]; a principal
+    /// needs no check, so it can be set on a built layer).
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::MemoryStore;
+    /// use steadfast::idempotency::IdempotencyLayer;
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::default()).principal(
+    ///     |parts: &http::request::Parts| {
+    ///         parts.headers.get("x-api-key")?.to_str().ok().map(str::to_owned)
+    ///     },
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn principal<P2: ExtractPrincipal>(self, principal: P2) -> IdempotencyLayer<St, P2> {
+        IdempotencyLayer {
+            store: self.store,
+            principal,
+            config: self.config,
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &St {
         &self.store

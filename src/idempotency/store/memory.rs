@@ -259,21 +259,27 @@ impl MemoryStore {
     ) -> bool {
         let now = Instant::now();
         let key = key.as_str().as_bytes();
+        // Built before the shard is locked: copying a large body does not
+        // hold up the shard's other keys.
+        let headers = response.packed_headers();
+        let headers_len = (headers.len() as u64).to_le_bytes();
+        let new = block(&[&fingerprint.0, &headers_len, key, headers, response.body()]);
         let (hash, mut shard) = self.shard(key);
         match shard.holder(hash, key, token, now) {
             Holder::Token => {
                 let Shard { table, bytes, .. } = &mut *shard;
-                if let Some(entry) = table.find_mut(hash, |e| e.is(hash, key)) {
-                    let headers = response.packed_headers();
-                    let old = entry.cost();
-                    let headers_len = (headers.len() as u64).to_le_bytes();
-                    entry.block =
-                        block(&[&fingerprint.0, &headers_len, key, headers, response.body()]);
-                    entry.completed = true;
-                    entry.status = response.status();
-                    entry.expires = now.checked_add(ttl);
-                    *bytes = bytes.saturating_sub(old).saturating_add(entry.cost());
-                }
+                let Some(entry) = table.find_mut(hash, |e| e.is(hash, key)) else {
+                    return false; // `holder` just found it
+                };
+                let old_cost = entry.cost();
+                let old = mem::replace(&mut entry.block, new);
+                entry.completed = true;
+                entry.status = response.status();
+                entry.expires = now.checked_add(ttl);
+                *bytes = bytes.saturating_sub(old_cost).saturating_add(entry.cost());
+                drop(shard);
+                // The claim's block is freed after the lock is released.
+                drop(old);
                 true
             }
             Holder::Expired => {
