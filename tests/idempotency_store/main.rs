@@ -48,6 +48,12 @@ async fn claim(store: &MemoryStore, key: &StoreKey) -> Claim {
         .expect("memory store")
 }
 
+/// Stored responses and claims evicted before they expired.
+fn evicted(store: &MemoryStore) -> (u64, u64) {
+    let stats = store.stats();
+    (stats.evicted_responses, stats.evicted_claims)
+}
+
 fn small_store(max_entries: usize) -> MemoryStore {
     MemoryStore::builder()
         .max_entries(max_entries)
@@ -318,6 +324,7 @@ async fn eviction_takes_the_oldest_entry() -> Result<(), StoreError> {
     }
     claimed(&store, &key("d")).await;
     assert_eq!(store.stats().entries, 3);
+    assert_eq!(evicted(&store), (1, 0));
     // "a" is gone; "b" and "c" replay; claiming "a" again then evicts "b".
     assert!(matches!(
         claim(&store, &key("b")).await,
@@ -352,6 +359,7 @@ async fn eviction_spares_running_claims() -> Result<(), StoreError> {
     claimed(&store, &key("d")).await;
     assert_eq!(store.stats().entries, 3);
     // The oldest stored response went instead.
+    assert_eq!(evicted(&store), (1, 0));
     assert_eq!(
         claim(&store, &key("running")).await,
         Claim::InProgress { fingerprint: FP }
@@ -384,6 +392,8 @@ async fn eviction_takes_expired_claims_before_stored_responses() -> Result<(), S
 
     claimed(&store, &key("d")).await;
     assert_eq!(store.stats().entries, 3);
+    // An expired entry's removal is no loss: not counted as an eviction.
+    assert_eq!(evicted(&store), (0, 0));
     assert_eq!(
         claim(&store, &key("running")).await,
         Claim::InProgress { fingerprint: FP }
@@ -403,6 +413,7 @@ async fn a_shard_of_running_claims_still_takes_new_ones() -> Result<(), StoreErr
     claimed(&store, &key("b")).await;
     claimed(&store, &key("c")).await;
     assert_eq!(store.stats().entries, 2);
+    assert_eq!(evicted(&store), (0, 1));
     assert_eq!(
         claim(&store, &key("b")).await,
         Claim::InProgress { fingerprint: FP }

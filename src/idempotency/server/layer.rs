@@ -152,6 +152,7 @@ impl<St, P> IdempotencyLayer<St, P> {
 }
 
 /// Builds an [`IdempotencyLayer`]; see [`IdempotencyLayer::builder`].
+#[derive(Clone)]
 pub struct IdempotencyLayerBuilder<St, P = AuthorizationPrincipal> {
     store: St,
     principal: P,

@@ -43,6 +43,11 @@ const SWEEP_PER_INSERT: usize = 2;
 ///   holds nothing else near its oldest end. The bound is split evenly
 ///   over the shards, so a shard that fills first evicts while the store as
 ///   a whole may hold a little less than the bound.
+/// * A stored response evicted before its TTL ran out is a key whose repeat
+///   runs the handler again. [`stats`](Self::stats) counts them
+///   ([`evicted_responses`](MemoryStoreStats::evicted_responses)): size the
+///   bound for a TTL's worth of keyed requests (about 330 bytes per small
+///   response) and watch that count.
 ///
 /// For many server replicas, use a shared store such as `RedisStore`.
 /// See the [module docs](super).
@@ -80,6 +85,14 @@ pub struct MemoryStoreStats {
     /// reference counts and the queue item. The table's spare capacity is
     /// not counted.
     pub bytes: usize,
+    /// Stored responses evicted before their TTL ran out, to keep the
+    /// bound. A repeat of such a key runs the handler again: if this grows,
+    /// raise [`max_entries`](MemoryStoreBuilder::max_entries) (or shorten
+    /// the TTL to what clients need).
+    pub evicted_responses: u64,
+    /// Claims evicted before their lock timeout, when a shard held nothing
+    /// else near its oldest end (see [`MemoryStore`]).
+    pub evicted_claims: u64,
 }
 
 /// Builds a [`MemoryStore`]. See [`MemoryStore::builder`].
@@ -97,6 +110,9 @@ struct Shard {
     next_id: u64,
     bytes: usize,
     cap: usize,
+    /// Unexpired entries evicted, by kind (see [`MemoryStoreStats`]).
+    evicted_responses: u64,
+    evicted_claims: u64,
 }
 
 /// An entry in the eviction queue. It names its entry by hash and id; an
@@ -192,6 +208,10 @@ impl MemoryStore {
                 MemoryStoreStats {
                     entries: acc.entries.saturating_add(shard.table.len()),
                     bytes: acc.bytes.saturating_add(shard.bytes),
+                    evicted_responses: acc
+                        .evicted_responses
+                        .saturating_add(shard.evicted_responses),
+                    evicted_claims: acc.evicted_claims.saturating_add(shard.evicted_claims),
                 }
             })
     }
@@ -448,6 +468,8 @@ impl Shard {
             next_id: 0,
             bytes: 0,
             cap,
+            evicted_responses: 0,
+            evicted_claims: 0,
         }
     }
 
@@ -553,6 +575,9 @@ impl Shard {
                 continue; // stale
             };
             if entry.expired(now) || entry.completed {
+                if !entry.expired(now) {
+                    self.evicted_responses = self.evicted_responses.saturating_add(1);
+                }
                 self.remove_queued(&item);
                 evicted = true;
                 break;
@@ -564,6 +589,7 @@ impl Shard {
         }
         if !evicted && !skipped.is_empty() {
             let oldest = skipped.remove(0);
+            self.evicted_claims = self.evicted_claims.saturating_add(1);
             self.remove_queued(&oldest);
             evicted = true;
         }
