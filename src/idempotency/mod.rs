@@ -81,8 +81,10 @@
 //! and clients with different credentials never share keys. **The risk:**
 //! requests *without* `Authorization` (and any for which your principal
 //! returns `None`) share one anonymous scope, where anyone who learns or
-//! guesses another anonymous client's key gets its response replayed. Keys
-//! are random UUIDs in practice, but if anonymous requests reach the layer,
+//! guesses another anonymous client's key, and sends the same request
+//! (method, path and body; anything else gets 422), gets its response
+//! replayed. Keys are random UUIDs in practice (122 random bits from
+//! `IdempotencyKeyLayer`), but if anonymous requests reach the layer,
 //! use [`require_key`](IdempotencyLayerBuilder::require_key) together with
 //! authentication in front of it, or a principal that never returns `None`
 //! for them (e.g. a session id). Also note that one client with two
