@@ -152,10 +152,11 @@ fn rss() -> Option<usize> {
 }
 
 /// A store with `STORED` small responses, under `key(0..STORED)`, and a
-/// bound of `max_entries`.
+/// bound of `max_entries` (and none on bytes).
 fn filled_store(max_entries: usize) -> MemoryStore {
     let store = MemoryStore::builder()
         .max_entries(max_entries)
+        .max_bytes(usize::MAX)
         .build()
         .expect("valid config");
     let before = rss();

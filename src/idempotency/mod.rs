@@ -98,8 +98,9 @@
 //! one. An in-memory store is right for one server process; when several
 //! replicas serve the same clients they must share one store (Redis), or
 //! a retry that lands on another replica runs again. Stored responses take
-//! memory (or Redis space) for the whole TTL: cap them with
-//! [`max_response_body`].
+//! memory (or Redis space) for the whole TTL: cap each with
+//! [`max_response_body`], and the memory store as a whole with its bounds on
+//! entries and bytes ([`MemoryStoreBuilder`](store::MemoryStoreBuilder)).
 //!
 //! # With the client layer and retry
 //!

@@ -532,6 +532,11 @@ fn bad_config_is_an_error_not_a_panic() {
     }
     let err = MemoryStore::builder().max_entries(0).build().unwrap_err();
     assert_eq!(err.field(), "idempotency.memory_store.max_entries");
+    let err = MemoryStore::builder().max_bytes(0).build().unwrap_err();
+    assert_eq!(err.field(), "idempotency.memory_store.max_bytes");
+    let store = MemoryStore::builder().max_bytes(1).build().unwrap();
+    assert_eq!(store.max_bytes(), 1);
+    assert_eq!(MemoryStore::new().max_bytes(), 256 << 20);
     // Fewer entries than shards: the store uses fewer shards.
     let store = MemoryStore::builder()
         .max_entries(3)
@@ -717,4 +722,67 @@ async fn many_tasks_over_many_keys_keep_each_key_exclusive() {
     let per_entry = one.stats().bytes;
     assert!(stats.bytes <= completed * (per_entry + 8));
     assert!(stats.bytes >= completed * (per_entry - 8));
+}
+
+/// Stores a response with a `len`-byte body under `k`.
+async fn store_body(store: &MemoryStore, k: &str, len: usize) -> Result<(), StoreError> {
+    let token = claimed(store, &key(k)).await;
+    let res = StoredResponse::new(201, vec![b'x'; len]);
+    assert!(store.complete(&key(k), &token, FP, res, TTL).await?);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_byte_bound_evicts_the_oldest_responses() -> Result<(), StoreError> {
+    // Room for three 10 kB responses, not four.
+    let one = MemoryStore::new();
+    store_body(&one, "0", 10_000).await?;
+    let per_entry = one.stats().bytes;
+    let store = MemoryStore::builder()
+        .max_entries(100)
+        .max_bytes(per_entry * 3 + per_entry / 2)
+        .shards(1)
+        .build()
+        .expect("valid config");
+    for k in ["1", "2", "3", "4", "5"] {
+        store_body(&store, k, 10_000).await?;
+        assert!(store.stats().bytes <= store.max_bytes());
+    }
+    let stats = store.stats();
+    assert_eq!(stats.entries, 3);
+    assert_eq!(evicted(&store), (2, 0));
+    // The two oldest went; the newest three replay.
+    for k in ["1", "2"] {
+        assert!(
+            matches!(claim(&store, &key(k)).await, Claim::Claimed(_)),
+            "{k}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_larger_than_the_byte_bound_is_still_kept_alone() -> Result<(), StoreError> {
+    let store = MemoryStore::builder()
+        .max_bytes(1_000)
+        .shards(1)
+        .build()
+        .expect("valid config");
+    // "big" is claimed first, so it is the oldest entry when it completes.
+    let token = claimed(&store, &key("big")).await;
+    store_body(&store, "small", 10).await?;
+    let big = StoredResponse::new(201, vec![b'x'; 5_000]);
+    assert!(store.complete(&key("big"), &token, FP, big, TTL).await?);
+    // The one just stored is never evicted to make room for itself; the
+    // other one went.
+    assert_eq!(store.stats().entries, 1);
+    assert!(matches!(
+        claim(&store, &key("big")).await,
+        Claim::Completed { .. }
+    ));
+    assert!(matches!(
+        claim(&store, &key("small")).await,
+        Claim::Claimed(_)
+    ));
+    Ok(())
 }

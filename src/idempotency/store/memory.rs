@@ -18,6 +18,8 @@ use crate::InvalidConfig;
 
 /// The default bound on entries.
 const DEFAULT_MAX_ENTRIES: usize = 100_000;
+/// The default bound on bytes: 256 MiB.
+const DEFAULT_MAX_BYTES: usize = 256 << 20;
 /// The most shards a store may have.
 const MAX_SHARDS: usize = 1 << 16;
 /// How many unexpired claims eviction passes over, looking for a completed
@@ -37,12 +39,15 @@ const SWEEP_PER_INSERT: usize = 2;
 ///   when their key is next used, from the oldest end on each insert, and by
 ///   eviction.
 /// * At most [`max_entries`](MemoryStoreBuilder::max_entries) are kept
-///   (default 100,000). When a shard is full, the oldest entry in it is
-///   evicted, preferring expired entries and stored responses over claims
-///   that still hold: a running request keeps its claim unless the shard
-///   holds nothing else near its oldest end. The bound is split evenly
-///   over the shards, so a shard that fills first evicts while the store as
-///   a whole may hold a little less than the bound.
+///   (default 100,000), taking at most
+///   [`max_bytes`](MemoryStoreBuilder::max_bytes) (default 256 MiB, as
+///   [`MemoryStoreStats::bytes`] estimates them). When a shard is full, the
+///   oldest entry in it is evicted, preferring expired entries and stored
+///   responses over claims that still hold: a running request keeps its
+///   claim unless the shard holds nothing else near its oldest end. The
+///   entry just written is never evicted to make room for itself. The bounds
+///   are split evenly over the shards, so a shard that fills first evicts
+///   while the store as a whole may hold a little less than the bounds.
 /// * A stored response evicted before its TTL ran out is a key whose repeat
 ///   runs the handler again. [`stats`](Self::stats) counts them
 ///   ([`evicted_responses`](MemoryStoreStats::evicted_responses)): size the
@@ -70,6 +75,7 @@ struct Inner {
     mask: usize,
     hasher: RandomState,
     max_entries: usize,
+    max_bytes: usize,
 }
 
 /// What [`MemoryStore::stats`] reports.
@@ -99,6 +105,7 @@ pub struct MemoryStoreStats {
 #[derive(Debug, Clone)]
 pub struct MemoryStoreBuilder {
     max_entries: usize,
+    max_bytes: usize,
     shards: Option<usize>,
 }
 
@@ -109,7 +116,9 @@ struct Shard {
     /// The id of the next entry inserted.
     next_id: u64,
     bytes: usize,
+    /// This shard's share of the bounds on entries and bytes.
     cap: usize,
+    cap_bytes: usize,
     /// Unexpired entries evicted, by kind (see [`MemoryStoreStats`]).
     evicted_responses: u64,
     evicted_claims: u64,
@@ -168,16 +177,18 @@ const ENTRY_OVERHEAD: usize = mem::size_of::<Entry>()
 // === impl MemoryStore ===
 
 impl MemoryStore {
-    /// A store with the defaults: at most 100,000 entries, four shards per
-    /// CPU (rounded up to a power of two).
+    /// A store with the defaults: at most 100,000 entries and 256 MiB, four
+    /// shards per CPU (rounded up to a power of two).
     pub fn new() -> Self {
-        Self::with_config(DEFAULT_MAX_ENTRIES, default_shards())
+        Self::with_config(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, default_shards())
     }
 
-    /// A builder to set the bound on entries and the number of shards.
+    /// A builder to set the bounds on entries and bytes and the number of
+    /// shards.
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
             max_entries: DEFAULT_MAX_ENTRIES,
+            max_bytes: DEFAULT_MAX_BYTES,
             shards: None,
         }
     }
@@ -221,18 +232,23 @@ impl MemoryStore {
         self.inner.max_entries
     }
 
+    /// The bound on the bytes this store's entries take, as
+    /// [`stats`](Self::stats) estimates them.
+    pub fn max_bytes(&self) -> usize {
+        self.inner.max_bytes
+    }
+
     /// The number of shards.
     pub fn shards(&self) -> usize {
         self.inner.shards.len()
     }
 
-    fn with_config(max_entries: usize, shards: usize) -> Self {
+    fn with_config(max_entries: usize, max_bytes: usize, shards: usize) -> Self {
         // Every shard holds at least one entry: no more shards than entries.
         let shards = shards.min(prev_power_of_two(max_entries)).max(1);
-        let base = max_entries / shards;
-        let extra = max_entries % shards;
+        let share = |total: usize, i: usize| total / shards + usize::from(i < total % shards);
         let shards: Box<[Mutex<Shard>]> = (0..shards)
-            .map(|i| Mutex::new(Shard::new(base + usize::from(i < extra))))
+            .map(|i| Mutex::new(Shard::new(share(max_entries, i), share(max_bytes, i))))
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -240,6 +256,7 @@ impl MemoryStore {
                 shards,
                 hasher: RandomState::new(),
                 max_entries,
+                max_bytes,
             }),
         }
     }
@@ -297,6 +314,8 @@ impl MemoryStore {
                 entry.status = response.status();
                 entry.expires = now.checked_add(ttl);
                 *bytes = bytes.saturating_sub(old_cost).saturating_add(entry.cost());
+                let id = entry.id;
+                shard.trim(now, id);
                 drop(shard);
                 // The claim's block is freed after the lock is released.
                 drop(old);
@@ -346,6 +365,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("max_entries", &self.inner.max_entries)
+            .field("max_bytes", &self.inner.max_bytes)
             .field("shards", &self.inner.shards.len())
             .finish_non_exhaustive()
     }
@@ -404,6 +424,17 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// The most bytes the entries may take, as [`MemoryStoreStats::bytes`]
+    /// estimates them, at least 1; default 256 MiB. When a stored response
+    /// takes a shard past its share, the shard's oldest entries are evicted
+    /// (never the one just stored) until it fits; see [`MemoryStore`]. With
+    /// large responses this is the bound that holds, not
+    /// [`max_entries`](Self::max_entries).
+    pub fn max_bytes(mut self, n: usize) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
     /// The number of shards: a power of two from 1 to 65,536; default four
     /// per CPU, rounded up to a power of two. A store never has more shards
     /// than [`max_entries`](Self::max_entries), so it uses fewer when the
@@ -417,9 +448,10 @@ impl MemoryStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`] naming `idempotency.memory_store.max_entries` when it
-    /// is 0, or `idempotency.memory_store.shards` when it is not a power of
-    /// two from 1 to 65,536.
+    /// [`InvalidConfig`] naming `idempotency.memory_store.max_entries` or
+    /// `idempotency.memory_store.max_bytes` when it is 0, or
+    /// `idempotency.memory_store.shards` when it is not a power of two from 1
+    /// to 65,536.
     ///
     /// ```
     /// use steadfast::idempotency::store::MemoryStore;
@@ -434,6 +466,12 @@ impl MemoryStoreBuilder {
                 "must be at least 1, got 0",
             ));
         }
+        if self.max_bytes == 0 {
+            return Err(InvalidConfig::new(
+                "idempotency.memory_store.max_bytes",
+                "must be at least 1, got 0",
+            ));
+        }
         let shards = match self.shards {
             Some(n) if n == 0 || n > MAX_SHARDS || !n.is_power_of_two() => {
                 return Err(InvalidConfig::new(
@@ -444,7 +482,11 @@ impl MemoryStoreBuilder {
             Some(n) => n,
             None => default_shards(),
         };
-        Ok(MemoryStore::with_config(self.max_entries, shards))
+        Ok(MemoryStore::with_config(
+            self.max_entries,
+            self.max_bytes,
+            shards,
+        ))
     }
 }
 
@@ -461,13 +503,14 @@ enum Holder {
 }
 
 impl Shard {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, cap_bytes: usize) -> Self {
         Self {
             table: HashTable::new(),
             order: VecDeque::new(),
             next_id: 0,
             bytes: 0,
             cap,
+            cap_bytes,
             evicted_responses: 0,
             evicted_claims: 0,
         }
@@ -495,7 +538,7 @@ impl Shard {
     ) {
         self.sweep(now);
         while self.table.len() >= self.cap && !self.table.is_empty() {
-            self.evict_one(now);
+            self.evict_one(now, None);
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -515,6 +558,15 @@ impl Shard {
             recheck: Some(now),
         });
         self.table.insert_unique(hash, entry, |e| e.hash);
+        self.trim(now, id);
+    }
+
+    /// Evicts the oldest entries, never `spare`, while the shard takes more
+    /// bytes than its share and holds anything else.
+    fn trim(&mut self, now: Instant, spare: u64) {
+        while self.bytes > self.cap_bytes && self.table.len() > 1 {
+            self.evict_one(now, Some(spare));
+        }
     }
 
     /// Removes the entry for `key`, if any.
@@ -567,13 +619,17 @@ impl Shard {
 
     /// Evicts one entry: the oldest expired entry or stored response within
     /// reach, else the oldest claim.
-    fn evict_one(&mut self, now: Instant) {
+    fn evict_one(&mut self, now: Instant, spare: Option<u64>) {
         let mut skipped: Vec<Queued> = Vec::new();
         let mut evicted = false;
         while let Some(item) = self.order.pop_front() {
             let Some(entry) = self.live(&item) else {
                 continue; // stale
             };
+            if Some(item.id) == spare {
+                skipped.push(item);
+                continue;
+            }
             if entry.expired(now) || entry.completed {
                 if !entry.expired(now) {
                     self.evicted_responses = self.evicted_responses.saturating_add(1);
@@ -587,11 +643,15 @@ impl Shard {
                 break;
             }
         }
-        if !evicted && !skipped.is_empty() {
-            let oldest = skipped.remove(0);
-            self.evicted_claims = self.evicted_claims.saturating_add(1);
-            self.remove_queued(&oldest);
-            evicted = true;
+        if !evicted {
+            if let Some(i) = skipped.iter().position(|item| Some(item.id) != spare) {
+                let oldest = skipped.remove(i);
+                if self.live(&oldest).is_some_and(|e| !e.expired(now)) {
+                    self.evicted_claims = self.evicted_claims.saturating_add(1);
+                }
+                self.remove_queued(&oldest);
+                evicted = true;
+            }
         }
         for item in skipped.into_iter().rev() {
             self.order.push_front(item);
@@ -599,11 +659,15 @@ impl Shard {
         if !evicted {
             // Every entry has a queue item, so this is unreachable; never
             // loop forever if that ever breaks.
-            let any = self.table.iter().next().map(|e| Queued {
-                hash: e.hash,
-                id: e.id,
-                recheck: None,
-            });
+            let any = self
+                .table
+                .iter()
+                .find(|e| Some(e.id) != spare)
+                .map(|e| Queued {
+                    hash: e.hash,
+                    id: e.id,
+                    recheck: None,
+                });
             if let Some(item) = any {
                 self.remove_queued(&item);
             }
@@ -740,15 +804,17 @@ mod tests {
         assert_eq!(prev_power_of_two(5), 4);
         assert_eq!(prev_power_of_two(usize::MAX), 1 << (usize::BITS - 1));
         // Fewer shards than entries, and the caps sum to the bound.
-        let store = MemoryStore::with_config(5, 64);
+        let store = MemoryStore::with_config(5, 5_000, 64);
         assert_eq!(store.shards(), 4);
         let caps: usize = store.inner.shards.iter().map(|s| lock(s).cap).sum();
         assert_eq!(caps, 5);
+        let cap_bytes: usize = store.inner.shards.iter().map(|s| lock(s).cap_bytes).sum();
+        assert_eq!(cap_bytes, 5_000);
     }
 
     #[test]
     fn a_replay_shares_one_block_and_reads_back_the_original() {
-        let store = MemoryStore::with_config(10, 1);
+        let store = MemoryStore::with_config(10, DEFAULT_MAX_BYTES, 1);
         let key = StoreKey::new("s", "k");
         let fp = Fingerprint([9; 32]);
         let response = StoredResponse::new(207, Bytes::from_static(b"body")).with_headers([
@@ -793,7 +859,7 @@ mod tests {
         // Distinct keys whose hashes collide completely: lookups compare the
         // key itself, and the queue names entries by id.
         let now = Instant::now();
-        let mut shard = Shard::new(10);
+        let mut shard = Shard::new(10, DEFAULT_MAX_BYTES);
         let token = |n: u128| n.to_le_bytes();
         shard.insert(7, block(&[&[1; 32], &token(1), b"a"]), 1, None, now);
         shard.insert(7, block(&[&[2; 32], &token(2), b"b"]), 1, None, now);
@@ -819,14 +885,14 @@ mod tests {
         assert!(shard.find(7, b"a").is_none());
         assert!(shard.find(7, b"b").is_some());
         // The queue item of the removed key is stale; eviction takes "b".
-        shard.evict_one(now);
+        shard.evict_one(now, None);
         assert!(shard.table.is_empty());
         assert_eq!(shard.bytes, 0);
     }
 
     #[test]
     fn the_eviction_queue_stays_small_when_keys_are_released() {
-        let store = MemoryStore::with_config(1_000, 1);
+        let store = MemoryStore::with_config(1_000, DEFAULT_MAX_BYTES, 1);
         for i in 0..10_000 {
             let key = StoreKey::new("s", &i.to_string());
             let Claim::Claimed(token) =
