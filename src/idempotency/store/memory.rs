@@ -645,10 +645,9 @@ impl Shard {
         }
         if !evicted {
             if let Some(i) = skipped.iter().position(|item| Some(item.id) != spare) {
+                // Skipped items are unexpired claims (and `spare`).
                 let oldest = skipped.remove(i);
-                if self.live(&oldest).is_some_and(|e| !e.expired(now)) {
-                    self.evicted_claims = self.evicted_claims.saturating_add(1);
-                }
+                self.evicted_claims = self.evicted_claims.saturating_add(1);
                 self.remove_queued(&oldest);
                 evicted = true;
             }
