@@ -27,6 +27,14 @@
 //! assert_eq!(classify.classify(&Ok(None)), Outcome::Failure);
 //! ```
 //!
+//! # Was it sent?
+//!
+//! [`is_not_sent`] tells a failure that proves the server never saw the
+//! request (connection refused, a connector failure, HTTP/2
+//! `REFUSED_STREAM`, an error wrapped in [`NotSent`]) from one that may have
+//! reached it (a timeout, a reset mid-call). Retry reads it before repeating
+//! a request that is not safe to repeat; see [`sent`].
+//!
 //! # Rejections of our own
 //!
 //! Errors produced by this crate's layers — [`CircuitOpen`] and the rest — are
@@ -43,11 +51,13 @@ mod grpc;
 pub mod hints;
 #[cfg(feature = "http")]
 mod http;
+pub mod sent;
 
 #[cfg(feature = "http")]
 pub use self::grpc::{GrpcClassifier, GrpcCode};
 #[cfg(feature = "http")]
 pub use self::http::{HttpClassifier, HttpResponseHead};
+pub use self::sent::{is_not_sent, NotSent};
 
 /// What a finished call means for the health of the backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -19,6 +19,7 @@ pub struct RetryConfig {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) max_replay_body: usize,
     pub(crate) wait_for_open_circuit: bool,
+    pub(crate) retry_timeouts: bool,
     pub(crate) seed: Option<u64>,
 }
 
@@ -64,6 +65,7 @@ impl Default for RetryConfig {
 /// | [`max_server_delay`](Self::max_server_delay) | 30 s |
 /// | [`max_replay_body`](Self::max_replay_body) | 64 KiB |
 /// | [`wait_for_open_circuit`](Self::wait_for_open_circuit) | off |
+/// | [`retry_timeouts`](Self::retry_timeouts) | off: a request not safe to repeat is not sent again after an attempt timeout |
 ///
 /// ```
 /// use std::time::Duration;
@@ -89,6 +91,7 @@ pub struct RetryConfigBuilder {
     max_server_delay: Duration,
     max_replay_body: usize,
     wait_for_open_circuit: bool,
+    retry_timeouts: bool,
     seed: Option<u64>,
 }
 
@@ -113,6 +116,7 @@ impl Default for RetryConfigBuilder {
             max_server_delay: Duration::from_secs(30),
             max_replay_body: 64 * 1024,
             wait_for_open_circuit: false,
+            retry_timeouts: false,
             seed: None,
         }
     }
@@ -175,6 +179,19 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// Also retries a request that is *not* safe to repeat (a POST without
+    /// an `Idempotency-Key`, a gRPC call not marked idempotent) after its
+    /// attempt timed out ([`Elapsed`](crate::timeout::error::Elapsed)).
+    ///
+    /// Off by default, and only right when the backend can take the same
+    /// call twice: a timed-out attempt may well have been processed, so a
+    /// retry can run it again. Requests that are safe to repeat are retried
+    /// after a timeout either way.
+    pub fn retry_timeouts(mut self, retry: bool) -> Self {
+        self.retry_timeouts = retry;
+        self
+    }
+
     /// Seeds the jitter, for reproducible schedules in tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -216,6 +233,7 @@ impl RetryConfigBuilder {
             max_server_delay: self.max_server_delay,
             max_replay_body: self.max_replay_body,
             wait_for_open_circuit: self.wait_for_open_circuit,
+            retry_timeouts: self.retry_timeouts,
             seed: self.seed,
         })
     }

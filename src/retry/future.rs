@@ -22,7 +22,8 @@ use super::replay::{NotReplayable, Replay};
 use super::service::Shared;
 use crate::circuit_breaker::error::CircuitOpen;
 use crate::deadline::Deadline;
-use crate::error::{cause_ref, is_own_rejection, BoxError};
+use crate::error::{cause_ref, is_caused_by, is_own_rejection, BoxError};
+use crate::timeout::error::Elapsed;
 
 /// A budget withdrawal for an attempt not sent yet: dropping it (the caller
 /// cancelled during the backoff) gives the retry back.
@@ -287,6 +288,12 @@ where
             return Some(skip(shared, Skip::Unreplayable, *this.attempts, result))
         }
     };
+    // A request that is not safe to repeat goes again only when the failure
+    // proves the server did not process it (or, when asked, after a
+    // timeout).
+    if !shared.replay.idempotent(stash) && !may_repeat_unsafe(shared, &result) {
+        return Some(skip(shared, Skip::Unsafe, *this.attempts, result));
+    }
 
     // How long to wait, and does that fit?
     let state = this.retry.get_or_insert_with(|| {
@@ -366,6 +373,18 @@ where
         });
     }
     None
+}
+
+/// For a request that is not safe to repeat: does `result` allow another
+/// attempt?
+fn may_repeat_unsafe<On, Rp, Res>(shared: &Shared<On, Rp>, result: &Result<Res, BoxError>) -> bool
+where
+    On: RetryOn<Res>,
+{
+    if shared.on.not_processed(result) {
+        return true;
+    }
+    shared.config.retry_timeouts && matches!(result, Err(e) if is_caused_by::<Elapsed>(e.as_ref()))
 }
 
 #[inline]

@@ -20,9 +20,12 @@ use crate::classify::ErrorsAsFailures;
 /// |---|---|---|
 /// | [`new`](RetryLayer::new) | any `Req: Clone` | every `Err` |
 /// | [`with_policy`](RetryLayer::with_policy) | any | your [`RetryOn`](super::RetryOn) and [`Replay`](super::Replay) |
-/// | `http` (feature `http`) | `http::Request<B>`, safe methods, body buffered up to the cap | transport errors, 408, 429, 502, 503, 504, `Retry-After` |
-/// | `grpc` (feature `http`) | gRPC `http::Request<B>` | transport errors, UNAVAILABLE, `grpc-retry-pushback-ms` |
-/// | `reqwest` (feature `reqwest`) | `reqwest::Request`, safe methods, `try_clone` | as `http` |
+/// | `http` (feature `http`) | `http::Request<B>`, body buffered up to the cap | transport errors, 408, 429, 502, 503, 504, `Retry-After`; requests not safe to repeat only when never sent |
+/// | `grpc` (feature `http`) | gRPC `http::Request<B>` | UNAVAILABLE, `grpc-retry-pushback-ms`, errors that prove the call was never sent; calls marked idempotent also after timeouts and transport errors |
+/// | `reqwest` (feature `reqwest`) | `reqwest::Request`, `try_clone` | as `http` |
+///
+/// See the [module docs](super#the-safe-method-rule) for what makes a
+/// request safe to repeat.
 pub struct RetryLayer<On = RetryFailures<ErrorsAsFailures>, Rp = CloneRequest> {
     shared: Arc<Shared<On, Rp>>,
 }
@@ -132,6 +135,32 @@ impl RetryLayer<super::GrpcRetryOn, super::HttpReplay> {
     pub fn grpc(config: RetryConfig) -> Self {
         let replay = super::HttpReplay::new(config.max_replay_body);
         Self::with_policy(config, super::GrpcRetryOn::new(), replay)
+    }
+}
+
+#[cfg(feature = "http")]
+impl<On: Clone> RetryLayer<On, super::HttpReplay> {
+    /// Treats requests to these exact paths as safe to repeat
+    /// ([`HttpReplay::idempotent_paths`](super::HttpReplay::idempotent_paths)):
+    /// for gRPC, the methods that can run twice without harm, which are then
+    /// retried after any retryable failure, a timeout included. The counters
+    /// start afresh; the budget stays shared.
+    ///
+    /// ```
+    /// use steadfast::retry::{RetryConfig, RetryLayer};
+    ///
+    /// let layer = RetryLayer::grpc(RetryConfig::default())
+    ///     .idempotent_paths(["/shop.Products/Get", "/shop.Products/List"]);
+    /// # let _ = layer;
+    /// ```
+    pub fn idempotent_paths<I, P>(self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Box<str>>,
+    {
+        let shared = &self.shared;
+        let replay = shared.replay.clone().idempotent_paths(paths);
+        RetryLayer::with_policy(shared.config.clone(), shared.on.clone(), replay)
     }
 }
 

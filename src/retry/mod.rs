@@ -50,10 +50,12 @@
 //!   predicate: [`RetryLayer::retry_if`]);
 //! - `RetryLayer::http` (feature `http`): `http::Request<B>`; transport
 //!   errors, 408, 429, 502, 503 and 504 are retried (500 only when asked,
-//!   through `HttpRetryOn`);
-//! - `RetryLayer::grpc` (feature `http`): gRPC calls; transport errors and
-//!   UNAVAILABLE are retried (more codes through `GrpcRetryOn`); each retry
-//!   carries `grpc-previous-rpc-attempts`;
+//!   through `HttpRetryOn`), for requests that are safe to repeat (see
+//!   below);
+//! - `RetryLayer::grpc` (feature `http`): gRPC calls; UNAVAILABLE (more
+//!   codes through `GrpcRetryOn`) and errors that prove the call was never
+//!   sent are retried, and for calls marked idempotent any transport error
+//!   or timeout; each retry carries `grpc-previous-rpc-attempts`;
 //! - `RetryLayer::reqwest` (feature `reqwest`): `reqwest::Request` through a
 //!   `reqwest::Client`, by the HTTP rule.
 //!
@@ -66,13 +68,64 @@
 //! ## The safe-method rule
 //!
 //! Sending a request twice is only harmless when doing its work twice is.
-//! HTTP requests are retried only for the idempotent methods of RFC 9110
-//! (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) or when they carry an
-//! `Idempotency-Key` header, which lets the server recognise the repeat. A
-//! POST without a key is sent once; the skip is counted
-//! ([`RetrySnapshot::skipped_unsafe`]). gRPC calls are all POSTs; for them
-//! the retry codes decide, as in gRPC's own retry design (UNAVAILABLE means
-//! the server did not process the call).
+//! A request is **safe to repeat** ([`Replay::idempotent`]) when its HTTP
+//! method is idempotent by RFC 9110 (GET, HEAD, OPTIONS, PUT, DELETE,
+//! TRACE), when it carries an `Idempotency-Key` header (the server
+//! recognises the repeat), when its extensions hold [`Idempotent`], or when
+//! its path is declared idempotent (`RetryLayer::idempotent_paths`, for
+//! gRPC methods). Such a request is retried after any retryable failure,
+//! an attempt timeout included.
+//!
+//! Any other request — a POST without a key, and every gRPC call (they are
+//! all POSTs) not marked — is retried **only when the failure proves the
+//! server did not process it**, as gRPC's retry design and Envoy's
+//! `retry_on` have it ([`RetryOn::not_processed`]):
+//!
+//! - an error that proves the request was never sent
+//!   ([`classify::is_not_sent`](crate::classify::is_not_sent)): connection
+//!   refused, a connector failure (hyper-util's and reqwest's
+//!   `is_connect()`), HTTP/2 `REFUSED_STREAM`, or an error wrapped in
+//!   [`NotSent`](crate::classify::NotSent);
+//! - for gRPC, a status in the retry codes (UNAVAILABLE by default): a
+//!   service lists as retryable the codes it answers without acting.
+//!
+//! Never after an attempt timeout (`Elapsed`), a reset or closed connection
+//! or any other error that may come after the server ran the call — unless
+//! you opt in with [`retry_timeouts`](RetryConfigBuilder::retry_timeouts)
+//! (timeouts only) or mark the call idempotent. A skipped retry is counted
+//! ([`RetrySnapshot::skipped_unsafe`]).
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::retry::{RetryConfig, RetryLayer};
+//! use steadfast::timeout::TimeoutLayer;
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # type Body = http_body_util::Full<bytes::Bytes>;
+//! let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let seen = runs.clone();
+//! // A payment service that takes 300 ms, behind a 250 ms attempt timeout.
+//! let backend = tower::service_fn(move |_req: http::Request<steadfast::retry::body::ReplayBody<Body>>| {
+//!     seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!     async {
+//!         tokio::time::sleep(Duration::from_millis(300)).await;
+//!         Ok::<_, std::io::Error>(http::Response::new(()))
+//!     }
+//! });
+//! let svc = RetryLayer::grpc(RetryConfig::default())
+//!     .layer(TimeoutLayer::new(Duration::from_millis(250))?.layer(backend));
+//!
+//! let charge = http::Request::post("http://payments/shop.Payments/Charge")
+//!     .header("content-type", "application/grpc")
+//!     .body(Body::default())?;
+//! // The attempt timed out, but it may have charged the card: not repeated.
+//! assert!(svc.oneshot(charge).await.is_err());
+//! assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Replay and its cap
 //!
@@ -170,7 +223,7 @@ pub use self::policy::{GrpcRetryOn, HttpRetryOn};
 pub use self::policy::{RetryFailures, RetryIf, RetryOn, Verdict};
 #[cfg(feature = "reqwest")]
 pub use self::replay::ReqwestReplay;
-pub use self::replay::{CloneRequest, CloneWithDeadline, NotReplayable, Replay};
+pub use self::replay::{CloneRequest, CloneWithDeadline, Idempotent, NotReplayable, Replay};
 #[cfg(feature = "http")]
 pub use self::replay::{HttpReplay, HttpStash};
 pub use self::service::Retry;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::classify::{Classify, ErrorsAsFailures, Outcome};
+use crate::classify::{is_not_sent, Classify, ErrorsAsFailures, Outcome};
 use crate::error::BoxError;
 
 /// What to do with a finished attempt.
@@ -49,6 +49,21 @@ impl Verdict {
 pub trait RetryOn<Res> {
     /// The verdict on one finished attempt.
     fn verdict(&self, result: &Result<Res, BoxError>) -> Verdict;
+
+    /// `true` when `result` proves the server did not process the request,
+    /// so that a retryable failure may be retried even for a request that is
+    /// not safe to repeat (a POST without an `Idempotency-Key`, a gRPC call
+    /// not marked idempotent).
+    ///
+    /// Asked only after [`verdict`](Self::verdict) asked for a retry, and
+    /// only for such requests. The default: an error that
+    /// [`is_not_sent`] recognises (connection refused, a connector failure,
+    /// HTTP/2 `REFUSED_STREAM`, [`NotSent`](crate::classify::NotSent)).
+    /// `GrpcRetryOn` adds its retry codes, as gRPC's retry design does.
+    #[inline]
+    fn not_processed(&self, result: &Result<Res, BoxError>) -> bool {
+        matches!(result, Err(e) if is_not_sent(e.as_ref()))
+    }
 }
 
 impl<F, Res> RetryOn<Res> for F
@@ -174,9 +189,12 @@ mod http_impl {
     ///
     /// A 429 without `Retry-After` waits the *throttled* backoff (slower than
     /// the normal one: the server is overloaded, not broken). Whether the
-    /// request may be repeated at all (idempotent method or an
+    /// request may be repeated after such a failure (idempotent method or an
     /// `Idempotency-Key`) is decided by the replay side,
-    /// [`HttpReplay`](super::super::HttpReplay).
+    /// [`HttpReplay`](super::super::HttpReplay): a request that is not safe
+    /// to repeat is retried only after an error that proves it was never
+    /// sent ([`RetryOn::not_processed`]'s default) — no status proves that
+    /// for plain HTTP.
     ///
     /// ```
     /// use steadfast::retry::{HttpRetryOn, RetryOn, Verdict};
@@ -286,6 +304,12 @@ mod http_impl {
     /// default) and transport errors are retried, honouring
     /// `grpc-retry-pushback-ms`.
     ///
+    /// gRPC calls are POSTs, so a call that is not marked idempotent
+    /// ([`Idempotent`](super::super::Idempotent), an idempotent path, an
+    /// `Idempotency-Key`) is retried only on the retry codes and on errors
+    /// that prove it was never sent ([`RetryOn::not_processed`]): never
+    /// after an attempt timeout or a reset mid-call.
+    ///
     /// Only a response *head* is read: a trailers-only response (how a
     /// server fails a call at once) carries `grpc-status` there, and a
     /// proxy's non-200 status maps to a code as the gRPC spec says. A call
@@ -358,6 +382,19 @@ mod http_impl {
     }
 
     impl<R: HttpResponseHead> RetryOn<R> for GrpcRetryOn {
+        /// A response whose head carries one of the retry codes proves the
+        /// call was not processed (gRPC's retry design: the codes a service
+        /// lists as retryable are the ones it answers without acting); an
+        /// error, only when [`is_not_sent`](crate::classify::is_not_sent)
+        /// says so.
+        fn not_processed(&self, result: &Result<R, BoxError>) -> bool {
+            match result {
+                Ok(res) => GrpcCode::from_response_head(res.status(), res.headers())
+                    .is_some_and(|code| self.retries_code(code)),
+                Err(e) => crate::classify::is_not_sent(e.as_ref()),
+            }
+        }
+
         fn verdict(&self, result: &Result<R, BoxError>) -> Verdict {
             let res = match result {
                 Ok(res) => res,

@@ -8,8 +8,10 @@ use crate::deadline::{CarriesDeadline, Deadline};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NotReplayable {
-    /// Repeating it could do the work twice: a non-idempotent HTTP method
-    /// (POST, PATCH, …) without an `Idempotency-Key`.
+    /// Never to be repeated, whatever the failure. The built-in replays do
+    /// not use it: a request that is not safe to repeat keeps its stash and
+    /// reports [`Replay::idempotent`] `false` instead, so that a failure
+    /// proving it was never sent can still be retried.
     Unsafe,
     /// Its body cannot be produced again: a streaming `reqwest` body, an
     /// `http` body larger than the replay cap, or a body that failed.
@@ -40,6 +42,22 @@ pub trait Replay<Req> {
     /// The request for attempt number `attempt` (2 is the first retry), or
     /// `None` when it can no longer be made.
     fn replay(&self, stash: &mut Self::Stash, attempt: u32) -> Option<Self::Request>;
+
+    /// `true` when the request may be repeated after any retryable failure:
+    /// repeating it cannot do its work twice (an idempotent method, an
+    /// `Idempotency-Key`, a method marked idempotent). `false` limits the
+    /// retries to failures that prove the server did not process it
+    /// ([`RetryOn::not_processed`](super::RetryOn::not_processed)), or an
+    /// attempt timeout with
+    /// [`retry_timeouts`](super::RetryConfigBuilder::retry_timeouts).
+    ///
+    /// `true` by default: a replay of plain `Clone` requests leaves the
+    /// decision to the retry predicate.
+    #[inline]
+    fn idempotent(&self, stash: &Self::Stash) -> bool {
+        let _ = stash;
+        true
+    }
 
     /// Called on each retry's request just before it is sent, after the
     /// backoff sleep: the place to write what changes with time (the
@@ -111,12 +129,29 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
     }
 }
 
+/// Marks one request as safe to repeat, whatever its method: insert it in
+/// an `http::Request`'s extensions (a tonic `Request`'s extensions are
+/// carried into them) and the retry layer treats the call as idempotent.
+///
+/// For whole gRPC methods, [`HttpReplay::idempotent_paths`] (feature `http`)
+/// does the same by path.
+///
+/// ```
+/// use steadfast::retry::Idempotent;
+///
+/// let mut req = http::Request::post("http://products/shop.Products/Get").body(()).unwrap();
+/// req.extensions_mut().insert(Idempotent);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Idempotent;
+
 #[cfg(feature = "http")]
 pub use self::http_impl::{HttpReplay, HttpStash};
 
 #[cfg(feature = "http")]
 mod http_impl {
     use std::fmt;
+    use std::sync::Arc;
 
     use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
     use http::{HeaderMap, Method};
@@ -149,36 +184,82 @@ mod http_impl {
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
     }
 
-    /// `true` when repeating the request cannot do its work twice: an
-    /// idempotent method, an `Idempotency-Key`, or a gRPC call (gRPC's retry
-    /// design lets the retry codes decide).
+    /// `true` when repeating the request cannot do its work twice by its
+    /// method or key: an idempotent method or an `Idempotency-Key`.
     pub(crate) fn is_safe(method: &Method, headers: &HeaderMap) -> bool {
-        is_idempotent(method) || headers.contains_key(IDEMPOTENCY_KEY) || is_grpc(headers)
+        is_idempotent(method) || headers.contains_key(IDEMPOTENCY_KEY)
     }
 
     /// Replays `http::Request<B>` for any body: the body is buffered as it is
     /// sent, up to a cap, and replayed from the buffer.
     ///
-    /// The inner service receives `http::Request<ReplayBody<B>>`. Only
-    /// requests that are safe to repeat are retried: idempotent methods
-    /// (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), requests carrying an
-    /// `Idempotency-Key`, and gRPC calls (`content-type: application/grpc*`),
-    /// which get `grpc-previous-rpc-attempts` on every retry. A body larger
-    /// than the cap streams through once and the request is not retried.
-    #[derive(Debug, Clone, Copy)]
+    /// The inner service receives `http::Request<ReplayBody<B>>`. A request
+    /// is safe to repeat ([`Replay::idempotent`]) when its method is
+    /// idempotent (GET, HEAD, OPTIONS, PUT, DELETE, TRACE), it carries an
+    /// `Idempotency-Key`, its extensions hold [`Idempotent`](super::Idempotent),
+    /// or its path is one of [`idempotent_paths`](Self::idempotent_paths).
+    /// Any other request — a POST without a key, and so every gRPC call not
+    /// marked — is retried only when the failure proves the server did not
+    /// process it (see the [module docs](crate::retry)). gRPC calls
+    /// (`content-type: application/grpc*`) get `grpc-previous-rpc-attempts`
+    /// on every retry. A body larger than the cap streams through once and
+    /// the request is not retried.
+    #[derive(Debug, Clone)]
     pub struct HttpReplay {
         cap: usize,
+        /// Sorted, for a binary search; `None` when empty.
+        idempotent_paths: Option<Arc<[Box<str>]>>,
     }
 
     impl HttpReplay {
         /// Buffers at most `cap` bytes of each request body.
         pub const fn new(cap: usize) -> Self {
-            Self { cap }
+            Self {
+                cap,
+                idempotent_paths: None,
+            }
         }
 
         /// The body cap in bytes.
         pub const fn cap(&self) -> usize {
             self.cap
+        }
+
+        /// Treats requests to these exact paths as safe to repeat, whatever
+        /// their method: for gRPC, the methods that are idempotent
+        /// (`"/shop.Products/Get"`). Replaces any earlier list.
+        ///
+        /// ```
+        /// use steadfast::retry::HttpReplay;
+        ///
+        /// let replay = HttpReplay::new(64 * 1024)
+        ///     .idempotent_paths(["/shop.Products/Get", "/shop.Products/List"]);
+        /// assert!(replay.is_idempotent_path("/shop.Products/Get"));
+        /// assert!(!replay.is_idempotent_path("/shop.Orders/Create"));
+        /// ```
+        pub fn idempotent_paths<I, P>(mut self, paths: I) -> Self
+        where
+            I: IntoIterator<Item = P>,
+            P: Into<Box<str>>,
+        {
+            let mut paths: Vec<Box<str>> = paths.into_iter().map(Into::into).collect();
+            paths.sort_unstable();
+            paths.dedup();
+            self.idempotent_paths = (!paths.is_empty()).then(|| paths.into());
+            self
+        }
+
+        /// `true` when `path` is one of [`idempotent_paths`](Self::idempotent_paths).
+        pub fn is_idempotent_path(&self, path: &str) -> bool {
+            self.idempotent_paths
+                .as_deref()
+                .is_some_and(|paths| paths.binary_search_by(|p| (**p).cmp(path)).is_ok())
+        }
+
+        fn is_idempotent(&self, parts: &http::request::Parts) -> bool {
+            is_safe(&parts.method, &parts.headers)
+                || parts.extensions.get::<super::Idempotent>().is_some()
+                || self.is_idempotent_path(parts.uri.path())
         }
     }
 
@@ -187,6 +268,7 @@ mod http_impl {
         parts: http::request::Parts,
         body: ReplayHandle<B>,
         grpc: bool,
+        idempotent: bool,
     }
 
     impl<B> fmt::Debug for HttpStash<B> {
@@ -195,6 +277,7 @@ mod http_impl {
                 .field("method", &self.parts.method)
                 .field("uri", &self.parts.uri)
                 .field("grpc", &self.grpc)
+                .field("idempotent", &self.idempotent)
                 .finish_non_exhaustive()
         }
     }
@@ -217,22 +300,22 @@ mod http_impl {
             req: http::Request<B>,
         ) -> (Self::Request, Result<Self::Stash, NotReplayable>) {
             let (parts, body) = req.into_parts();
-            if !is_safe(&parts.method, &parts.headers) {
-                // Never replayed: a cap of zero buffers nothing.
-                let (body, _) = ReplayBody::new(body, 0);
-                return (
-                    http::Request::from_parts(parts, body),
-                    Err(NotReplayable::Unsafe),
-                );
-            }
+            // Every request keeps its body (up to the cap): one that is not
+            // safe to repeat may still be sent again after a failure that
+            // proves the server never processed it.
             let (body, handle) = ReplayBody::new(body, self.cap);
-            let grpc = is_grpc(&parts.headers);
             let stash = HttpStash {
+                grpc: is_grpc(&parts.headers),
+                idempotent: self.is_idempotent(&parts),
                 parts: parts.clone(),
                 body: handle,
-                grpc,
             };
             (http::Request::from_parts(parts, body), Ok(stash))
+        }
+
+        #[inline]
+        fn idempotent(&self, stash: &Self::Stash) -> bool {
+            stash.idempotent
         }
 
         fn replay(&self, stash: &mut Self::Stash, attempt: u32) -> Option<Self::Request> {
@@ -267,9 +350,12 @@ mod reqwest_impl {
     /// Replays `reqwest::Request` through [`reqwest::Request::try_clone`].
     ///
     /// A request with a streaming body cannot be cloned: it is sent once and
-    /// not retried. The same safe-method rule as
-    /// [`HttpReplay`](super::HttpReplay) applies. `reqwest::Request` has no
-    /// public extensions, so it carries no [`Deadline`].
+    /// not retried. A request is safe to repeat when its method is
+    /// idempotent or it carries an `Idempotency-Key`; any other is retried
+    /// only after a failure that proves it was never sent (a connect error,
+    /// see [`is_not_sent`](crate::classify::is_not_sent)).
+    /// `reqwest::Request` has no public extensions, so it carries no
+    /// [`Deadline`].
     #[derive(Debug, Clone, Copy, Default)]
     pub struct ReqwestReplay;
 
@@ -286,13 +372,15 @@ mod reqwest_impl {
             &self,
             req: reqwest::Request,
         ) -> (reqwest::Request, Result<reqwest::Request, NotReplayable>) {
-            if !is_safe(req.method(), req.headers()) {
-                return (req, Err(NotReplayable::Unsafe));
-            }
             match req.try_clone() {
                 Some(stash) => (req, Ok(stash)),
                 None => (req, Err(NotReplayable::Unreplayable)),
             }
+        }
+
+        #[inline]
+        fn idempotent(&self, stash: &reqwest::Request) -> bool {
+            is_safe(stash.method(), stash.headers())
         }
 
         fn replay(&self, stash: &mut reqwest::Request, _attempt: u32) -> Option<reqwest::Request> {

@@ -68,7 +68,11 @@ async fn transport_errors_are_retried() {
     let layer = RetryLayer::grpc(quick().build().unwrap());
     let handle = layer.handle();
     let answer = |n: usize| match n {
-        1 => Err(BoxError::from("connection refused")),
+        // Refused: the call never reached the server, so even a call not
+        // marked idempotent goes again.
+        1 => Err(BoxError::from(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        ))),
         _ => Ok(status(0, n)),
     };
     let res = layer

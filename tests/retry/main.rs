@@ -7,6 +7,8 @@
 //!   seeded jitter;
 //! * `http`: the HTTP rule (statuses, safe methods, `Retry-After`, the
 //!   throttled backoff) around `http::Request<B>` (feature `http`);
+//! * `at_most_once`: a request not safe to repeat is repeated only after a
+//!   failure that proves it was not processed (feature `http`);
 //! * `grpc`: the gRPC rule (codes, pushback, `grpc-previous-rpc-attempts`)
 //!   (feature `http`);
 //! * `circuit`: `CircuitOpen` from an inner breaker, and
@@ -30,6 +32,8 @@ mod support;
 
 mod harness;
 
+#[cfg(feature = "http")]
+mod at_most_once;
 mod budget;
 mod cancel;
 mod circuit;

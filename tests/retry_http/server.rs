@@ -113,6 +113,18 @@ impl TestServer {
     /// [`start`](Self::start), calling `on_arrival` as each request head
     /// arrives (before its body is read).
     pub(crate) async fn start_with(script: Vec<Reply>, on_arrival: Option<OnArrival>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        Self::serve(listener, script, on_arrival)
+    }
+
+    /// [`start`](Self::start) on a listener of the caller's (a given port).
+    pub(crate) fn start_on(listener: TcpListener, script: Vec<Reply>) -> Self {
+        Self::serve(listener, script, None)
+    }
+
+    fn serve(listener: TcpListener, script: Vec<Reply>, on_arrival: Option<OnArrival>) -> Self {
         assert!(!script.is_empty(), "a script needs at least one reply");
         let inner = Arc::new(Inner {
             script,
@@ -121,9 +133,6 @@ impl TestServer {
             seen: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(record).with_state(inner.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
