@@ -170,3 +170,37 @@ async fn post_needs_an_idempotency_key() {
     assert_eq!(seen[2].header("idempotency-key"), Some("abc"));
     assert_eq!(handle.snapshot().retries, 1);
 }
+
+/// A POST without a key to a port nobody listens on: reqwest reports a
+/// connect error, which proves the request never left, so it is retried
+/// (the body is cloned for each attempt); the connect error is returned.
+#[tokio::test]
+async fn post_refused_at_connect_is_retried() {
+    support::trace_init();
+    let addr = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let client = reqwest_client();
+    let layer = RetryLayer::reqwest(config().build().unwrap());
+    let handle = layer.handle();
+    let req = client
+        .post(format!("http://{addr}/orders"))
+        .body("{}")
+        .build()
+        .unwrap();
+
+    let err = bounded(layer.layer(client).oneshot(req))
+        .await
+        .expect_err("nobody listens");
+
+    let err = err
+        .downcast_ref::<reqwest::Error>()
+        .expect("reqwest's error");
+    assert!(err.is_connect(), "{err:?}");
+    let snap = handle.snapshot();
+    assert_eq!(
+        (snap.attempts, snap.retries, snap.skipped_unsafe),
+        (3, 2, 0)
+    );
+}
