@@ -12,14 +12,15 @@
 //!
 //! # Memory
 //!
-//! The kept data is a copy, packed into segments of up to 8 KiB: frames
-//! are not kept one by one, so a body of many tiny frames (or of small
-//! slices of large buffers) costs what its bytes cost. A segment is never
-//! allocated larger than what the cap still allows, so a request holds at
-//! most the cap plus about 64 bytes per segment and a constant (measured:
-//! 776 bytes over a full 64 KiB cap, for frames of 1 byte to 64 KiB), not
-//! a `Bytes` per frame (which let 65,536 one-byte frames hold 57 × the
-//! cap). The copy is made once, as the frames pass.
+//! The kept data is a copy, packed into segments that grow with the body
+//! (256 bytes to 8 KiB, or one frame): frames are not kept one by one, so
+//! a body of many tiny frames (or of small slices of large buffers) costs
+//! what its bytes cost. A segment is never allocated larger than what the
+//! cap still allows, so a request holds at most the cap plus about 64
+//! bytes per segment and a constant (measured: under 1.3 KiB over a full
+//! 64 KiB cap, for frames of 1 byte to 64 KiB), not a `Bytes` per frame
+//! (which let 65,536 one-byte frames hold 57 × the cap). The copy is made
+//! once, as the frames pass.
 //!
 //! # Why a cap
 //!
@@ -120,8 +121,11 @@ pub struct ReplayHandle<B> {
     shared: Arc<Shared<B>>,
 }
 
-/// The most a segment of kept data takes; frames are copied into segments
-/// so that many small frames do not cost a `Bytes` each.
+/// Kept frames are copied into segments so that many small frames do not
+/// cost a `Bytes` each. A new segment is as large as what is kept so far,
+/// within these bounds (or as the frame, if larger), so a small body takes
+/// a small allocation and a large one few.
+const MIN_SEGMENT: usize = 256;
 const SEGMENT: usize = 8 * 1024;
 
 /// What every body of one request shares.
@@ -415,11 +419,13 @@ impl<B> State<B> {
                 while !rest.is_empty() {
                     let spare = self.tail.capacity() - self.tail.len();
                     if spare == 0 {
-                        // A new segment, never larger than what the cap
-                        // still allows.
+                        // A new segment: as large as what is kept so far
+                        // (from 256 bytes up to 8 KiB) or as the frame,
+                        // never larger than what the cap still allows.
                         self.seal();
                         let room = shared.cap - self.buffered;
-                        self.tail = BytesMut::with_capacity(SEGMENT.min(room));
+                        let want = rest.len().max(self.buffered.clamp(MIN_SEGMENT, SEGMENT));
+                        self.tail = BytesMut::with_capacity(want.min(room));
                         continue;
                     }
                     let n = spare.min(rest.len());
