@@ -211,6 +211,80 @@ fn backoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// Answers an `http::Request` at once, after reading its whole body the way
+/// a client sends it (the bodies here are always ready).
+#[cfg(feature = "http")]
+#[derive(Debug, Clone, Copy)]
+struct DrainBody;
+
+#[cfg(feature = "http")]
+impl<B> Service<http::Request<B>> for DrainBody
+where
+    B: http_body::Body + Unpin,
+{
+    type Response = http::Response<()>;
+    type Error = Boom;
+    type Future = Ready<Result<http::Response<()>, Boom>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Boom>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let mut body = req.into_body();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while let Poll::Ready(Some(frame)) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            if frame.is_err() {
+                break;
+            }
+        }
+        ready(Ok(http::Response::new(())))
+    }
+}
+
+/// `http::Request` calls through `RetryLayer::http` that need no retry: a
+/// GET without a body, and a POST with 1 KiB, whose body is kept for a
+/// replay while it is sent.
+#[cfg(feature = "http")]
+fn http_no_retry(c: &mut Criterion) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("retry_http_no_retry");
+    let payload = Bytes::from(vec![7u8; 1024]);
+    let get = || {
+        http::Request::get("http://products/api/v1/products/1")
+            .body(Full::new(Bytes::new()))
+            .expect("a request")
+    };
+    let post = || {
+        http::Request::post("http://products/api/v1/orders")
+            .header("content-type", "application/json")
+            .body(Full::new(payload.clone()))
+            .expect("a request")
+    };
+    let mut bare = DrainBody;
+    g.bench_function("get/bare", |b| {
+        b.iter(|| black_box(drive(&mut bare, get())))
+    });
+    g.bench_function("post_1k/bare", |b| {
+        b.iter(|| black_box(drive(&mut bare, post())))
+    });
+    let mut svc = RetryLayer::http(RetryConfig::default()).layer(DrainBody);
+    g.bench_function("get/retry", |b| {
+        b.iter(|| black_box(drive(&mut svc, get())))
+    });
+    g.bench_function("post_1k/retry", |b| {
+        b.iter(|| black_box(drive(&mut svc, post())))
+    });
+    g.finish();
+}
+
+#[cfg(not(feature = "http"))]
+fn http_no_retry(_: &mut Criterion) {}
+
 /// Prints the allocations per call of the no-retry path.
 fn print_allocations() {
     let rt = runtime();
@@ -242,7 +316,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = no_retry, budget, backoff
+    targets = no_retry, http_no_retry, budget, backoff
 }
 
 fn main() {
