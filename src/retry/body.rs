@@ -199,8 +199,22 @@ where
     /// When `body.size_hint().lower() > cap` nothing is kept at all and the
     /// handle can never replay.
     pub fn new(body: B, cap: usize) -> (ReplayBody<B>, ReplayHandle<B>) {
+        let too_big = body.size_hint().lower() > u64::try_from(cap).unwrap_or(u64::MAX);
+        Self::wrap(body, cap, too_big)
+    }
+
+    /// Wraps `body` keeping nothing: the handle can replay it only while no
+    /// data has been read from it (the first attempt failed before sending
+    /// it, e.g. the connection was refused). Trailers alone are kept.
+    ///
+    /// For requests that may be repeated only when they were never sent:
+    /// no copy is made of what is sent.
+    pub fn unread_only(body: B) -> (ReplayBody<B>, ReplayHandle<B>) {
+        Self::wrap(body, 0, false)
+    }
+
+    fn wrap(body: B, cap: usize, too_big: bool) -> (ReplayBody<B>, ReplayHandle<B>) {
         let initial_hint = body.size_hint();
-        let too_big = initial_hint.lower() > u64::try_from(cap).unwrap_or(u64::MAX);
         let shared = Arc::new(Shared {
             state: Mutex::new(None),
             capped: AtomicBool::new(too_big),

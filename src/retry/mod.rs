@@ -137,7 +137,9 @@
 //! default — and replayed from the buffer (`body::ReplayBody`); this is
 //! what makes hyper and tonic requests retryable without `B: Clone`. A body
 //! larger than the cap streams through once and the request is not retried:
-//! memory per call stays bounded whatever the client uploads.
+//! memory per call stays bounded whatever the client uploads. A plain HTTP
+//! request that is not safe to repeat keeps no copy: it can go again only
+//! after a refused connection, when its body was never read.
 //!
 //! # The budget
 //!

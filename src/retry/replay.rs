@@ -200,7 +200,11 @@ mod http_impl {
     /// or its path is one of [`idempotent_paths`](Self::idempotent_paths).
     /// Any other request — a POST without a key, and so every gRPC call not
     /// marked — is retried only when the failure proves the server did not
-    /// process it (see the [module docs](crate::retry)). gRPC calls
+    /// process it (see the [module docs](crate::retry)). Such a request's
+    /// body is kept only for gRPC (a retry code comes after the message was
+    /// sent); a plain HTTP one can be sent again only while its body is
+    /// unread ([`ReplayBody::unread_only`]), which is the case after a
+    /// refused connection. gRPC calls
     /// (`content-type: application/grpc*`) get `grpc-previous-rpc-attempts`
     /// on every retry. A body larger than the cap streams through once and
     /// the request is not retried.
@@ -300,13 +304,21 @@ mod http_impl {
             req: http::Request<B>,
         ) -> (Self::Request, Result<Self::Stash, NotReplayable>) {
             let (parts, body) = req.into_parts();
-            // Every request keeps its body (up to the cap): one that is not
-            // safe to repeat may still be sent again after a failure that
-            // proves the server never processed it.
-            let (body, handle) = ReplayBody::new(body, self.cap);
+            let grpc = is_grpc(&parts.headers);
+            let idempotent = self.is_idempotent(&parts);
+            // A request that is not safe to repeat goes again only after a
+            // failure that proves it was not processed. For gRPC that can be
+            // a retry code, after the message was sent: keep it. For plain
+            // HTTP only an error before sending (a refused connection)
+            // proves it, and then the body was never read: copy nothing.
+            let (body, handle) = if idempotent || grpc {
+                ReplayBody::new(body, self.cap)
+            } else {
+                ReplayBody::unread_only(body)
+            };
             let stash = HttpStash {
-                grpc: is_grpc(&parts.headers),
-                idempotent: self.is_idempotent(&parts),
+                grpc,
+                idempotent,
                 parts: parts.clone(),
                 body: handle,
             };

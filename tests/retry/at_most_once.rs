@@ -38,9 +38,9 @@ fn slow_backend(
     counting_backend(executions, ms(300), |_| None)
 }
 
-/// A backend that reads the body, takes `delay`, then fails attempt `n`
-/// with `fail(n)` or answers OK with the body it read; it counts
-/// executions.
+/// A backend that fails attempt `n` with `fail(n)` at once, without reading
+/// the body (as a refused connection does), or reads the body, takes
+/// `delay` and answers OK with the body it read; it counts executions.
 fn counting_backend<F>(
     executions: &Arc<AtomicUsize>,
     delay: std::time::Duration,
@@ -60,15 +60,15 @@ where
         let n = executions.fetch_add(1, Ordering::SeqCst) + 1;
         let fail = fail.clone();
         async move {
+            if let Some(e) = fail(n) {
+                return Err(e);
+            }
             let body = req.into_body().collect().await?.to_bytes();
             tokio::time::sleep(delay).await;
-            match fail(n) {
-                Some(e) => Err(e),
-                None => Ok(Response::builder()
-                    .header("grpc-status", "0")
-                    .body(String::from_utf8_lossy(&body).into_owned())
-                    .unwrap()),
-            }
+            Ok(Response::builder()
+                .header("grpc-status", "0")
+                .body(String::from_utf8_lossy(&body).into_owned())
+                .unwrap())
         }
     })
 }

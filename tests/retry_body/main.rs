@@ -563,3 +563,31 @@ proptest! {
         })?;
     }
 }
+
+// === unread only ===
+
+/// Kept for a request that may go again only when it was never sent: a
+/// body nobody read replays whole, one that was read does not (nothing of
+/// it was copied).
+#[tokio::test]
+async fn unread_only_replays_a_body_nobody_read() {
+    let (first, handle) = ReplayBody::unread_only(streamed(&["ab", "cd"], Some(trailers("t"))));
+    drop(first);
+    assert!(handle.can_replay());
+    assert_eq!(
+        read_all(replay(&handle)).await.unwrap(),
+        (b"abcd".to_vec(), Some(trailers("t")))
+    );
+}
+
+#[tokio::test]
+async fn unread_only_cannot_replay_once_data_was_read() {
+    let (mut first, handle) = ReplayBody::unread_only(Full::new(Bytes::from_static(b"{}")));
+    // Unlike `new` with a cap of 0, a known size does not rule it out up front.
+    assert!(handle.can_replay());
+    assert_eq!(read_frames(&mut first, 1).await, b"{}");
+    assert!(!handle.can_replay());
+    assert!(handle.replay().is_none());
+    // The attempt that read it still gets the whole body.
+    assert!(first.frame().await.is_none());
+}

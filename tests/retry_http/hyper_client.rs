@@ -310,29 +310,40 @@ async fn retry_after_above_the_clamp_returns_the_response() {
 }
 
 /// Test 6: a refused connection is a transport error, retried until the
-/// attempts run out; the client's own error is returned.
+/// attempts run out; the client's own error is returned. A POST without a
+/// key too: a refused connection proves it was never sent, and its body,
+/// never read, goes again whole.
 #[tokio::test]
 async fn connection_refused_is_retried_then_returned() {
     support::trace_init();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let layer = RetryLayer::http(config().build().unwrap());
-    let handle = layer.handle();
-    let svc = layer.layer(client::<Empty<Bytes>>());
-    let req = Request::get(format!("http://{addr}/items/7"))
-        .body(Empty::new())
-        .unwrap();
+    for method in [http::Method::GET, http::Method::POST] {
+        let layer = RetryLayer::http(config().build().unwrap());
+        let handle = layer.handle();
+        let svc = layer.layer(client::<Full<Bytes>>());
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{addr}/items/7"))
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
 
-    let err: BoxError = bounded(svc.oneshot(req)).await.expect_err("nobody listens");
+        let err: BoxError = bounded(svc.oneshot(req)).await.expect_err("nobody listens");
 
-    let err = err
-        .downcast_ref::<ClientError>()
-        .unwrap_or_else(|| panic!("the client's error, got {err:?}"));
-    assert!(err.is_connect(), "a connect error, got {err:?}");
-    let snap = handle.snapshot();
-    assert_eq!(snap.attempts, 3);
-    assert_eq!((snap.retries, snap.exhausted), (2, 1));
+        let err = err
+            .downcast_ref::<ClientError>()
+            .unwrap_or_else(|| panic!("the client's error, got {err:?}"));
+        assert!(err.is_connect(), "a connect error, got {err:?}");
+        let snap = handle.snapshot();
+        assert_eq!(snap.attempts, 3, "{method}");
+        assert_eq!((snap.retries, snap.exhausted), (2, 1), "{method}");
+        assert_eq!(
+            (snap.skipped_unsafe, snap.skipped_unreplayable),
+            (0, 0),
+            "{method}"
+        );
+    }
 }
 
 /// The caller reads the response of the attempt that succeeded, body and
