@@ -101,6 +101,8 @@
 //! use steadfast::timeout::TimeoutLayer;
 //! use tower::{Layer, ServiceExt};
 //!
+//! # #[cfg(not(feature = "http"))] fn main() {}
+//! # #[cfg(feature = "http")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), steadfast::BoxError> {
 //! # type Body = http_body_util::Full<bytes::Bytes>;
@@ -126,6 +128,32 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Guarantees
+//!
+//! For a request that is not safe to repeat, the layer sends a second
+//! attempt only after one of the failures above, so the backend runs it
+//! more than once only if one of these lies:
+//!
+//! - a **gRPC retry code** answered by something that had already passed
+//!   the call on (a proxy that forwarded it, then answered UNAVAILABLE):
+//!   the code is trusted, as gRPC's retry design trusts it. Remove a code
+//!   with `GrpcRetryOn::no_retry_code` if your proxies do that;
+//! - an **error that claims the request was not sent** when it was: an
+//!   `io::Error` of kind `ConnectionRefused` or a [`NotSent`] raised by a
+//!   transport after it wrote the request, or an error that displays as
+//!   hyper-util's connect error or h2's `REFUSED_STREAM` text without being
+//!   one;
+//! - your own [`RetryOn::not_processed`], [`Replay::idempotent`], an
+//!   [`Idempotent`] extension or an idempotent path on a call that is not,
+//!   or [`retry_timeouts`](RetryConfigBuilder::retry_timeouts).
+//!
+//! Requests that are safe to repeat may run several times by design: that
+//! is what makes them safe. [`RetryLayer::new`] over plain `Clone` requests
+//! knows nothing of methods and takes every request as safe; its predicate
+//! decides.
+//!
+//! [`NotSent`]: crate::classify::NotSent
 //!
 //! ## Replay and its cap
 //!

@@ -133,14 +133,16 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
 /// an `http::Request`'s extensions (a tonic `Request`'s extensions are
 /// carried into them) and the retry layer treats the call as idempotent.
 ///
-/// For whole gRPC methods, [`HttpReplay::idempotent_paths`] (feature `http`)
+/// For whole gRPC methods, `HttpReplay::idempotent_paths` (feature `http`)
 /// does the same by path.
 ///
 /// ```
 /// use steadfast::retry::Idempotent;
 ///
+/// # #[cfg(feature = "http")] {
 /// let mut req = http::Request::post("http://products/shop.Products/Get").body(()).unwrap();
 /// req.extensions_mut().insert(Idempotent);
+/// # }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Idempotent;
