@@ -189,6 +189,6 @@ pub use self::client::{IdempotencyKeyLayer, MakeKey, SetIdempotencyKey, UuidV4};
 pub use self::key::{IdempotencyKey, InvalidKey};
 pub use self::server::future;
 pub use self::server::{
-    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyLayer,
-    IdempotencyLayerBuilder,
+    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyHandle,
+    IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStats, OnDisconnect,
 };

@@ -97,11 +97,19 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
     };
     bounded(5, async {
         let key = StoreKey::new("alice", "k1");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
 
         // While it runs, a repeat sees the claim and its fingerprint.
         assert_eq!(
-            store.claim(&key, fp(2), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
+                .await
+                .unwrap(),
             Claim::InProgress { fingerprint: fp(1) }
         );
 
@@ -110,15 +118,24 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
             .await
             .unwrap());
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
             }
         );
-        // Completed twice, or released after completion: the claim is gone.
-        assert!(!store
+        // Completed twice: the repeat of a write that landed is answered
+        // `true` (the token's own response), and nothing changes; released
+        // after completion: the claim is gone.
+        assert!(store
             .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
+        assert!(!store
+            .complete(&key, &ClaimToken::random(), fp(1), response(), TTL)
             .await
             .unwrap());
         assert!(!store.release(&key, &token).await.unwrap());
@@ -126,7 +143,12 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
         // Another scope with the same key is another key.
         claimed(
             store
-                .claim(&StoreKey::new("bob", "k1"), fp(1), LOCK)
+                .claim(
+                    &StoreKey::new("bob", "k1"),
+                    &ClaimToken::random(),
+                    fp(1),
+                    LOCK,
+                )
                 .await
                 .unwrap(),
         );
@@ -141,7 +163,12 @@ async fn wrong_token_cannot_complete_or_release() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         let other = ClaimToken(token.0 ^ 1);
         assert!(!store
             .complete(&key, &other, fp(1), response(), TTL)
@@ -150,18 +177,22 @@ async fn wrong_token_cannot_complete_or_release() {
         assert!(!store.release(&key, &other).await.unwrap());
         // The real claim is untouched.
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
             Claim::InProgress { fingerprint: fp(1) }
         );
-        // A token for a key never claimed.
+        // A token for a key never claimed releases nothing (a cancelled
+        // claim that never landed): the key is still free.
         let free = StoreKey::new("s", "never");
         assert!(!store.release(&free, &token).await.unwrap());
-        assert!(!store
-            .complete(&free, &token, fp(1), response(), TTL)
-            .await
-            .unwrap());
-        // Those failed attempts wrote nothing: the key is still free.
-        claimed(store.claim(&free, fp(1), LOCK).await.unwrap());
+        claimed(
+            store
+                .claim(&free, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
     })
     .await;
 }
@@ -173,14 +204,27 @@ async fn release_frees_the_key() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         assert!(store.release(&key, &token).await.unwrap());
-        let again = claimed(store.claim(&key, fp(2), LOCK).await.unwrap());
+        let again = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
+                .await
+                .unwrap(),
+        );
         assert_ne!(token, again);
         // The old token cannot release the new claim.
         assert!(!store.release(&key, &token).await.unwrap());
         assert_eq!(
-            store.claim(&key, fp(3), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(3), LOCK)
+                .await
+                .unwrap(),
             Claim::InProgress { fingerprint: fp(2) }
         );
     })
@@ -195,11 +239,21 @@ async fn lock_timeout_and_ttl_expire() {
     bounded(5, async {
         let short = Duration::from_millis(200);
         let key = StoreKey::new("s", "lock");
-        let stale = claimed(store.claim(&key, fp(1), short).await.unwrap());
+        let stale = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), short)
+                .await
+                .unwrap(),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The lock timed out: a new claim wins, and the stale holder can
         // neither complete nor release it.
-        let fresh = claimed(store.claim(&key, fp(2), LOCK).await.unwrap());
+        let fresh = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
+                .await
+                .unwrap(),
+        );
         assert!(!store
             .complete(&key, &stale, fp(1), response(), TTL)
             .await
@@ -210,13 +264,18 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store.claim(&key, fp(2), LOCK).await.unwrap(),
+            store.claim(&key, &ClaimToken::random(), fp(2), LOCK).await.unwrap(),
             Claim::Completed { fingerprint, .. } if fingerprint == fp(2)
         ));
 
         // A stored response expires after its TTL.
         let key = StoreKey::new("s", "ttl");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         // (Longer than the lock above, so a slow machine still sees it
         // before it expires.)
         assert!(store
@@ -224,11 +283,19 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
             Claim::Completed { .. }
         ));
         tokio::time::sleep(Duration::from_millis(900)).await;
-        claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
     })
     .await;
 }
@@ -244,7 +311,15 @@ async fn fifty_concurrent_claims_one_winner() {
             .map(|i| {
                 let store = store.clone();
                 let key = key.clone();
-                tokio::spawn(async move { (i, store.claim(&key, fp(i), LOCK).await.unwrap()) })
+                tokio::spawn(async move {
+                    (
+                        i,
+                        store
+                            .claim(&key, &ClaimToken::random(), fp(i), LOCK)
+                            .await
+                            .unwrap(),
+                    )
+                })
             })
             .collect();
         let mut results = Vec::new();
@@ -278,9 +353,19 @@ async fn one_round_trip_to_claim_one_to_complete() {
         // Warm up: make sure Redis knows the scripts (the first use of a
         // script may cost one more round trip).
         let warm = StoreKey::new("s", "warm");
-        let t = claimed(store.claim(&warm, fp(1), LOCK).await.unwrap());
+        let t = claimed(
+            store
+                .claim(&warm, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         store.release(&warm, &t).await.unwrap();
-        let t = claimed(store.claim(&warm, fp(1), LOCK).await.unwrap());
+        let t = claimed(
+            store
+                .claim(&warm, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         store
             .complete(&warm, &t, fp(1), response(), TTL)
             .await
@@ -288,7 +373,12 @@ async fn one_round_trip_to_claim_one_to_complete() {
 
         let key = StoreKey::new("s", "counted");
         let n = store.round_trips();
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         assert_eq!(store.round_trips(), n + 1, "claim");
         assert!(store
             .complete(&key, &token, fp(1), response(), TTL)
@@ -297,13 +387,19 @@ async fn one_round_trip_to_claim_one_to_complete() {
         assert_eq!(store.round_trips(), n + 2, "complete");
         // A replay, too, is one round trip.
         assert!(matches!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
             Claim::Completed { .. }
         ));
         assert_eq!(store.round_trips(), n + 3, "replay");
         // Clones share the count.
         let clone = store.clone();
-        clone.claim(&key, fp(1), LOCK).await.unwrap();
+        clone
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .unwrap();
         assert_eq!(store.round_trips(), n + 4, "clone");
     })
     .await;
@@ -346,7 +442,10 @@ async fn a_garbage_value_is_an_error_not_a_panic() {
                 .await
                 .unwrap();
             assert!(
-                store.claim(&key, fp(1), LOCK).await.is_err(),
+                store
+                    .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                    .await
+                    .is_err(),
                 "claim over {name}"
             );
             // No claim token matches garbage: complete and release refuse.
@@ -372,7 +471,10 @@ async fn a_garbage_value_is_an_error_not_a_panic() {
             .exec_async(&mut conn)
             .await
             .unwrap();
-        assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+        assert!(store
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .is_err());
         assert!(store.release(&key, &ClaimToken(1)).await.is_err());
     })
     .await;
@@ -389,7 +491,10 @@ async fn unreachable_redis_is_an_error() {
 
         let store = RedisStore::new(url.as_str()).unwrap();
         let key = StoreKey::new("s", "k");
-        assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+        assert!(store
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .is_err());
         assert!(store
             .complete(&key, &ClaimToken(1), fp(1), response(), TTL)
             .await
@@ -410,7 +515,7 @@ fn new_outside_a_runtime_is_an_error_not_a_panic() {
 async fn claim_when_up(store: &RedisStore, key: &StoreKey, secs: u64) -> Claim {
     bounded(secs, async {
         loop {
-            match store.claim(key, fp(1), LOCK).await {
+            match store.claim(key, &ClaimToken::random(), fp(1), LOCK).await {
                 Ok(c) => return c,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -437,7 +542,10 @@ async fn kill_and_restart_redis() {
     bounded(10, async {
         for i in 0..3 {
             let key = StoreKey::new("s", &format!("down-{i}"));
-            assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+            assert!(store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .is_err());
         }
     })
     .await;
@@ -452,7 +560,10 @@ async fn kill_and_restart_redis() {
             .await
             .unwrap());
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
@@ -470,7 +581,12 @@ async fn get_reads_without_claiming() {
     bounded(5, async {
         let key = StoreKey::new("alice", "get");
         assert_eq!(store.get(&key).await.unwrap(), None);
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+        );
         assert_eq!(
             store.get(&key).await.unwrap(),
             Some(Claim::InProgress { fingerprint: fp(1) })
@@ -487,6 +603,116 @@ async fn get_reads_without_claiming() {
                 response: response()
             })
         );
+    })
+    .await;
+}
+
+/// Issue 10 part 4: a lease renewed with a token-checked `PEXPIRE` outlives
+/// its lock timeout; another token cannot renew it; a lapsed claim nobody
+/// took is claimed again by its renewal, and completes.
+#[tokio::test]
+async fn extend_renews_a_lease_and_a_lapsed_claim_still_completes() {
+    let Some(store) = store("extend").await else {
+        return;
+    };
+    bounded(5, async {
+        let short = Duration::from_millis(300);
+        let key = StoreKey::new("s", "lease");
+        let token = ClaimToken::random();
+        claimed(store.claim(&key, &token, fp(1), short).await.unwrap());
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(store.extend(&key, &token, fp(1), short).await.unwrap());
+        }
+        // 450 ms after the claim, past its 300 ms lock: still held.
+        assert_eq!(
+            store
+                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
+                .await
+                .unwrap(),
+            Claim::InProgress { fingerprint: fp(1) }
+        );
+        assert!(!store
+            .extend(&key, &ClaimToken::random(), fp(1), short)
+            .await
+            .unwrap());
+        // Lapsed, not taken: a renewal claims it again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        assert!(store.extend(&key, &token, fp(1), short).await.unwrap());
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::InProgress { fingerprint: fp(1) })
+        );
+        // Lapsed, not taken: the completion lands.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(store
+            .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
+        assert!(matches!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::Completed { .. })
+        ));
+        // A stored response: the lease is lost.
+        assert!(!store.extend(&key, &token, fp(1), short).await.unwrap());
+    })
+    .await;
+}
+
+/// Issue 10 part 4: Redis killed and restarted (empty) while a handler
+/// runs: the renewal claims the key again for the same token, a repeat
+/// sees it in progress, and the completion lands.
+#[tokio::test]
+async fn a_lease_survives_redis_restarting_empty() {
+    let Some(bin) = redis_server_bin() else {
+        return;
+    };
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Server::start(&bin, port);
+    let store = RedisStore::new(url.as_str()).unwrap();
+    let key = StoreKey::new("s", "mid-lease");
+    let token = ClaimToken::random();
+    let got = bounded(5, async {
+        loop {
+            match store.claim(&key, &token, fp(1), LOCK).await {
+                Ok(c) => return c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    claimed(got);
+
+    server.kill();
+    bounded(10, async {
+        assert!(store.extend(&key, &token, fp(1), LOCK).await.is_err());
+    })
+    .await;
+    let _server = Server::start(&bin, port);
+    let renewed = bounded(5, async {
+        loop {
+            match store.extend(&key, &token, fp(1), LOCK).await {
+                Ok(held) => return held,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    })
+    .await;
+    assert!(renewed, "the restarted, empty Redis gave the key back");
+    bounded(5, async {
+        assert_eq!(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .unwrap(),
+            Claim::InProgress { fingerprint: fp(1) }
+        );
+        assert!(store
+            .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
     })
     .await;
 }

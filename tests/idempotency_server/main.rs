@@ -45,7 +45,7 @@ use hyper_util::rt::TokioExecutor;
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreError, StoreKey, StoredResponse,
 };
-use steadfast::idempotency::{ExtractPrincipal, IdempotencyLayer};
+use steadfast::idempotency::{ExtractPrincipal, IdempotencyLayer, OnDisconnect};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -101,16 +101,27 @@ impl<St: Store> Store for Counting<St> {
     fn claim(
         &self,
         key: &StoreKey,
+        token: &ClaimToken,
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        let claim = self.inner.claim(key, fingerprint, lock_timeout);
+        let claim = self.inner.claim(key, token, fingerprint, lock_timeout);
         let claims = self.claims.clone();
         async move {
             let answer = claim.await;
             claims.fetch_add(1, Ordering::SeqCst);
             answer
         }
+    }
+
+    fn extend(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.inner.extend(key, token, fingerprint, lock_timeout)
     }
 
     fn complete(
@@ -149,9 +160,20 @@ impl Store for DownStore {
     fn claim(
         &self,
         _: &StoreKey,
+        _: &ClaimToken,
         _: Fingerprint,
         _: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        std::future::ready(Err(StoreError::new("connection refused")))
+    }
+
+    fn extend(
+        &self,
+        _: &StoreKey,
+        _: &ClaimToken,
+        _: Fingerprint,
+        _: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         std::future::ready(Err(StoreError::new("connection refused")))
     }
 

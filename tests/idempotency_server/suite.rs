@@ -43,8 +43,8 @@ for_each_store!(
     malformed_keys_get_400_and_never_run,
     an_oversized_body_gets_413_and_never_runs,
     a_5xx_releases_the_key_so_a_retry_runs_the_handler,
-    a_dropped_request_releases_the_key,
-    a_dropped_request_releases_the_key_without_a_spawner,
+    a_dropped_request_releases_the_key_with_abandon,
+    a_dropped_request_releases_the_key_with_abandon_without_a_spawner,
     principals_isolate_two_clients_using_the_same_key,
     a_custom_principal_scopes_keys,
     get_passes_through_untouched_even_with_a_key,
@@ -313,21 +313,21 @@ async fn a_5xx_releases_the_key_so_a_retry_runs_the_handler<B: Backend>(b: B) {
 /// The client goes away while the handler runs: hyper drops the request
 /// future, and the claim is released (through the spawner, which a network
 /// store needs), so the client's retry runs the handler.
-async fn a_dropped_request_releases_the_key<B: Backend>(b: B) {
+async fn a_dropped_request_releases_the_key_with_abandon<B: Backend>(b: B) {
     dropped_request_releases_the_key(b, true).await;
 }
 
-/// As above with no spawner given: the release goes to the current runtime
-/// (feature `redis`); a lost release would hold the key for the 60 s lock
+/// As above with no spawner given: the release goes to the current runtime;
+/// a lost release would hold the key for the 60 s lock
 /// timeout, longer than the test waits.
-async fn a_dropped_request_releases_the_key_without_a_spawner<B: Backend>(b: B) {
+async fn a_dropped_request_releases_the_key_with_abandon_without_a_spawner<B: Backend>(b: B) {
     dropped_request_releases_the_key(b, false).await;
 }
 
 async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     let app = App::gated();
     let store = Counting::new(b.store());
-    let builder = IdempotencyLayer::builder(store.clone());
+    let builder = IdempotencyLayer::builder(store.clone()).on_disconnect(OnDisconnect::Abandon);
     let builder = if spawner {
         builder.spawn_release_with(|release| {
             tokio::spawn(release);
