@@ -77,11 +77,17 @@ impl Backend for Memory {
 }
 
 /// Wraps a store, counting claims answered (to know when requests reached
-/// it).
+/// it), and injects the faults of issue 10 on demand.
 #[derive(Debug, Clone, Default)]
 struct Counting<St> {
     inner: St,
     claims: Arc<AtomicUsize>,
+    extends: Arc<AtomicUsize>,
+    /// Claims apply in the store, then never answer (the caller's round
+    /// trip is cut off after the store applied the claim).
+    stall_claims: Arc<AtomicBool>,
+    /// How many of the next completes fail (without reaching the store).
+    failing_completes: Arc<AtomicUsize>,
 }
 
 impl<St> Counting<St> {
@@ -89,11 +95,26 @@ impl<St> Counting<St> {
         Self {
             inner,
             claims: Arc::default(),
+            extends: Arc::default(),
+            stall_claims: Arc::default(),
+            failing_completes: Arc::default(),
         }
     }
 
     fn claims(&self) -> usize {
         self.claims.load(Ordering::SeqCst)
+    }
+
+    fn extends(&self) -> usize {
+        self.extends.load(Ordering::SeqCst)
+    }
+
+    fn stall_claims(&self, stall: bool) {
+        self.stall_claims.store(stall, Ordering::SeqCst);
+    }
+
+    fn fail_completes(&self, n: usize) {
+        self.failing_completes.store(n, Ordering::SeqCst);
     }
 }
 
@@ -107,9 +128,13 @@ impl<St: Store> Store for Counting<St> {
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
         let claim = self.inner.claim(key, token, fingerprint, lock_timeout);
         let claims = self.claims.clone();
+        let stall = self.stall_claims.load(Ordering::SeqCst);
         async move {
             let answer = claim.await;
             claims.fetch_add(1, Ordering::SeqCst);
+            if stall {
+                std::future::pending::<()>().await;
+            }
             answer
         }
     }
@@ -121,6 +146,7 @@ impl<St: Store> Store for Counting<St> {
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.extends.fetch_add(1, Ordering::SeqCst);
         self.inner.extend(key, token, fingerprint, lock_timeout)
     }
 
@@ -132,7 +158,20 @@ impl<St: Store> Store for Counting<St> {
         response: StoredResponse,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.inner.complete(key, token, fingerprint, response, ttl)
+        let fail = self
+            .failing_completes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        // A memory store writes when called: call it only when not failing.
+        let (inner, key, token) = (self.inner.clone(), key.clone(), token.clone());
+        async move {
+            if fail {
+                return Err(StoreError::new("injected write failure"));
+            }
+            inner
+                .complete(&key, &token, fingerprint, response, ttl)
+                .await
+        }
     }
 
     fn release(

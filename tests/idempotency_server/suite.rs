@@ -45,6 +45,11 @@ for_each_store!(
     a_5xx_releases_the_key_so_a_retry_runs_the_handler,
     a_dropped_request_releases_the_key_with_abandon,
     a_dropped_request_releases_the_key_with_abandon_without_a_spawner,
+    a_claim_cancelled_in_flight_does_not_lock_the_key,
+    a_dropped_request_is_finished_and_its_retry_gets_the_replay,
+    a_failed_write_after_success_keeps_the_key_claimed,
+    a_write_that_fails_once_is_retried_and_stored,
+    a_handler_longer_than_the_lock_timeout_keeps_its_key,
     principals_isolate_two_clients_using_the_same_key,
     a_custom_principal_scopes_keys,
     get_passes_through_untouched_even_with_a_key,
@@ -385,6 +390,179 @@ async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     assert_eq!(app.orders(), 2, "the retry ran the handler");
     assert!(post_order(&client, addr, KEY, b"{}").await.replayed());
     assert_eq!(app.orders(), 2);
+}
+
+/// Waits (at most [`LIMIT`]) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// Posts `KEY` until an answer other than 409 comes (at most [`LIMIT`]).
+async fn until_not_409(client: &HttpClient, addr: SocketAddr) -> Got {
+    let retried = async {
+        loop {
+            let got = post_order(client, addr, KEY, b"{}").await;
+            if got.status != StatusCode::CONFLICT {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, retried)
+        .await
+        .expect("the key was still held after the time limit")
+}
+
+/// Issue 10 part 3: the store applied the claim, and the request was
+/// cancelled before the reply came. Before, the key stayed locked for the
+/// whole lock timeout (60 s: every retry got 409); now the guard, armed
+/// before the claim's round trip, releases it by its token.
+async fn a_claim_cancelled_in_flight_does_not_lock_the_key<B: Backend>(b: B) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    let addr = serve(app.clone(), IdempotencyLayer::new(store.clone())).await;
+
+    store.stall_claims(true);
+    let first = tokio::spawn({
+        let client = client();
+        async move { post_order(&client, addr, KEY, b"{}").await }
+    });
+    until("the claim was applied", || store.claims() >= 1).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    store.stall_claims(false);
+
+    let got = until_not_409(&client(), addr).await;
+    assert_eq!(got.status, StatusCode::CREATED, "{got:?}");
+    assert!(!got.replayed());
+    assert_eq!(app.orders(), 1, "the handler ran once, for the retry");
+}
+
+/// Issue 10 part 4: a client that disconnects after the handler started.
+/// Before, hyper dropped the handler, the key was released and the retry
+/// ran the handler a second time; now (`OnDisconnect::Complete`, the
+/// default) the rest of the request runs in a task, its response is
+/// stored, and the retry gets 409 while it runs, then the replay.
+async fn a_dropped_request_is_finished_and_its_retry_gets_the_replay<B: Backend>(b: B) {
+    let app = App::gated();
+    let layer = IdempotencyLayer::new(b.store());
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+
+    let first = tokio::spawn({
+        let client = client();
+        async move { post_order(&client, addr, KEY, b"{}").await }
+    });
+    until("the handler runs", || app.orders() >= 1).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    until("the server dropped the request", || {
+        handle.snapshot().detached >= 1
+    })
+    .await;
+
+    let client = client();
+    let got = post_order(&client, addr, KEY, b"{}").await;
+    got.assert_problem(409);
+    app.open();
+    let got = until_not_409(&client, addr).await;
+    assert_eq!(got.status, StatusCode::CREATED, "{got:?}");
+    assert!(got.replayed(), "{got:?}");
+    assert_eq!(app.orders(), 1, "the handler ran once");
+    assert_eq!(app.cancelled.load(Ordering::SeqCst), 0);
+    let stats = handle.snapshot();
+    assert_eq!((stats.detached, stats.detached_timed_out), (1, 0));
+}
+
+/// Issue 10 part 4: storing the response failed after the handler
+/// succeeded. Before, the key was released and the retry ran the handler
+/// again; now the write is retried, and when every attempt fails the key
+/// stays claimed until its lock timeout (the retry gets 409).
+async fn a_failed_write_after_success_keeps_the_key_claimed<B: Backend>(b: B) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    let layer = IdempotencyLayer::new(store.clone());
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+
+    store.fail_completes(usize::MAX);
+    let first = post_order(&client, addr, KEY, b"{}").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = post_order(&client, addr, KEY, b"{}").await;
+    again.assert_problem(409);
+    assert_eq!(app.orders(), 1, "the handler did not run again");
+    assert_eq!(handle.snapshot().store_write_failures, 1);
+}
+
+/// A write that fails once is retried within the lock: the response is
+/// stored and the retry replays it.
+async fn a_write_that_fails_once_is_retried_and_stored<B: Backend>(b: B) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    let layer = IdempotencyLayer::new(store.clone());
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+
+    store.fail_completes(1);
+    let first = post_order(&client, addr, KEY, b"{}").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = post_order(&client, addr, KEY, b"{}").await;
+    assert!(again.replayed(), "{again:?}");
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.orders(), 1);
+    assert_eq!(handle.snapshot().store_write_failures, 0);
+}
+
+/// Issue 10 part 4: a handler that runs longer than the lock timeout.
+/// Before, its claim expired mid-run, a retry ran the handler again and
+/// the late completion was refused; now the claim is renewed every
+/// `lock_timeout / 3` while the handler runs, the retry gets 409, and the
+/// response is stored.
+async fn a_handler_longer_than_the_lock_timeout_keeps_its_key<B: Backend>(b: B) {
+    let lock = Duration::from_millis(600);
+    let app = App::gated();
+    let store = Counting::new(b.store());
+    let layer = IdempotencyLayer::builder(store.clone())
+        .lock_timeout(lock)
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { post_order(&client, addr, KEY, b"{}").await }
+    });
+    until("the handler runs", || app.orders() >= 1).await;
+    // Two and a half lock timeouts into the run.
+    tokio::time::sleep(lock * 5 / 2).await;
+    let again = tokio::time::timeout(LIMIT, post_order(&client, addr, KEY, b"{}"))
+        .await
+        .expect("the retry was answered at once, not run");
+    again.assert_problem(409);
+    assert_eq!(app.orders(), 1);
+    assert!(store.extends() >= 3, "{} renewals", store.extends());
+
+    app.open();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = post_order(&client, addr, KEY, b"{}").await;
+    assert!(replay.replayed(), "{replay:?}");
+    assert_eq!(replay.body, first.body);
+    assert_eq!(app.orders(), 1);
+    let stats = handle.snapshot();
+    assert!(stats.lease_renewals >= 3, "{stats:?}");
+    assert_eq!(stats.leases_lost, 0);
 }
 
 async fn principals_isolate_two_clients_using_the_same_key<B: Backend>(b: B) {
