@@ -536,3 +536,186 @@ fn bad_config_is_an_error_naming_the_field() {
     );
     assert_eq!(build(|b| b), Ok(()));
 }
+
+// ===== issue 10 =====
+
+fn post_with_key(key: &str, path: &'static str) -> Request<Full<Bytes>> {
+    Request::post(path)
+        .header("idempotency-key", format!("\"{key}\""))
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap()
+}
+
+/// Issue 10 part 2: an attacker floods a small store with slow requests.
+/// Before, each new claim evicted a running one, whose retry ran the
+/// handler again; now no running claim is lost and new ones get 503 with
+/// `Retry-After`, counted as shed.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_slow_requests_is_shed_and_loses_no_running_claim() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = MemoryStore::builder()
+        .max_entries(16)
+        .shards(1)
+        .build()
+        .expect("valid config");
+    let layer = IdempotencyLayer::new(store.clone());
+    let handle = layer.handle();
+    let svc = layer.layer(hanging(runs.clone()));
+
+    let mut running = Vec::new();
+    for i in 0..16 {
+        let mut fut =
+            tokio_test::task::spawn(svc.clone().oneshot(post_with_key(&i.to_string(), "/")));
+        tokio_test::assert_pending!(fut.poll());
+        running.push(fut);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 16);
+    for i in 16..116 {
+        let res = svc
+            .clone()
+            .oneshot(post_with_key(&i.to_string(), "/"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[http::header::RETRY_AFTER], "1");
+    }
+    assert_eq!(handle.snapshot().shed, 100);
+    assert_eq!(store.stats().refused_claims, 100);
+    // Every running request still holds its key: its retry gets 409.
+    for i in 0..16 {
+        let res = svc
+            .clone()
+            .oneshot(post_with_key(&i.to_string(), "/"))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CONFLICT, "key {i}");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 16, "no handler ran twice");
+    drop(running);
+}
+
+/// Issue 10 part 2, through the layer: one shard with a 1 MiB byte share,
+/// A's request running, B's 1 MiB response. Before, B's response evicted
+/// A's claim and A's retry ran the handler again.
+#[tokio::test(start_paused = true)]
+async fn a_large_response_does_not_evict_a_running_request() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = MemoryStore::builder()
+        .shards(1)
+        .max_bytes(1 << 20)
+        .build()
+        .expect("valid config");
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |req: Req| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let slow = req.uri().path() == "/slow";
+            async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![7; 1 << 20]))))
+            }
+        }
+    });
+    let svc = IdempotencyLayer::new(store.clone()).layer(handler);
+    let mut a = tokio_test::task::spawn(svc.clone().oneshot(post_with_key("a", "/slow")));
+    tokio_test::assert_pending!(a.poll());
+    let b = svc
+        .clone()
+        .oneshot(post_with_key("b", "/big"))
+        .await
+        .unwrap();
+    assert_eq!(b.status(), StatusCode::OK);
+    let retry = svc
+        .clone()
+        .oneshot(post_with_key("a", "/slow"))
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CONFLICT);
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "A ran once, B once");
+    assert_eq!(store.stats().unstored_responses, 1);
+}
+
+/// Issue 10 part 4 on paused time: a 10 s handler under a 3 s lock timeout
+/// keeps its key (renewed every second); before, 3 requests ran it 3 times
+/// and nothing was stored.
+#[tokio::test(start_paused = true)]
+async fn a_handler_three_times_longer_than_its_lock_runs_once() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |_req: Req| {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
+            }
+        }
+    });
+    let layer = IdempotencyLayer::builder(MemoryStore::new())
+        .lock_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let svc = layer.layer(handler);
+    let first = tokio::spawn(svc.clone().oneshot(keyed("a")));
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let res = svc.clone().oneshot(keyed("a")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::CONFLICT);
+    }
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(body_of(first).await, "run 1");
+    let replay = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(body_of(replay).await, "run 1");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(
+        handle.snapshot().lease_renewals >= 9,
+        "{:?}",
+        handle.snapshot()
+    );
+}
+
+/// A request dropped after its handler began is finished in a task, at
+/// most for the lock timeout: then it is cut off, counted, and its key
+/// released.
+#[tokio::test(start_paused = true)]
+async fn a_detached_request_is_cut_off_at_the_lock_timeout() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = IdempotencyLayer::builder(MemoryStore::new())
+        .lock_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let svc = layer.layer(hanging(runs.clone()));
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    drop(first);
+    assert_eq!(handle.snapshot().detached, 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!key_is_free(&svc, &runs).await, "still running, detached");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(handle.snapshot().detached_timed_out, 1);
+    assert!(key_is_free(&svc, &runs).await, "released once cut off");
+}
+
+/// A request dropped before its handler began (while its body is read)
+/// is not detached: nothing ran, the key is free at once.
+#[tokio::test(start_paused = true)]
+async fn a_request_dropped_before_its_handler_is_not_detached() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = Counting::new(MemoryStore::new());
+    let layer = IdempotencyLayer::new(store.clone());
+    let handle = layer.handle();
+    let svc = layer.layer(hanging(runs.clone()));
+    store.stall_claims(true);
+    let mut first = tokio_test::task::spawn(svc.clone().oneshot(keyed("a")));
+    tokio_test::assert_pending!(first.poll());
+    assert_eq!(store.claims(), 1);
+    drop(first);
+    store.stall_claims(false);
+    assert_eq!(handle.snapshot().detached, 0);
+    assert!(key_is_free(&svc, &runs).await);
+}
