@@ -67,8 +67,9 @@ const MAX_CLAIMS_SCANNED: usize = 32;
 /// * A stored response evicted before its TTL ran out is a key whose repeat
 ///   runs the handler again. [`stats`](Self::stats) counts them
 ///   ([`evicted_responses`](MemoryStoreStats::evicted_responses)): size the
-///   bound for a TTL's worth of keyed requests (about 200 bytes per small
-///   response) and watch that count.
+///   bound for a TTL's worth of keyed requests (a small response takes
+///   about 250 to 350 bytes, its share of the table's slots included:
+///   331 MB for a million) and watch that count.
 ///
 /// For many server replicas, use a shared store such as `RedisStore`.
 /// See the [module docs](super).
