@@ -343,21 +343,10 @@ async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     let layer = builder.build().expect("valid config");
     let addr = serve(app.clone(), layer).await;
 
-    // A client of its own, so dropping its request closes the connection.
-    let first = tokio::spawn({
-        let client = client();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
-    let running = async {
-        while app.orders() < 1 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(LIMIT, running)
-        .await
-        .expect("the first request reached the handler");
-    first.abort();
-    assert!(first.await.unwrap_err().is_cancelled());
+    send_then_abandon(addr, "the first request reached the handler", || {
+        app.orders() >= 1
+    })
+    .await;
 
     // The server notices the closed connection and drops the handler (and
     // so the layer's future, which releases the claim).
@@ -404,6 +393,18 @@ async fn until(what: &str, done: impl Fn() -> bool) {
         .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
 }
 
+/// Posts `KEY` from a client of its own, waits until `reached` holds, then
+/// drops the request (closing its connection), as a client that gives up.
+async fn send_then_abandon(addr: SocketAddr, what: &str, reached: impl Fn() -> bool) {
+    let first = tokio::spawn({
+        let client = client();
+        async move { post_order(&client, addr, KEY, b"{}").await }
+    });
+    until(what, reached).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+}
+
 /// Posts `KEY` until an answer other than 409 comes (at most [`LIMIT`]).
 async fn until_not_409(client: &HttpClient, addr: SocketAddr) -> Got {
     let retried = async {
@@ -430,13 +431,7 @@ async fn a_claim_cancelled_in_flight_does_not_lock_the_key<B: Backend>(b: B) {
     let addr = serve(app.clone(), IdempotencyLayer::new(store.clone())).await;
 
     store.stall_claims(true);
-    let first = tokio::spawn({
-        let client = client();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
-    until("the claim was applied", || store.claims() >= 1).await;
-    first.abort();
-    assert!(first.await.unwrap_err().is_cancelled());
+    send_then_abandon(addr, "the claim was applied", || store.claims() >= 1).await;
     store.stall_claims(false);
 
     let got = until_not_409(&client(), addr).await;
@@ -456,13 +451,7 @@ async fn a_dropped_request_is_finished_and_its_retry_gets_the_replay<B: Backend>
     let handle = layer.handle();
     let addr = serve(app.clone(), layer).await;
 
-    let first = tokio::spawn({
-        let client = client();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
-    until("the handler runs", || app.orders() >= 1).await;
-    first.abort();
-    assert!(first.await.unwrap_err().is_cancelled());
+    send_then_abandon(addr, "the handler runs", || app.orders() >= 1).await;
     until("the server dropped the request", || {
         handle.snapshot().detached >= 1
     })

@@ -320,14 +320,7 @@ impl MemoryStore {
             }
             shard.remove(hash, key);
         }
-        if shard.insert_claim(
-            hash,
-            key,
-            token,
-            fingerprint,
-            now.checked_add(lock_timeout),
-            now,
-        ) {
+        if shard.insert_claim(hash, key, token, fingerprint, lock_timeout, now) {
             Claim::Claimed(token.clone())
         } else {
             shard.refused_claims = shard.refused_claims.saturating_add(1);
@@ -355,14 +348,7 @@ impl MemoryStore {
             }
             shard.remove(hash, key);
         }
-        shard.insert_claim(
-            hash,
-            key,
-            token,
-            fingerprint,
-            now.checked_add(lock_timeout),
-            now,
-        )
+        shard.insert_claim(hash, key, token, fingerprint, lock_timeout, now)
     }
 
     fn complete_now(
@@ -635,16 +621,18 @@ impl Shard {
         self.table.find(hash, |e| e.is(hash, key))
     }
 
-    /// Inserts a claim if there is room; `false` (nothing changed) if not.
+    /// Inserts a claim for `lock_timeout` if there is room; `false`
+    /// (nothing changed) if not.
     fn insert_claim(
         &mut self,
         hash: u64,
         key: &[u8],
         token: &ClaimToken,
         fingerprint: Fingerprint,
-        expires: Option<Instant>,
+        lock_timeout: Duration,
         now: Instant,
     ) -> bool {
+        let expires = now.checked_add(lock_timeout);
         let block = block(&[&fingerprint.0, &token.0.to_le_bytes(), key]);
         if !self.make_room(now, block_bytes(block.len())) {
             return false;
@@ -1064,8 +1052,8 @@ mod tests {
         let now = Instant::now();
         let mut shard = Shard::new(10, DEFAULT_MAX_BYTES);
         let fp = |n: u8| Fingerprint([n; 32]);
-        assert!(shard.insert_claim(7, b"a", &ClaimToken(1), fp(1), None, now));
-        assert!(shard.insert_claim(7, b"b", &ClaimToken(2), fp(2), None, now));
+        assert!(shard.insert_claim(7, b"a", &ClaimToken(1), fp(1), Duration::MAX, now));
+        assert!(shard.insert_claim(7, b"b", &ClaimToken(2), fp(2), Duration::MAX, now));
         assert_eq!(shard.table.len(), 2);
         assert_eq!(shard.find(7, b"a").map(Entry::fingerprint), Some(fp(1)));
         assert_eq!(shard.find(7, b"b").map(Entry::fingerprint), Some(fp(2)));
