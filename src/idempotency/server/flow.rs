@@ -304,7 +304,7 @@ impl<'a, St: Store> Lease<'a, St> {
 
     fn renew(&mut self) -> Renewal {
         // Due again a period on (as if this one failed), until it answers.
-        self.next = self.next.map(|at| at + self.period);
+        self.next = self.next.and_then(|at| at.checked_add(self.period));
         let (store, key, token) = (self.store.clone(), self.key.clone(), self.token.clone());
         let (fingerprint, lock_timeout) = (self.fingerprint, self.config.lock_timeout);
         Box::pin(async move { store.extend(&key, &token, fingerprint, lock_timeout).await })
