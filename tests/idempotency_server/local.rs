@@ -719,3 +719,50 @@ async fn a_request_dropped_before_its_handler_is_not_detached() {
     assert_eq!(handle.snapshot().detached, 0);
     assert!(key_is_free(&svc, &runs).await);
 }
+
+/// What `# Guarantees` says is not covered: a store that cannot renew a
+/// lease for longer than the lock timeout lets a retry claim the key and
+/// run the handler again. The first handler then finds its lease taken
+/// (counted), and its late response does not overwrite the retry's.
+#[tokio::test(start_paused = true)]
+async fn renewals_failing_past_the_lock_timeout_lose_the_lease() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handler = tower::service_fn({
+        let runs = runs.clone();
+        move |_req: Req| {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
+            }
+        }
+    });
+    let store = Counting::new(MemoryStore::new());
+    let layer = IdempotencyLayer::builder(store.clone())
+        .lock_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let svc = layer.layer(handler);
+
+    store.fail_extends(true);
+    let first = tokio::spawn(svc.clone().oneshot(keyed("a")));
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let second = tokio::spawn(svc.clone().oneshot(keyed("a")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the lease lapsed: a second run"
+    );
+    store.fail_extends(false);
+
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(body_of(first).await, "run 1");
+    assert_eq!(handle.snapshot().leases_lost, 1);
+    let second = second.await.unwrap().unwrap();
+    assert_eq!(body_of(second).await, "run 2");
+    let replay = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(body_of(replay).await, "run 2");
+}

@@ -88,6 +88,8 @@ struct Counting<St> {
     stall_claims: Arc<AtomicBool>,
     /// How many of the next completes fail (without reaching the store).
     failing_completes: Arc<AtomicUsize>,
+    /// Renewals fail (without reaching the store) while set.
+    failing_extends: Arc<AtomicBool>,
 }
 
 impl<St> Counting<St> {
@@ -98,6 +100,7 @@ impl<St> Counting<St> {
             extends: Arc::default(),
             stall_claims: Arc::default(),
             failing_completes: Arc::default(),
+            failing_extends: Arc::default(),
         }
     }
 
@@ -115,6 +118,10 @@ impl<St> Counting<St> {
 
     fn fail_completes(&self, n: usize) {
         self.failing_completes.store(n, Ordering::SeqCst);
+    }
+
+    fn fail_extends(&self, fail: bool) {
+        self.failing_extends.store(fail, Ordering::SeqCst);
     }
 }
 
@@ -147,7 +154,14 @@ impl<St: Store> Store for Counting<St> {
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         self.extends.fetch_add(1, Ordering::SeqCst);
-        self.inner.extend(key, token, fingerprint, lock_timeout)
+        let fail = self.failing_extends.load(Ordering::SeqCst);
+        let (inner, key, token) = (self.inner.clone(), key.clone(), token.clone());
+        async move {
+            if fail {
+                return Err(StoreError::new("injected renewal failure"));
+            }
+            inner.extend(&key, &token, fingerprint, lock_timeout).await
+        }
     }
 
     fn complete(

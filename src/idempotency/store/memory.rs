@@ -377,15 +377,29 @@ impl MemoryStore {
             }
             None => false,
         };
+        let cost = block_bytes(new.len());
+        let expires = now.checked_add(ttl);
+        if ours {
+            // The usual case: room without evicting anything; the claim
+            // becomes the response in place.
+            if let Some(old) =
+                shard.complete_in_place(hash, key, new.clone(), cost, expires, response.status())
+            {
+                drop(new);
+                drop(shard);
+                drop(old);
+                return true;
+            }
+        }
         // Our claim leaves the table while room is made (so it counts as
         // neither a claim nor evictable), and comes back if there is none.
         let claim = if ours { shard.take(hash, key) } else { None };
-        let stored = shard.make_room(now, block_bytes(new.len()));
+        let stored = shard.make_room(now, cost);
         let old = if stored {
             shard.insert(Entry {
                 hash,
                 id: 0,
-                expires: now.checked_add(ttl),
+                expires,
                 block: new,
                 key_len: key.len(),
                 status: response.status(),
@@ -655,8 +669,11 @@ impl Shard {
     /// then no response was evicted for nothing.
     fn make_room(&mut self, now: Instant, cost: usize) -> bool {
         self.sweep(now);
-        // Grow the table now if the entry needs it, so its growth counts.
+        // Grow the table and the queues now if the entry needs it, so their
+        // growth counts.
         self.table.reserve(1, |e| e.hash);
+        self.responses.reserve(1);
+        self.claims.reserve(1);
         loop {
             let full = self.table.len() >= self.cap;
             let over = self.bytes().saturating_add(cost) > self.cap_bytes;
@@ -679,6 +696,43 @@ impl Shard {
                 return false;
             }
         }
+    }
+
+    /// Turns the claim for `key` into a stored response `block` of `cost`
+    /// bytes, in place, if that fits the shard's share without evicting
+    /// anything; returns the claim's block, or `None` (nothing changed).
+    fn complete_in_place(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        block: Arc<[u8]>,
+        cost: usize,
+        expires: Option<Instant>,
+        status: u16,
+    ) -> Option<Arc<[u8]>> {
+        // A queue item is about to be pushed: count its growth first.
+        self.responses.reserve(1);
+        let old_cost = block_bytes(self.find(hash, key)?.block.len());
+        if self.bytes().saturating_sub(old_cost).saturating_add(cost) > self.cap_bytes {
+            return None;
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let entry = self.table.find_mut(hash, |e| e.is(hash, key))?;
+        let old = mem::replace(&mut entry.block, block);
+        entry.id = id;
+        entry.completed = true;
+        entry.status = status;
+        entry.expires = expires;
+        self.claim_bytes = self.claim_bytes.saturating_sub(old_cost);
+        self.claim_count = self.claim_count.saturating_sub(1);
+        self.response_bytes = self.response_bytes.saturating_add(cost);
+        self.responses.push_back(Queued {
+            hash,
+            id,
+            recheck: expires,
+        });
+        Some(old)
     }
 
     /// Adds `entry` under a fresh id, queued by its kind.
