@@ -37,9 +37,29 @@ fn counting(
 > + Clone
        + Send
        + 'static {
+    counting_after(runs, Duration::ZERO)
+}
+
+/// As [`counting`], answering `delay` after it is called.
+fn counting_after(
+    runs: Arc<AtomicUsize>,
+    delay: Duration,
+) -> impl tower::Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
+       + Send
+       + 'static {
     tower::service_fn(move |_req: Req| {
         let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-        async move { Ok(Response::new(Full::new(Bytes::from(format!("run {n}"))))) }
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(Response::new(Full::new(Bytes::from(format!("run {n}")))))
+        }
     })
 }
 
@@ -643,16 +663,7 @@ async fn a_large_response_does_not_evict_a_running_request() {
 #[tokio::test(start_paused = true)]
 async fn a_handler_three_times_longer_than_its_lock_runs_once() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let handler = tower::service_fn({
-        let runs = runs.clone();
-        move |_req: Req| {
-            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
-            }
-        }
-    });
+    let handler = counting_after(runs.clone(), Duration::from_secs(10));
     let layer = IdempotencyLayer::builder(MemoryStore::new())
         .lock_timeout(Duration::from_secs(3))
         .build()
@@ -727,16 +738,7 @@ async fn a_request_dropped_before_its_handler_is_not_detached() {
 #[tokio::test(start_paused = true)]
 async fn renewals_failing_past_the_lock_timeout_lose_the_lease() {
     let runs = Arc::new(AtomicUsize::new(0));
-    let handler = tower::service_fn({
-        let runs = runs.clone();
-        move |_req: Req| {
-            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
-            async move {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("run {n}")))))
-            }
-        }
-    });
+    let handler = counting_after(runs.clone(), Duration::from_secs(10));
     let store = Counting::new(MemoryStore::new());
     let layer = IdempotencyLayer::builder(store.clone())
         .lock_timeout(Duration::from_secs(3))
