@@ -45,7 +45,7 @@ use hyper_util::rt::TokioExecutor;
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreError, StoreKey, StoredResponse,
 };
-use steadfast::idempotency::{ExtractPrincipal, IdempotencyLayer, OnDisconnect};
+use steadfast::idempotency::{ExtractPrincipal, IdempotencyHandle, IdempotencyLayer, OnDisconnect};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 

@@ -470,19 +470,26 @@ async fn a_dropped_request_is_finished_and_its_retry_gets_the_replay<B: Backend>
     assert_eq!((stats.detached, stats.detached_timed_out), (1, 0));
 }
 
+/// Serves the app over a store whose next `failures` writes fail.
+async fn serve_failing_writes<B: Backend>(
+    b: B,
+    failures: usize,
+) -> (Arc<App>, IdempotencyHandle, SocketAddr, HttpClient) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    store.fail_completes(failures);
+    let layer = IdempotencyLayer::new(store);
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    (app, handle, addr, client())
+}
+
 /// Issue 10 part 4: storing the response failed after the handler
 /// succeeded. Before, the key was released and the retry ran the handler
 /// again; now the write is retried, and when every attempt fails the key
 /// stays claimed until its lock timeout (the retry gets 409).
 async fn a_failed_write_after_success_keeps_the_key_claimed<B: Backend>(b: B) {
-    let app = Arc::new(App::default());
-    let store = Counting::new(b.store());
-    let layer = IdempotencyLayer::new(store.clone());
-    let handle = layer.handle();
-    let addr = serve(app.clone(), layer).await;
-    let client = client();
-
-    store.fail_completes(usize::MAX);
+    let (app, handle, addr, client) = serve_failing_writes(b, usize::MAX).await;
     let first = post_order(&client, addr, KEY, b"{}").await;
     assert_eq!(first.status, StatusCode::CREATED);
     let again = post_order(&client, addr, KEY, b"{}").await;
@@ -494,14 +501,7 @@ async fn a_failed_write_after_success_keeps_the_key_claimed<B: Backend>(b: B) {
 /// A write that fails once is retried within the lock: the response is
 /// stored and the retry replays it.
 async fn a_write_that_fails_once_is_retried_and_stored<B: Backend>(b: B) {
-    let app = Arc::new(App::default());
-    let store = Counting::new(b.store());
-    let layer = IdempotencyLayer::new(store.clone());
-    let handle = layer.handle();
-    let addr = serve(app.clone(), layer).await;
-    let client = client();
-
-    store.fail_completes(1);
+    let (app, handle, addr, client) = serve_failing_writes(b, 1).await;
     let first = post_order(&client, addr, KEY, b"{}").await;
     assert_eq!(first.status, StatusCode::CREATED);
     let again = post_order(&client, addr, KEY, b"{}").await;
