@@ -166,3 +166,73 @@ async fn kill_and_restart_redis_under_the_layer() {
     // unprotected.
     assert_eq!(runs.total(), 3);
 }
+
+/// Issue 10 part 4: Redis killed and restarted (empty) while a handler
+/// runs. Before, the claim was gone with the old Redis and a retry ran the
+/// handler again; now the next renewal claims the key back for the same
+/// token, the retry gets 409, and the first request's response is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_lease_keeps_the_key() {
+    let Some(bin) = redis_server_bin() else {
+        return;
+    };
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = Server::start(&bin, port);
+    let store = RedisStore::new(url.as_str())
+        .unwrap()
+        .key_prefix(unique_prefix("mid-lease"));
+    let up = async {
+        while store.get(&StoreKey::new("s", "ping")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, up)
+        .await
+        .expect("redis started");
+
+    let app = App::gated();
+    let layer = IdempotencyLayer::builder(store.clone())
+        .lock_timeout(Duration::from_millis(900))
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+    let first = tokio::spawn({
+        let client = client.clone();
+        async move { post_order(&client, addr, KEY, b"{}").await }
+    });
+    let running = async {
+        while app.orders() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, running)
+        .await
+        .expect("the handler runs");
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _server = Server::start(&bin, port);
+    // Long enough for the store to reconnect and a renewal to land.
+    let renewed = handle.snapshot().lease_renewals;
+    let again = async {
+        while handle.snapshot().lease_renewals < renewed + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, again)
+        .await
+        .expect("renewals resumed after the restart");
+
+    let retry = post_order(&client, addr, KEY, b"{}").await;
+    retry.assert_problem(409);
+    app.open();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = post_order(&client, addr, KEY, b"{}").await;
+    assert!(replay.replayed(), "{replay:?}");
+    assert_eq!(app.orders(), 1, "the handler ran once");
+    assert_eq!(handle.snapshot().leases_lost, 0);
+}

@@ -732,6 +732,8 @@ impl Shard {
             id,
             recheck: expires,
         });
+        // The claim's queue item is stale now.
+        self.compact();
         Some(old)
     }
 
@@ -750,6 +752,8 @@ impl Shard {
             self.claims.push_back(item);
         }
         self.restore(entry);
+        // A completed claim's queue item is stale now.
+        self.compact();
     }
 
     /// Puts back an entry taken out by [`take`](Self::take) (its queue item
@@ -1092,6 +1096,30 @@ mod tests {
             KEY_AT + key.as_str().len() + replayed.packed_headers().len() + 4
         );
         assert_eq!(replayed.body().as_ptr(), block[block.len() - 4..].as_ptr());
+    }
+
+    #[test]
+    fn the_claim_queue_stays_small_when_claims_complete() {
+        let store = MemoryStore::with_config(100_000, DEFAULT_MAX_BYTES, 1);
+        let response = StoredResponse::new(201, Bytes::from_static(b"{}"));
+        for i in 0..10_000 {
+            let key = StoreKey::new("s", &i.to_string());
+            let token = ClaimToken(i);
+            let claimed =
+                store.claim_now(&key, &token, Fingerprint([0; 32]), Duration::from_secs(1));
+            assert_eq!(claimed, Claim::Claimed(token.clone()));
+            assert!(store.complete_now(
+                &key,
+                &token,
+                Fingerprint([0; 32]),
+                &response,
+                Duration::from_secs(9)
+            ));
+        }
+        let shard = lock(&store.inner.shards[0]);
+        assert_eq!((shard.table.len(), shard.claim_count), (10_000, 0));
+        assert!(shard.claims.len() <= 33, "{}", shard.claims.len());
+        assert_eq!(shard.responses.len(), 10_000);
     }
 
     #[test]
