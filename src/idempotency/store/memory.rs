@@ -712,13 +712,13 @@ impl Shard {
     ) -> Option<Arc<[u8]>> {
         // A queue item is about to be pushed: count its growth first.
         self.responses.reserve(1);
-        let old_cost = block_bytes(self.find(hash, key)?.block.len());
-        if self.bytes().saturating_sub(old_cost).saturating_add(cost) > self.cap_bytes {
+        let (bytes, cap_bytes, id) = (self.bytes(), self.cap_bytes, self.next_id);
+        let entry = self.table.find_mut(hash, |e| e.is(hash, key))?;
+        let old_cost = block_bytes(entry.block.len());
+        if bytes.saturating_sub(old_cost).saturating_add(cost) > cap_bytes {
             return None;
         }
-        let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let entry = self.table.find_mut(hash, |e| e.is(hash, key))?;
         let old = mem::replace(&mut entry.block, block);
         entry.id = id;
         entry.completed = true;
