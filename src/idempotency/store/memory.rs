@@ -857,6 +857,18 @@ impl Shard {
         let mut scanned = 0;
         while scanned < limit && !self.claims.is_empty() {
             scanned += 1;
+            let due = self
+                .claims
+                .front()
+                .is_some_and(|item| item.recheck.is_some_and(|at| at <= now));
+            if !due {
+                // Not expired when queued, so not expired now (an extension
+                // only pushes an expiry back): move on without a lookup.
+                if let Some(item) = self.claims.pop_front() {
+                    self.claims.push_back(item);
+                }
+                continue;
+            }
             if self.check_claim(now) {
                 return true;
             }
