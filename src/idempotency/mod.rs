@@ -237,7 +237,7 @@
 //! request (`tokio::runtime::Handle::try_current`, or the
 //! [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with)
 //! spawner; feature `http` enables `tokio/rt`); without either it falls
-//! back to abandoning the request, with a `debug` log.
+//! back to abandoning the request, with a `warn` log.
 //!
 //! Everything the layer decides itself is an HTTP answer from the table
 //! above (400, 409, 413, 422, 503), so a client sees the protocol, not a

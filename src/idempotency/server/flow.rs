@@ -164,8 +164,7 @@ where
     }
     match lease.hold(collect(rbody, config.max_response_body)).await {
         Collected::All(bytes) => {
-            let stored = StoredResponse::from_http(rparts.status, &rparts.headers, bytes.clone());
-            guard.complete(fp, stored, &config).await;
+            guard.complete(fp, &rparts, &bytes, &config).await;
             Ok(Response::from_parts(rparts, IdempotencyBody::full(bytes)))
         }
         Collected::Partial {
@@ -213,7 +212,9 @@ where
     if spawn(config.spawner.as_ref(), task) {
         Counters::add(&config.counters.detached);
     } else {
-        tracing::debug!("dropped idempotent request without a Tokio runtime: abandoned");
+        tracing::warn!(
+            "dropped idempotent request without a Tokio runtime or spawner: its handler is abandoned"
+        );
     }
 }
 
@@ -430,12 +431,21 @@ impl<St: Store> ClaimGuard<St> {
     /// Stores the response of a handler that succeeded, retrying a failed
     /// write (bounded, within the lock). Whatever happens the key is not
     /// released: if every write fails, the claim stays until it expires.
-    async fn complete(&mut self, fp: Fingerprint, stored: StoredResponse, config: &Config) {
+    async fn complete(
+        &mut self,
+        fp: Fingerprint,
+        parts: &http::response::Parts,
+        body: &Bytes,
+        config: &Config,
+    ) {
         let mut backoff = FIRST_WRITE_BACKOFF.min(config.lock_timeout / 8);
         for attempt in 1..=WRITE_ATTEMPTS {
+            // Packed again for each attempt (rarely more than one), rather
+            // than cloned for a retry that seldom comes.
+            let stored = StoredResponse::from_http(parts.status, &parts.headers, body.clone());
             let written = self
                 .store
-                .complete(&self.key, &self.token, fp, stored.clone(), config.ttl)
+                .complete(&self.key, &self.token, fp, stored, config.ttl)
                 .await;
             match written {
                 Ok(true) => break,
