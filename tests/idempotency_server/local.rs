@@ -768,3 +768,24 @@ async fn renewals_failing_past_the_lock_timeout_lose_the_lease() {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(body_of(replay).await, "run 2");
 }
+
+/// Outside a Tokio runtime (another executor) a keyed request still runs
+/// and is stored; only the lease renewals, which need Tokio's timer, are
+/// left out.
+#[test]
+fn a_keyed_request_runs_outside_a_runtime() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = IdempotencyLayer::new(MemoryStore::new());
+    let handle = layer.handle();
+    let mut svc = layer.layer(counting(runs.clone()));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..2 {
+        let mut fut = std::pin::pin!(tower::Service::call(&mut svc, keyed("a")));
+        let std::task::Poll::Ready(res) = fut.as_mut().poll(&mut cx) else {
+            panic!("a ready handler over a memory store answers at once");
+        };
+        assert!(res.unwrap().status().is_success());
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the repeat was a replay");
+    assert_eq!(handle.snapshot().lease_renewals, 0);
+}

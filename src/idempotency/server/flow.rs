@@ -257,6 +257,9 @@ impl<'a, St: Store> Lease<'a, St> {
         config: &'a Config,
     ) -> Self {
         let period = (config.lock_timeout / 3).max(Duration::from_millis(1));
+        // Renewals need Tokio's timer: outside a runtime (a request driven
+        // by another executor) the claim holds for its lock timeout only.
+        let runtime = tokio::runtime::Handle::try_current().is_ok();
         Self {
             store,
             key,
@@ -264,7 +267,7 @@ impl<'a, St: Store> Lease<'a, St> {
             fingerprint,
             config,
             period,
-            next: Instant::now().checked_add(period),
+            next: Instant::now().checked_add(period).filter(|_| runtime),
         }
     }
 
@@ -273,8 +276,11 @@ impl<'a, St: Store> Lease<'a, St> {
     /// renewal in flight: the handler never waits on the store. A renewal
     /// still in flight when `fut` finishes is dropped.
     async fn hold<F: Future>(&mut self, fut: F) -> F::Output {
+        let Some(first) = self.next else {
+            // Lost, or no runtime: nothing to renew.
+            return fut.await;
+        };
         let mut fut = pin!(fut);
-        let first = self.next.unwrap_or_else(|| Instant::now() + FAR);
         let mut timer = pin!(tokio::time::sleep_until(first));
         let mut renewal: Option<Renewal> = None;
         poll_fn(|cx| {
