@@ -96,7 +96,9 @@
 //!   handler runs.** Renewals fail, the claim expires, and a retry on
 //!   another replica (or after the store comes back empty) claims the key
 //!   and runs again. (A lone renewal that finds the key free claims it
-//!   back, so a Redis restart *within* the lock timeout is survived.)
+//!   back, so a Redis restart *within* the lock timeout is survived.) The
+//!   same holds for a handler longer than the lock timeout driven outside
+//!   a Tokio runtime, where no renewal runs at all.
 //! - **A store that loses a claim or a response**: a Redis failover that
 //!   loses acknowledged writes (replication is asynchronous), a Redis
 //!   restarted without persistence while no renewal is due, a Redis
