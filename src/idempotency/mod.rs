@@ -64,7 +64,9 @@
 //! - a handler running longer than the lock timeout: while it runs, the
 //!   layer renews its claim every `lock_timeout / 3`
 //!   ([`Store::extend`](store::Store::extend)), polled beside the handler
-//!   (the handler never waits on the store);
+//!   (the handler never waits on the store). So a handler that hangs keeps
+//!   its key as long as its request is alive; bound it with a timeout
+//!   *inside* this layer (the timeout's error releases the key);
 //! - a failed write of a successful response: the write is retried (3
 //!   attempts, 25 ms then 100 ms apart, within the lock); if every attempt
 //!   fails the claim is kept until its lock timeout (a retry gets 409

@@ -124,8 +124,11 @@ async fn a_dropped_request_releases_its_claim_with_abandon() {
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
 
+/// A claim whose request is no longer polled (no renewal runs: a stalled
+/// task, a leaked future) frees its key at the lock timeout. (A hung
+/// handler that is still polled renews its claim; see the module docs.)
 #[tokio::test(start_paused = true)]
-async fn a_hung_handler_frees_its_key_after_the_lock_timeout() {
+async fn an_unpolled_claim_frees_its_key_after_the_lock_timeout() {
     let runs = Arc::new(AtomicUsize::new(0));
     let svc = IdempotencyLayer::builder(MemoryStore::new())
         .lock_timeout(Duration::from_secs(30))
@@ -788,4 +791,25 @@ fn a_keyed_request_runs_outside_a_runtime() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the repeat was a replay");
     assert_eq!(handle.snapshot().lease_renewals, 0);
+}
+
+/// Issue 10 part 4: a handler whose claim lapsed (every renewal failed)
+/// while nobody else took the key still stores its response; before, its
+/// completion was refused and the retry ran the handler again.
+#[tokio::test(start_paused = true)]
+async fn a_lapsed_claim_nobody_took_still_stores_the_response() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let store = Counting::new(MemoryStore::new());
+    let svc = IdempotencyLayer::builder(store.clone())
+        .lock_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid config")
+        .layer(counting_after(runs.clone(), Duration::from_secs(10)));
+    store.fail_extends(true);
+    let first = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(body_of(first).await, "run 1");
+    let replay = svc.clone().oneshot(keyed("a")).await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(body_of(replay).await, "run 1");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
