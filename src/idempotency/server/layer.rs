@@ -316,11 +316,12 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
     }
 
     /// How long a claim holds without completing or being renewed (default
-    /// 60 s, more than zero): after it a handler that hung or panicked, or a
-    /// server that died, no longer blocks its key. While the handler runs,
-    /// the layer renews the claim every `lock_timeout / 3`, so a handler may
-    /// run longer than this; a request detached by
-    /// [`OnDisconnect::Complete`] runs at most this long.
+    /// 60 s, more than zero): after it a server that died, or a request no
+    /// longer polled, no longer blocks its key. While the handler runs, the
+    /// layer renews the claim every `lock_timeout / 3`, so a handler may run
+    /// longer than this (bound a handler that may hang with a timeout inside
+    /// this layer); a request detached by [`OnDisconnect::Complete`] runs at
+    /// most this long.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.config.lock_timeout = timeout;
         self
