@@ -363,7 +363,9 @@ async fn a_panicking_handler_releases_its_claim() {
             }
         }
     });
-    let svc = IdempotencyLayer::new(MemoryStore::new()).layer(handler);
+    let layer = IdempotencyLayer::new(MemoryStore::new());
+    let handle = layer.handle();
+    let svc = layer.layer(handler);
     let err = tokio::spawn(svc.clone().oneshot(keyed("a")))
         .await
         .unwrap_err();
@@ -372,6 +374,8 @@ async fn a_panicking_handler_releases_its_claim() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body_of(res).await, "ok");
     assert_eq!(runs.load(Ordering::SeqCst), 2);
+    // The panicked flow cannot be resumed: it is dropped, not detached.
+    assert_eq!(handle.snapshot().detached, 0);
 }
 
 #[tokio::test(start_paused = true)]

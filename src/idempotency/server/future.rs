@@ -57,6 +57,9 @@ pub(crate) struct KeyedFlow<B, E> {
     started: Option<Arc<AtomicBool>>,
     config: Arc<Config>,
     detach: Detach<B, E>,
+    /// Set while the flow is polled: still set when dropped, the poll
+    /// panicked, and the flow cannot be resumed.
+    in_poll: bool,
 }
 
 impl<B, E> Drop for KeyedFlow<B, E> {
@@ -65,7 +68,7 @@ impl<B, E> Drop for KeyedFlow<B, E> {
             .started
             .as_ref()
             .is_some_and(|started| started.load(Ordering::Acquire));
-        if began {
+        if began && !self.in_poll {
             if let Some(fut) = self.fut.take() {
                 (self.detach)(fut, &self.config);
             }
@@ -99,6 +102,7 @@ impl<F, B, E> ResponseFuture<F, B, E> {
                     started,
                     config,
                     detach,
+                    in_poll: false,
                 },
             },
         }
@@ -139,7 +143,10 @@ where
                     .fut
                     .as_mut()
                     .expect("ResponseFuture polled after completion");
-                let out = ready!(flow.as_mut().poll(cx));
+                fut.in_poll = true;
+                let polled = flow.as_mut().poll(cx);
+                fut.in_poll = false;
+                let out = ready!(polled);
                 fut.fut = None;
                 Poll::Ready(out)
             }
