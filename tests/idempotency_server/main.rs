@@ -518,6 +518,24 @@ async fn post_order(client: &HttpClient, addr: SocketAddr, key: &str, body: &'st
 }
 
 /// Headers without the ones the connection adds (`date`) and the replay mark.
+/// Waits (at most [`LIMIT`]) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// Posts `KEY` in a task of its own.
+fn send_in_background(client: &HttpClient, addr: SocketAddr) -> tokio::task::JoinHandle<Got> {
+    let client = client.clone();
+    tokio::spawn(async move { post_order(&client, addr, KEY, b"{}").await })
+}
+
 fn app_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()

@@ -102,17 +102,23 @@ async fn until_up(client: &HttpClient, addr: SocketAddr, key: &str) -> Got {
         .expect("service resumed within 5 s")
 }
 
+/// A private redis-server on a free port and a store on it (not yet
+/// connected): the binary and port, to start it again after a kill.
+fn private_redis(test: &str) -> Option<(String, u16, Server, RedisStore)> {
+    let bin = redis_server_bin()?;
+    let port = free_port();
+    let server = Server::start(&bin, port);
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str())
+        .unwrap()
+        .key_prefix(unique_prefix(test));
+    Some((bin, port, server, store))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_redis_under_the_layer() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server, store)) = private_redis("kill-restart") else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str())
-        .unwrap()
-        .key_prefix(unique_prefix("kill-restart"));
     let runs = Runs::default();
     let router = Router::new()
         .route("/orders", post(record))
@@ -173,15 +179,9 @@ async fn kill_and_restart_redis_under_the_layer() {
 /// token, the retry gets 409, and the first request's response is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_lease_keeps_the_key() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server, store)) = private_redis("mid-lease") else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str())
-        .unwrap()
-        .key_prefix(unique_prefix("mid-lease"));
     let up = async {
         while store.get(&StoreKey::new("s", "ping")).await.is_err() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -199,32 +199,18 @@ async fn redis_restarted_mid_lease_keeps_the_key() {
     let handle = layer.handle();
     let addr = serve(app.clone(), layer).await;
     let client = client();
-    let first = tokio::spawn({
-        let client = client.clone();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
-    let running = async {
-        while app.orders() < 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, running)
-        .await
-        .expect("the handler runs");
+    let first = send_in_background(&client, addr);
+    until("the handler runs", || app.orders() >= 1).await;
 
     server.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _server = Server::start(&bin, port);
     // Long enough for the store to reconnect and a renewal to land.
     let renewed = handle.snapshot().lease_renewals;
-    let again = async {
-        while handle.snapshot().lease_renewals < renewed + 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, again)
-        .await
-        .expect("renewals resumed after the restart");
+    until("renewals resumed after the restart", || {
+        handle.snapshot().lease_renewals >= renewed + 2
+    })
+    .await;
 
     let retry = post_order(&client, addr, KEY, b"{}").await;
     retry.assert_problem(409);

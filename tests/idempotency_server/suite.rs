@@ -381,25 +381,10 @@ async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     assert_eq!(app.orders(), 2);
 }
 
-/// Waits (at most [`LIMIT`]) until `done` holds.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let wait = async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(LIMIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
-}
-
 /// Posts `KEY` from a client of its own, waits until `reached` holds, then
 /// drops the request (closing its connection), as a client that gives up.
 async fn send_then_abandon(addr: SocketAddr, what: &str, reached: impl Fn() -> bool) {
-    let first = tokio::spawn({
-        let client = client();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
+    let first = send_in_background(&client(), addr);
     until(what, reached).await;
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
@@ -528,10 +513,7 @@ async fn a_handler_longer_than_the_lock_timeout_keeps_its_key<B: Backend>(b: B) 
     let addr = serve(app.clone(), layer).await;
     let client = client();
 
-    let first = tokio::spawn({
-        let client = client.clone();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
+    let first = send_in_background(&client, addr);
     until("the handler runs", || app.orders() >= 1).await;
     // Two and a half lock timeouts into the run.
     tokio::time::sleep(lock * 5 / 2).await;
