@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis_server::{free_port, redis_server_bin, Server};
 use steadfast::idempotency::store::{
-    Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreKey, StoredResponse,
+    Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreError, StoreKey, StoredResponse,
 };
 
 const LOCK: Duration = Duration::from_secs(30);
@@ -83,6 +83,14 @@ fn fp(n: u8) -> Fingerprint {
     Fingerprint([n; 32])
 }
 
+/// A claim with a fresh token, as another request's would be.
+async fn claim_any(store: &RedisStore, key: &StoreKey, fp: Fingerprint) -> Claim {
+    store
+        .claim(key, &ClaimToken::random(), fp, LOCK)
+        .await
+        .unwrap()
+}
+
 fn claimed(c: Claim) -> ClaimToken {
     match c {
         Claim::Claimed(t) => t,
@@ -97,19 +105,11 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
     };
     bounded(5, async {
         let key = StoreKey::new("alice", "k1");
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
 
         // While it runs, a repeat sees the claim and its fingerprint.
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(2)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
 
@@ -118,10 +118,7 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
             .await
             .unwrap());
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
@@ -163,12 +160,7 @@ async fn wrong_token_cannot_complete_or_release() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         let other = ClaimToken(token.0 ^ 1);
         assert!(!store
             .complete(&key, &other, fp(1), response(), TTL)
@@ -177,22 +169,14 @@ async fn wrong_token_cannot_complete_or_release() {
         assert!(!store.release(&key, &other).await.unwrap());
         // The real claim is untouched.
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
         // A token for a key never claimed releases nothing (a cancelled
         // claim that never landed): the key is still free.
         let free = StoreKey::new("s", "never");
         assert!(!store.release(&free, &token).await.unwrap());
-        claimed(
-            store
-                .claim(&free, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        claimed(claim_any(&store, &free, fp(1)).await);
     })
     .await;
 }
@@ -204,27 +188,14 @@ async fn release_frees_the_key() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert!(store.release(&key, &token).await.unwrap());
-        let again = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
-                .await
-                .unwrap(),
-        );
+        let again = claimed(claim_any(&store, &key, fp(2)).await);
         assert_ne!(token, again);
         // The old token cannot release the new claim.
         assert!(!store.release(&key, &token).await.unwrap());
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(3), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(3)).await,
             Claim::InProgress { fingerprint: fp(2) }
         );
     })
@@ -248,12 +219,7 @@ async fn lock_timeout_and_ttl_expire() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The lock timed out: a new claim wins, and the stale holder can
         // neither complete nor release it.
-        let fresh = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
-                .await
-                .unwrap(),
-        );
+        let fresh = claimed(claim_any(&store, &key, fp(2)).await);
         assert!(!store
             .complete(&key, &stale, fp(1), response(), TTL)
             .await
@@ -264,18 +230,13 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store.claim(&key, &ClaimToken::random(), fp(2), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(2)).await,
             Claim::Completed { fingerprint, .. } if fingerprint == fp(2)
         ));
 
         // A stored response expires after its TTL.
         let key = StoreKey::new("s", "ttl");
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         // (Longer than the lock above, so a slow machine still sees it
         // before it expires.)
         assert!(store
@@ -283,19 +244,11 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed { .. }
         ));
         tokio::time::sleep(Duration::from_millis(900)).await;
-        claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        claimed(claim_any(&store, &key, fp(1)).await);
     })
     .await;
 }
@@ -353,19 +306,9 @@ async fn one_round_trip_to_claim_one_to_complete() {
         // Warm up: make sure Redis knows the scripts (the first use of a
         // script may cost one more round trip).
         let warm = StoreKey::new("s", "warm");
-        let t = claimed(
-            store
-                .claim(&warm, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let t = claimed(claim_any(&store, &warm, fp(1)).await);
         store.release(&warm, &t).await.unwrap();
-        let t = claimed(
-            store
-                .claim(&warm, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let t = claimed(claim_any(&store, &warm, fp(1)).await);
         store
             .complete(&warm, &t, fp(1), response(), TTL)
             .await
@@ -373,12 +316,7 @@ async fn one_round_trip_to_claim_one_to_complete() {
 
         let key = StoreKey::new("s", "counted");
         let n = store.round_trips();
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert_eq!(store.round_trips(), n + 1, "claim");
         assert!(store
             .complete(&key, &token, fp(1), response(), TTL)
@@ -387,10 +325,7 @@ async fn one_round_trip_to_claim_one_to_complete() {
         assert_eq!(store.round_trips(), n + 2, "complete");
         // A replay, too, is one round trip.
         assert!(matches!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed { .. }
         ));
         assert_eq!(store.round_trips(), n + 3, "replay");
@@ -513,10 +448,19 @@ fn new_outside_a_runtime_is_an_error_not_a_panic() {
 
 /// Retries `claim` for up to `secs` seconds until it answers.
 async fn claim_when_up(store: &RedisStore, key: &StoreKey, secs: u64) -> Claim {
+    let token = ClaimToken::random();
+    when_up(secs, || store.claim(key, &token, fp(1), LOCK)).await
+}
+
+/// Retries `op` for up to `secs` seconds until Redis answers.
+async fn when_up<T, Fut>(secs: u64, mut op: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     bounded(secs, async {
         loop {
-            match store.claim(key, &ClaimToken::random(), fp(1), LOCK).await {
-                Ok(c) => return c,
+            match op().await {
+                Ok(answer) => return answer,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -560,10 +504,7 @@ async fn kill_and_restart_redis() {
             .await
             .unwrap());
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
@@ -581,12 +522,7 @@ async fn get_reads_without_claiming() {
     bounded(5, async {
         let key = StoreKey::new("alice", "get");
         assert_eq!(store.get(&key).await.unwrap(), None);
-        let token = claimed(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
-        );
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert_eq!(
             store.get(&key).await.unwrap(),
             Some(Claim::InProgress { fingerprint: fp(1) })
@@ -626,10 +562,7 @@ async fn extend_renews_a_lease_and_a_lapsed_claim_still_completes() {
         }
         // 450 ms after the claim, past its 300 ms lock: still held.
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(2), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(2)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
         assert!(!store
@@ -674,16 +607,7 @@ async fn a_lease_survives_redis_restarting_empty() {
     let store = RedisStore::new(url.as_str()).unwrap();
     let key = StoreKey::new("s", "mid-lease");
     let token = ClaimToken::random();
-    let got = bounded(5, async {
-        loop {
-            match store.claim(&key, &token, fp(1), LOCK).await {
-                Ok(c) => return c,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
-    claimed(got);
+    claimed(when_up(5, || store.claim(&key, &token, fp(1), LOCK)).await);
 
     server.kill();
     bounded(10, async {
@@ -691,22 +615,11 @@ async fn a_lease_survives_redis_restarting_empty() {
     })
     .await;
     let _server = Server::start(&bin, port);
-    let renewed = bounded(5, async {
-        loop {
-            match store.extend(&key, &token, fp(1), LOCK).await {
-                Ok(held) => return held,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    })
-    .await;
+    let renewed = when_up(5, || store.extend(&key, &token, fp(1), LOCK)).await;
     assert!(renewed, "the restarted, empty Redis gave the key back");
     bounded(5, async {
         assert_eq!(
-            store
-                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
-                .await
-                .unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
         assert!(store
