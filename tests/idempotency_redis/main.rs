@@ -18,7 +18,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis_server::{free_port, redis_server_bin, Server};
+use redis_server::{free_port, start_private, Server};
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreError, StoreKey, StoredResponse,
 };
@@ -470,13 +470,10 @@ where
 
 #[tokio::test]
 async fn kill_and_restart_redis() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server)) = start_private() else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str()).unwrap();
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str()).unwrap();
 
     // Up: claims work (allow the server a moment to start).
     claimed(claim_when_up(&store, &StoreKey::new("s", "before"), 5).await);
@@ -598,13 +595,10 @@ async fn extend_renews_a_lease_and_a_lapsed_claim_still_completes() {
 /// sees it in progress, and the completion lands.
 #[tokio::test]
 async fn a_lease_survives_redis_restarting_empty() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server)) = start_private() else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str()).unwrap();
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str()).unwrap();
     let key = StoreKey::new("s", "mid-lease");
     let token = ClaimToken::random();
     claimed(when_up(5, || store.claim(&key, &token, fp(1), LOCK)).await);

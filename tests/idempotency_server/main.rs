@@ -536,6 +536,31 @@ fn send_in_background(client: &HttpClient, addr: SocketAddr) -> tokio::task::Joi
     tokio::spawn(async move { post_order(&client, addr, KEY, b"{}").await })
 }
 
+/// Serves the gated app over `store` with `lock_timeout`, and sends a
+/// first request, returned once it waits in the handler.
+async fn serve_one_running<St: Store>(
+    store: St,
+    lock_timeout: Duration,
+) -> (
+    Arc<App>,
+    IdempotencyHandle,
+    SocketAddr,
+    HttpClient,
+    tokio::task::JoinHandle<Got>,
+) {
+    let app = App::gated();
+    let layer = IdempotencyLayer::builder(store)
+        .lock_timeout(lock_timeout)
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+    let first = send_in_background(&client, addr);
+    until("the handler runs", || app.orders() >= 1).await;
+    (app, handle, addr, client, first)
+}
+
 fn app_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()

@@ -9,7 +9,7 @@ use axum::routing::post;
 use steadfast::idempotency::store::RedisStore;
 
 use super::redis_env::{unique_prefix, Redis};
-use super::redis_server::{free_port, redis_server_bin, Server};
+use super::redis_server::{start_private, Server};
 use super::*;
 
 // ===== round trips =====
@@ -105,9 +105,7 @@ async fn until_up(client: &HttpClient, addr: SocketAddr, key: &str) -> Got {
 /// A private redis-server on a free port and a store on it (not yet
 /// connected): the binary and port, to start it again after a kill.
 fn private_redis(test: &str) -> Option<(String, u16, Server, RedisStore)> {
-    let bin = redis_server_bin()?;
-    let port = free_port();
-    let server = Server::start(&bin, port);
+    let (bin, port, server) = start_private()?;
     let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str())
         .unwrap()
         .key_prefix(unique_prefix(test));
@@ -191,16 +189,8 @@ async fn redis_restarted_mid_lease_keeps_the_key() {
         .await
         .expect("redis started");
 
-    let app = App::gated();
-    let layer = IdempotencyLayer::builder(store.clone())
-        .lock_timeout(Duration::from_millis(900))
-        .build()
-        .expect("valid config");
-    let handle = layer.handle();
-    let addr = serve(app.clone(), layer).await;
-    let client = client();
-    let first = send_in_background(&client, addr);
-    until("the handler runs", || app.orders() >= 1).await;
+    let (app, handle, addr, client, first) =
+        serve_one_running(store, Duration::from_millis(900)).await;
 
     server.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -503,18 +503,8 @@ async fn a_write_that_fails_once_is_retried_and_stored<B: Backend>(b: B) {
 /// response is stored.
 async fn a_handler_longer_than_the_lock_timeout_keeps_its_key<B: Backend>(b: B) {
     let lock = Duration::from_millis(600);
-    let app = App::gated();
     let store = Counting::new(b.store());
-    let layer = IdempotencyLayer::builder(store.clone())
-        .lock_timeout(lock)
-        .build()
-        .expect("valid config");
-    let handle = layer.handle();
-    let addr = serve(app.clone(), layer).await;
-    let client = client();
-
-    let first = send_in_background(&client, addr);
-    until("the handler runs", || app.orders() >= 1).await;
+    let (app, handle, addr, client, first) = serve_one_running(store.clone(), lock).await;
     // Two and a half lock timeouts into the run.
     tokio::time::sleep(lock * 5 / 2).await;
     let again = tokio::time::timeout(LIMIT, post_order(&client, addr, KEY, b"{}"))
