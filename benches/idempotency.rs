@@ -129,7 +129,7 @@ impl Drop for Release<'_> {
 }
 
 fn claim_new(store: &MemoryStore, key: &StoreKey) -> ClaimToken {
-    match now(store.claim(key, FP, LOCK)) {
+    match now(store.claim(key, &ClaimToken::random(), FP, LOCK)) {
         Ok(Claim::Claimed(token)) => token,
         other => panic!("a new key is free, got {other:?}"),
     }
@@ -200,7 +200,7 @@ fn memory_store(c: &mut Criterion) {
         b.iter_batched(
             &mut fresh,
             |k| {
-                let claim = now(store.claim(black_box(&k), FP, LOCK));
+                let claim = now(store.claim(black_box(&k), &ClaimToken::random(), FP, LOCK));
                 // Released untimed, when criterion drops the outputs: the
                 // store stays at a million entries.
                 Release {
@@ -235,7 +235,7 @@ fn memory_store(c: &mut Criterion) {
                 key(i)
             },
             |k| {
-                let claim = now(store.claim(black_box(&k), FP, LOCK));
+                let claim = now(store.claim(black_box(&k), &ClaimToken::random(), FP, LOCK));
                 debug_assert!(matches!(claim, Ok(Claim::Completed { .. })));
                 (k, claim)
             },
@@ -248,7 +248,7 @@ fn memory_store(c: &mut Criterion) {
             |k| {
                 let token = claim_new(&store, black_box(&k));
                 let done = now(store.complete(&k, &token, FP, small_response(), TTL));
-                let replay = now(store.claim(&k, FP, LOCK));
+                let replay = now(store.claim(&k, &ClaimToken::random(), FP, LOCK));
                 (k, done, replay)
             },
             BatchSize::SmallInput,
@@ -262,7 +262,7 @@ fn memory_store(c: &mut Criterion) {
         b.iter_batched(
             &mut fresh,
             |k| {
-                let claim = now(full.claim(black_box(&k), FP, LOCK));
+                let claim = now(full.claim(black_box(&k), &ClaimToken::random(), FP, LOCK));
                 (k, claim)
             },
             BatchSize::SmallInput,

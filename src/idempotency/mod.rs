@@ -24,6 +24,7 @@
 //! | repeat while the first still runs | **409** with `Retry-After: 1`, or with [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result) the first one's response once it is stored (409 if it takes longer than the bound) |
 //! | same key, different fingerprint | **422** |
 //! | the store fails or is unreachable | **503** with `Retry-After: 1`; the handler never runs unprotected |
+//! | the store is full of requests still running ([`Claim::Full`](store::Claim::Full)) | **503** with `Retry-After: 1`, counted as [`shed`](IdempotencyStats::shed): new work is shed, running work is never evicted |
 //!
 //! A keyed response is read whole (up to the cap) before it is sent, so it
 //! can be stored: keyed endpoints should not stream long responses.
@@ -40,16 +41,38 @@
 //! - the inner service returning an error;
 //! - a response too large to store ([`max_response_body`], 1 MiB) or with
 //!   trailers: returned whole, not stored;
-//! - the request being **dropped** (the client went away, a timeout outside
-//!   cancelled it): `Drop` cannot await, so the release is polled once in
-//!   place, which is enough for an in-memory store; give
-//!   [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with) a spawner
-//!   (`|release| { tokio::spawn(release); }`) so a network store's release
-//!   finishes too (with feature `redis`, the current Tokio runtime is used
-//!   when no spawner is given);
-//! - a handler that **panics** or hangs: the claim has its own
-//!   [`lock_timeout`](IdempotencyLayerBuilder::lock_timeout) (60 s), after which
-//!   the key is free again. Set it above your handler's longest run.
+//! - the request being **dropped before its handler began** (while its body
+//!   is read or its claim is in flight; the client went away, a timeout
+//!   outside cancelled it). The claim token is made before the claim's
+//!   round trip, so even a claim the store applied after the caller gave
+//!   up is released. `Drop` cannot await, so the release is polled once in
+//!   place (enough for an in-memory store), then handed to the
+//!   [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with)
+//!   spawner or the current Tokio runtime;
+//! - with [`OnDisconnect::Abandon`], the request being dropped *after* its
+//!   handler began: the handler's future is dropped and the key released;
+//! - a handler that **panics** or a server that dies: the claim has its own
+//!   [`lock_timeout`](IdempotencyLayerBuilder::lock_timeout) (60 s), after
+//!   which the key is free again.
+//!
+//! What does **not** free a key:
+//!
+//! - a request dropped after its handler began, by default
+//!   ([`OnDisconnect::Complete`]): the rest of it (the handler, storing its
+//!   response) runs in a task of its own, for at most the lock timeout; a
+//!   retry gets 409 while it runs, then the stored response;
+//! - a handler running longer than the lock timeout: while it runs, the
+//!   layer renews its claim every `lock_timeout / 3`
+//!   ([`Store::extend`](store::Store::extend)), polled beside the handler
+//!   (the handler never waits on the store). So a handler that hangs keeps
+//!   its key as long as its request is alive; bound it with a timeout
+//!   *inside* this layer (the timeout's error releases the key);
+//! - a failed write of a successful response: the write is retried (3
+//!   attempts, 25 ms then 100 ms apart, within the lock); if every attempt
+//!   fails the claim is kept until its lock timeout (a retry gets 409
+//!   meanwhile), logged at `error` with a short hash of the key (never the
+//!   key), and counted in
+//!   [`store_write_failures`](IdempotencyStats::store_write_failures).
 //!
 //! A request waiting with [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result)
 //! whose first request frees the key (a 5xx, a drop) claims it itself and
@@ -57,6 +80,54 @@
 //!
 //! Any other response (1xx–4xx) is stored: a 400 for a bad order will be a
 //! 400 again, and the client must not get a different answer by retrying.
+//!
+//! # Guarantees
+//!
+//! With one store shared by every replica, a keyed request's handler runs
+//! at most once while its key holds a claim or a stored response; the
+//! failures that break that, and so can still run a handler twice, are
+//! exactly these:
+//!
+//! - **The process dies mid-handler** (crash, kill, deploy without drain).
+//!   With a [`MemoryStore`](store::MemoryStore) the claim dies with it and a
+//!   retry reaching the new process runs the handler again; with Redis the
+//!   claim outlives the process but is no longer renewed, so a retry after
+//!   its lock timeout runs the handler again. Nothing records how far the
+//!   handler got: make handlers that must not repeat transactional.
+//! - **The store is unreachable for longer than the lock timeout while a
+//!   handler runs.** Renewals fail, the claim expires, and a retry on
+//!   another replica (or after the store comes back empty) claims the key
+//!   and runs again. (A lone renewal that finds the key free claims it
+//!   back, so a Redis restart *within* the lock timeout is survived.) The
+//!   same holds for a handler longer than the lock timeout driven outside
+//!   a Tokio runtime, where no renewal runs at all.
+//! - **A store that loses a claim or a response**: a Redis failover that
+//!   loses acknowledged writes (replication is asynchronous), a Redis
+//!   restarted without persistence while no renewal is due, a Redis
+//!   `maxmemory` policy that evicts these keys (use `noeviction`), or a
+//!   stored response evicted from a full `MemoryStore` before its TTL
+//!   ([`evicted_responses`](store::MemoryStoreStats::evicted_responses)).
+//!   A stored response that is gone is a key whose retry runs again.
+//! - **A response that cannot be stored**: over
+//!   [`max_response_body`], with trailers, or (`MemoryStore`) larger than
+//!   its shard's byte share; or a write that failed three times. The key
+//!   frees itself at its lock timeout (at once for the first two), and a
+//!   retry after that runs again.
+//! - **[`OnDisconnect::Abandon`]**, or a detached request that ran past the
+//!   lock timeout ([`detached_timed_out`](IdempotencyStats::detached_timed_out)),
+//!   or one dropped without a Tokio runtime or spawner to finish it: its
+//!   handler is cancelled part way and its key released.
+//! - **A retry after the TTL** (24 h by default), or with another
+//!   principal (another `Authorization`, see below), or to a replica with
+//!   another store: a new key as far as the layer can tell.
+//!
+//! A running claim is never evicted to make room (a full store sheds new
+//! claims with 503 instead), and a key whose handler succeeded is never
+//! released because storing its response failed.
+//!
+//! [`IdempotencyLayer::handle`] counts what the layer did about these:
+//! requests shed, requests detached and cut off, writes that failed after
+//! success, lease renewals and leases lost.
 //!
 //! # Principals
 //!
@@ -93,9 +164,10 @@
 //! # Choosing a store
 //!
 //! The layer keeps claims and responses in a [`Store`](store::Store):
-//! atomic claim, complete and release, each checked against a random claim
-//! token, so a late handler whose claim expired cannot overwrite a newer
-//! one. An in-memory store is right for one server process; when several
+//! atomic claim, extend, complete and release, each checked against a
+//! random claim token, so a late handler whose claim expired cannot
+//! overwrite a newer one (though it still stores its response when nobody
+//! took the key meanwhile). An in-memory store is right for one server process; when several
 //! replicas serve the same clients they must share one store (Redis), or
 //! a retry that lands on another replica runs again. Stored responses take
 //! memory (or Redis space) for the whole TTL: cap each with
@@ -163,9 +235,17 @@
 //! # Errors
 //!
 //! The server service adds no error of its own: its error type is the
-//! inner service's, passed through (and the claim released). Everything the
-//! layer decides itself is an HTTP answer from the table above (400, 409,
-//! 413, 422, 503), so a client sees the protocol, not a dropped connection.
+//! inner service's, passed through (and the claim released).
+//!
+//! [`OnDisconnect::Complete`] needs a Tokio runtime to finish a dropped
+//! request (`tokio::runtime::Handle::try_current`, or the
+//! [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with)
+//! spawner; feature `http` enables `tokio/rt`); without either it falls
+//! back to abandoning the request, with a `warn` log.
+//!
+//! Everything the layer decides itself is an HTTP answer from the table
+//! above (400, 409, 413, 422, 503), so a client sees the protocol, not a
+//! dropped connection.
 //! Settings are checked once: [`IdempotencyLayerBuilder::build`] returns an
 //! [`InvalidConfig`](crate::InvalidConfig) naming the field (a zero
 //! `lock_timeout`, `ttl` or `wait_for_result`, or no methods).
@@ -189,6 +269,6 @@ pub use self::client::{IdempotencyKeyLayer, MakeKey, SetIdempotencyKey, UuidV4};
 pub use self::key::{IdempotencyKey, InvalidKey};
 pub use self::server::future;
 pub use self::server::{
-    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyLayer,
-    IdempotencyLayerBuilder,
+    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyHandle,
+    IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStats, OnDisconnect,
 };

@@ -18,9 +18,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis_server::{free_port, redis_server_bin, Server};
+use redis_server::{free_port, start_private, Server};
 use steadfast::idempotency::store::{
-    Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreKey, StoredResponse,
+    Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreError, StoreKey, StoredResponse,
 };
 
 const LOCK: Duration = Duration::from_secs(30);
@@ -83,6 +83,14 @@ fn fp(n: u8) -> Fingerprint {
     Fingerprint([n; 32])
 }
 
+/// A claim with a fresh token, as another request's would be.
+async fn claim_any(store: &RedisStore, key: &StoreKey, fp: Fingerprint) -> Claim {
+    store
+        .claim(key, &ClaimToken::random(), fp, LOCK)
+        .await
+        .unwrap()
+}
+
 fn claimed(c: Claim) -> ClaimToken {
     match c {
         Claim::Claimed(t) => t,
@@ -97,11 +105,11 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
     };
     bounded(5, async {
         let key = StoreKey::new("alice", "k1");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
 
         // While it runs, a repeat sees the claim and its fingerprint.
         assert_eq!(
-            store.claim(&key, fp(2), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(2)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
 
@@ -110,15 +118,21 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
             .await
             .unwrap());
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
             }
         );
-        // Completed twice, or released after completion: the claim is gone.
-        assert!(!store
+        // Completed twice: the repeat of a write that landed is answered
+        // `true` (the token's own response), and nothing changes; released
+        // after completion: the claim is gone.
+        assert!(store
             .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
+        assert!(!store
+            .complete(&key, &ClaimToken::random(), fp(1), response(), TTL)
             .await
             .unwrap());
         assert!(!store.release(&key, &token).await.unwrap());
@@ -126,7 +140,12 @@ async fn claim_in_progress_completed_replay_is_byte_identical() {
         // Another scope with the same key is another key.
         claimed(
             store
-                .claim(&StoreKey::new("bob", "k1"), fp(1), LOCK)
+                .claim(
+                    &StoreKey::new("bob", "k1"),
+                    &ClaimToken::random(),
+                    fp(1),
+                    LOCK,
+                )
                 .await
                 .unwrap(),
         );
@@ -141,7 +160,7 @@ async fn wrong_token_cannot_complete_or_release() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         let other = ClaimToken(token.0 ^ 1);
         assert!(!store
             .complete(&key, &other, fp(1), response(), TTL)
@@ -150,18 +169,14 @@ async fn wrong_token_cannot_complete_or_release() {
         assert!(!store.release(&key, &other).await.unwrap());
         // The real claim is untouched.
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::InProgress { fingerprint: fp(1) }
         );
-        // A token for a key never claimed.
+        // A token for a key never claimed releases nothing (a cancelled
+        // claim that never landed): the key is still free.
         let free = StoreKey::new("s", "never");
         assert!(!store.release(&free, &token).await.unwrap());
-        assert!(!store
-            .complete(&free, &token, fp(1), response(), TTL)
-            .await
-            .unwrap());
-        // Those failed attempts wrote nothing: the key is still free.
-        claimed(store.claim(&free, fp(1), LOCK).await.unwrap());
+        claimed(claim_any(&store, &free, fp(1)).await);
     })
     .await;
 }
@@ -173,14 +188,14 @@ async fn release_frees_the_key() {
     };
     bounded(5, async {
         let key = StoreKey::new("s", "k");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert!(store.release(&key, &token).await.unwrap());
-        let again = claimed(store.claim(&key, fp(2), LOCK).await.unwrap());
+        let again = claimed(claim_any(&store, &key, fp(2)).await);
         assert_ne!(token, again);
         // The old token cannot release the new claim.
         assert!(!store.release(&key, &token).await.unwrap());
         assert_eq!(
-            store.claim(&key, fp(3), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(3)).await,
             Claim::InProgress { fingerprint: fp(2) }
         );
     })
@@ -195,11 +210,16 @@ async fn lock_timeout_and_ttl_expire() {
     bounded(5, async {
         let short = Duration::from_millis(200);
         let key = StoreKey::new("s", "lock");
-        let stale = claimed(store.claim(&key, fp(1), short).await.unwrap());
+        let stale = claimed(
+            store
+                .claim(&key, &ClaimToken::random(), fp(1), short)
+                .await
+                .unwrap(),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The lock timed out: a new claim wins, and the stale holder can
         // neither complete nor release it.
-        let fresh = claimed(store.claim(&key, fp(2), LOCK).await.unwrap());
+        let fresh = claimed(claim_any(&store, &key, fp(2)).await);
         assert!(!store
             .complete(&key, &stale, fp(1), response(), TTL)
             .await
@@ -210,13 +230,13 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store.claim(&key, fp(2), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(2)).await,
             Claim::Completed { fingerprint, .. } if fingerprint == fp(2)
         ));
 
         // A stored response expires after its TTL.
         let key = StoreKey::new("s", "ttl");
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         // (Longer than the lock above, so a slow machine still sees it
         // before it expires.)
         assert!(store
@@ -224,11 +244,11 @@ async fn lock_timeout_and_ttl_expire() {
             .await
             .unwrap());
         assert!(matches!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed { .. }
         ));
         tokio::time::sleep(Duration::from_millis(900)).await;
-        claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        claimed(claim_any(&store, &key, fp(1)).await);
     })
     .await;
 }
@@ -244,7 +264,15 @@ async fn fifty_concurrent_claims_one_winner() {
             .map(|i| {
                 let store = store.clone();
                 let key = key.clone();
-                tokio::spawn(async move { (i, store.claim(&key, fp(i), LOCK).await.unwrap()) })
+                tokio::spawn(async move {
+                    (
+                        i,
+                        store
+                            .claim(&key, &ClaimToken::random(), fp(i), LOCK)
+                            .await
+                            .unwrap(),
+                    )
+                })
             })
             .collect();
         let mut results = Vec::new();
@@ -278,9 +306,9 @@ async fn one_round_trip_to_claim_one_to_complete() {
         // Warm up: make sure Redis knows the scripts (the first use of a
         // script may cost one more round trip).
         let warm = StoreKey::new("s", "warm");
-        let t = claimed(store.claim(&warm, fp(1), LOCK).await.unwrap());
+        let t = claimed(claim_any(&store, &warm, fp(1)).await);
         store.release(&warm, &t).await.unwrap();
-        let t = claimed(store.claim(&warm, fp(1), LOCK).await.unwrap());
+        let t = claimed(claim_any(&store, &warm, fp(1)).await);
         store
             .complete(&warm, &t, fp(1), response(), TTL)
             .await
@@ -288,7 +316,7 @@ async fn one_round_trip_to_claim_one_to_complete() {
 
         let key = StoreKey::new("s", "counted");
         let n = store.round_trips();
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert_eq!(store.round_trips(), n + 1, "claim");
         assert!(store
             .complete(&key, &token, fp(1), response(), TTL)
@@ -297,13 +325,16 @@ async fn one_round_trip_to_claim_one_to_complete() {
         assert_eq!(store.round_trips(), n + 2, "complete");
         // A replay, too, is one round trip.
         assert!(matches!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed { .. }
         ));
         assert_eq!(store.round_trips(), n + 3, "replay");
         // Clones share the count.
         let clone = store.clone();
-        clone.claim(&key, fp(1), LOCK).await.unwrap();
+        clone
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .unwrap();
         assert_eq!(store.round_trips(), n + 4, "clone");
     })
     .await;
@@ -346,7 +377,10 @@ async fn a_garbage_value_is_an_error_not_a_panic() {
                 .await
                 .unwrap();
             assert!(
-                store.claim(&key, fp(1), LOCK).await.is_err(),
+                store
+                    .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                    .await
+                    .is_err(),
                 "claim over {name}"
             );
             // No claim token matches garbage: complete and release refuse.
@@ -372,7 +406,10 @@ async fn a_garbage_value_is_an_error_not_a_panic() {
             .exec_async(&mut conn)
             .await
             .unwrap();
-        assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+        assert!(store
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .is_err());
         assert!(store.release(&key, &ClaimToken(1)).await.is_err());
     })
     .await;
@@ -389,7 +426,10 @@ async fn unreachable_redis_is_an_error() {
 
         let store = RedisStore::new(url.as_str()).unwrap();
         let key = StoreKey::new("s", "k");
-        assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+        assert!(store
+            .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+            .await
+            .is_err());
         assert!(store
             .complete(&key, &ClaimToken(1), fp(1), response(), TTL)
             .await
@@ -408,10 +448,19 @@ fn new_outside_a_runtime_is_an_error_not_a_panic() {
 
 /// Retries `claim` for up to `secs` seconds until it answers.
 async fn claim_when_up(store: &RedisStore, key: &StoreKey, secs: u64) -> Claim {
+    let token = ClaimToken::random();
+    when_up(secs, || store.claim(key, &token, fp(1), LOCK)).await
+}
+
+/// Retries `op` for up to `secs` seconds until Redis answers.
+async fn when_up<T, Fut>(secs: u64, mut op: impl FnMut() -> Fut) -> T
+where
+    Fut: Future<Output = Result<T, StoreError>>,
+{
     bounded(secs, async {
         loop {
-            match store.claim(key, fp(1), LOCK).await {
-                Ok(c) => return c,
+            match op().await {
+                Ok(answer) => return answer,
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
@@ -421,13 +470,10 @@ async fn claim_when_up(store: &RedisStore, key: &StoreKey, secs: u64) -> Claim {
 
 #[tokio::test]
 async fn kill_and_restart_redis() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server)) = start_private() else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str()).unwrap();
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str()).unwrap();
 
     // Up: claims work (allow the server a moment to start).
     claimed(claim_when_up(&store, &StoreKey::new("s", "before"), 5).await);
@@ -437,7 +483,10 @@ async fn kill_and_restart_redis() {
     bounded(10, async {
         for i in 0..3 {
             let key = StoreKey::new("s", &format!("down-{i}"));
-            assert!(store.claim(&key, fp(1), LOCK).await.is_err());
+            assert!(store
+                .claim(&key, &ClaimToken::random(), fp(1), LOCK)
+                .await
+                .is_err());
         }
     })
     .await;
@@ -452,7 +501,7 @@ async fn kill_and_restart_redis() {
             .await
             .unwrap());
         assert_eq!(
-            store.claim(&key, fp(1), LOCK).await.unwrap(),
+            claim_any(&store, &key, fp(1)).await,
             Claim::Completed {
                 fingerprint: fp(1),
                 response: response()
@@ -470,7 +519,7 @@ async fn get_reads_without_claiming() {
     bounded(5, async {
         let key = StoreKey::new("alice", "get");
         assert_eq!(store.get(&key).await.unwrap(), None);
-        let token = claimed(store.claim(&key, fp(1), LOCK).await.unwrap());
+        let token = claimed(claim_any(&store, &key, fp(1)).await);
         assert_eq!(
             store.get(&key).await.unwrap(),
             Some(Claim::InProgress { fingerprint: fp(1) })
@@ -487,6 +536,90 @@ async fn get_reads_without_claiming() {
                 response: response()
             })
         );
+    })
+    .await;
+}
+
+/// Issue 10 part 4: a lease renewed with a token-checked `PEXPIRE` outlives
+/// its lock timeout; another token cannot renew it; a lapsed claim nobody
+/// took is claimed again by its renewal, and completes.
+#[tokio::test]
+async fn extend_renews_a_lease_and_a_lapsed_claim_still_completes() {
+    let Some(store) = store("extend").await else {
+        return;
+    };
+    bounded(5, async {
+        let short = Duration::from_millis(300);
+        let key = StoreKey::new("s", "lease");
+        let token = ClaimToken::random();
+        claimed(store.claim(&key, &token, fp(1), short).await.unwrap());
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            assert!(store.extend(&key, &token, fp(1), short).await.unwrap());
+        }
+        // 450 ms after the claim, past its 300 ms lock: still held.
+        assert_eq!(
+            claim_any(&store, &key, fp(2)).await,
+            Claim::InProgress { fingerprint: fp(1) }
+        );
+        assert!(!store
+            .extend(&key, &ClaimToken::random(), fp(1), short)
+            .await
+            .unwrap());
+        // Lapsed, not taken: a renewal claims it again.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        assert!(store.extend(&key, &token, fp(1), short).await.unwrap());
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::InProgress { fingerprint: fp(1) })
+        );
+        // Lapsed, not taken: the completion lands.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(store
+            .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
+        assert!(matches!(
+            store.get(&key).await.unwrap(),
+            Some(Claim::Completed { .. })
+        ));
+        // A stored response: the lease is lost.
+        assert!(!store.extend(&key, &token, fp(1), short).await.unwrap());
+    })
+    .await;
+}
+
+/// Issue 10 part 4: Redis killed and restarted (empty) while a handler
+/// runs: the renewal claims the key again for the same token, a repeat
+/// sees it in progress, and the completion lands.
+#[tokio::test]
+async fn a_lease_survives_redis_restarting_empty() {
+    let Some((bin, port, mut server)) = start_private() else {
+        return;
+    };
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str()).unwrap();
+    let key = StoreKey::new("s", "mid-lease");
+    let token = ClaimToken::random();
+    claimed(when_up(5, || store.claim(&key, &token, fp(1), LOCK)).await);
+
+    server.kill();
+    bounded(10, async {
+        assert!(store.extend(&key, &token, fp(1), LOCK).await.is_err());
+    })
+    .await;
+    let _server = Server::start(&bin, port);
+    let renewed = when_up(5, || store.extend(&key, &token, fp(1), LOCK)).await;
+    assert!(renewed, "the restarted, empty Redis gave the key back");
+    bounded(5, async {
+        assert_eq!(
+            claim_any(&store, &key, fp(1)).await,
+            Claim::InProgress { fingerprint: fp(1) }
+        );
+        assert!(store
+            .complete(&key, &token, fp(1), response(), TTL)
+            .await
+            .unwrap());
     })
     .await;
 }

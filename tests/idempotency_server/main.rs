@@ -45,7 +45,7 @@ use hyper_util::rt::TokioExecutor;
 use steadfast::idempotency::store::{
     Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreError, StoreKey, StoredResponse,
 };
-use steadfast::idempotency::{ExtractPrincipal, IdempotencyLayer};
+use steadfast::idempotency::{ExtractPrincipal, IdempotencyHandle, IdempotencyLayer, OnDisconnect};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -77,11 +77,19 @@ impl Backend for Memory {
 }
 
 /// Wraps a store, counting claims answered (to know when requests reached
-/// it).
+/// it), and injects the faults of issue 10 on demand.
 #[derive(Debug, Clone, Default)]
 struct Counting<St> {
     inner: St,
     claims: Arc<AtomicUsize>,
+    extends: Arc<AtomicUsize>,
+    /// Claims apply in the store, then never answer (the caller's round
+    /// trip is cut off after the store applied the claim).
+    stall_claims: Arc<AtomicBool>,
+    /// How many of the next completes fail (without reaching the store).
+    failing_completes: Arc<AtomicUsize>,
+    /// Renewals fail (without reaching the store) while set.
+    failing_extends: Arc<AtomicBool>,
 }
 
 impl<St> Counting<St> {
@@ -89,11 +97,31 @@ impl<St> Counting<St> {
         Self {
             inner,
             claims: Arc::default(),
+            extends: Arc::default(),
+            stall_claims: Arc::default(),
+            failing_completes: Arc::default(),
+            failing_extends: Arc::default(),
         }
     }
 
     fn claims(&self) -> usize {
         self.claims.load(Ordering::SeqCst)
+    }
+
+    fn extends(&self) -> usize {
+        self.extends.load(Ordering::SeqCst)
+    }
+
+    fn stall_claims(&self, stall: bool) {
+        self.stall_claims.store(stall, Ordering::SeqCst);
+    }
+
+    fn fail_completes(&self, n: usize) {
+        self.failing_completes.store(n, Ordering::SeqCst);
+    }
+
+    fn fail_extends(&self, fail: bool) {
+        self.failing_extends.store(fail, Ordering::SeqCst);
     }
 }
 
@@ -101,15 +129,38 @@ impl<St: Store> Store for Counting<St> {
     fn claim(
         &self,
         key: &StoreKey,
+        token: &ClaimToken,
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        let claim = self.inner.claim(key, fingerprint, lock_timeout);
+        let claim = self.inner.claim(key, token, fingerprint, lock_timeout);
         let claims = self.claims.clone();
+        let stall = self.stall_claims.load(Ordering::SeqCst);
         async move {
             let answer = claim.await;
             claims.fetch_add(1, Ordering::SeqCst);
+            if stall {
+                std::future::pending::<()>().await;
+            }
             answer
+        }
+    }
+
+    fn extend(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        let fail = self.failing_extends.load(Ordering::SeqCst);
+        let (inner, key, token) = (self.inner.clone(), key.clone(), token.clone());
+        async move {
+            if fail {
+                return Err(StoreError::new("injected renewal failure"));
+            }
+            inner.extend(&key, &token, fingerprint, lock_timeout).await
         }
     }
 
@@ -121,7 +172,20 @@ impl<St: Store> Store for Counting<St> {
         response: StoredResponse,
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.inner.complete(key, token, fingerprint, response, ttl)
+        let fail = self
+            .failing_completes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        // A memory store writes when called: call it only when not failing.
+        let (inner, key, token) = (self.inner.clone(), key.clone(), token.clone());
+        async move {
+            if fail {
+                return Err(StoreError::new("injected write failure"));
+            }
+            inner
+                .complete(&key, &token, fingerprint, response, ttl)
+                .await
+        }
     }
 
     fn release(
@@ -149,9 +213,20 @@ impl Store for DownStore {
     fn claim(
         &self,
         _: &StoreKey,
+        _: &ClaimToken,
         _: Fingerprint,
         _: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        std::future::ready(Err(StoreError::new("connection refused")))
+    }
+
+    fn extend(
+        &self,
+        _: &StoreKey,
+        _: &ClaimToken,
+        _: Fingerprint,
+        _: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         std::future::ready(Err(StoreError::new("connection refused")))
     }
 
@@ -443,6 +518,49 @@ async fn post_order(client: &HttpClient, addr: SocketAddr, key: &str, body: &'st
 }
 
 /// Headers without the ones the connection adds (`date`) and the replay mark.
+/// Waits (at most [`LIMIT`]) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let wait = async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"));
+}
+
+/// Posts `KEY` in a task of its own.
+fn send_in_background(client: &HttpClient, addr: SocketAddr) -> tokio::task::JoinHandle<Got> {
+    let client = client.clone();
+    tokio::spawn(async move { post_order(&client, addr, KEY, b"{}").await })
+}
+
+/// Serves the gated app over `store` with `lock_timeout`, and sends a
+/// first request, returned once it waits in the handler.
+async fn serve_one_running<St: Store>(
+    store: St,
+    lock_timeout: Duration,
+) -> (
+    Arc<App>,
+    IdempotencyHandle,
+    SocketAddr,
+    HttpClient,
+    tokio::task::JoinHandle<Got>,
+) {
+    let app = App::gated();
+    let layer = IdempotencyLayer::builder(store)
+        .lock_timeout(lock_timeout)
+        .build()
+        .expect("valid config");
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    let client = client();
+    let first = send_in_background(&client, addr);
+    until("the handler runs", || app.orders() >= 1).await;
+    (app, handle, addr, client, first)
+}
+
 fn app_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()

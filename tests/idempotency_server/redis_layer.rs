@@ -9,7 +9,7 @@ use axum::routing::post;
 use steadfast::idempotency::store::RedisStore;
 
 use super::redis_env::{unique_prefix, Redis};
-use super::redis_server::{free_port, redis_server_bin, Server};
+use super::redis_server::{start_private, Server};
 use super::*;
 
 // ===== round trips =====
@@ -102,17 +102,21 @@ async fn until_up(client: &HttpClient, addr: SocketAddr, key: &str) -> Got {
         .expect("service resumed within 5 s")
 }
 
+/// A private redis-server on a free port and a store on it (not yet
+/// connected): the binary and port, to start it again after a kill.
+fn private_redis(test: &str) -> Option<(String, u16, Server, RedisStore)> {
+    let (bin, port, server) = start_private()?;
+    let store = RedisStore::new(format!("redis://127.0.0.1:{port}").as_str())
+        .unwrap()
+        .key_prefix(unique_prefix(test));
+    Some((bin, port, server, store))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_and_restart_redis_under_the_layer() {
-    let Some(bin) = redis_server_bin() else {
+    let Some((bin, port, mut server, store)) = private_redis("kill-restart") else {
         return;
     };
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = Server::start(&bin, port);
-    let store = RedisStore::new(url.as_str())
-        .unwrap()
-        .key_prefix(unique_prefix("kill-restart"));
     let runs = Runs::default();
     let router = Router::new()
         .route("/orders", post(record))
@@ -165,4 +169,46 @@ async fn kill_and_restart_redis_under_the_layer() {
     // Every run answered one non-replayed 201: none ran twice, none ran
     // unprotected.
     assert_eq!(runs.total(), 3);
+}
+
+/// Issue 10 part 4: Redis killed and restarted (empty) while a handler
+/// runs. Before, the claim was gone with the old Redis and a retry ran the
+/// handler again; now the next renewal claims the key back for the same
+/// token, the retry gets 409, and the first request's response is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_lease_keeps_the_key() {
+    let Some((bin, port, mut server, store)) = private_redis("mid-lease") else {
+        return;
+    };
+    let up = async {
+        while store.get(&StoreKey::new("s", "ping")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, up)
+        .await
+        .expect("redis started");
+
+    let (app, handle, addr, client, first) =
+        serve_one_running(store, Duration::from_millis(900)).await;
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _server = Server::start(&bin, port);
+    // Long enough for the store to reconnect and a renewal to land.
+    let renewed = handle.snapshot().lease_renewals;
+    until("renewals resumed after the restart", || {
+        handle.snapshot().lease_renewals >= renewed + 2
+    })
+    .await;
+
+    let retry = post_order(&client, addr, KEY, b"{}").await;
+    retry.assert_problem(409);
+    app.open();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = post_order(&client, addr, KEY, b"{}").await;
+    assert!(replay.replayed(), "{replay:?}");
+    assert_eq!(app.orders(), 1, "the handler ran once");
+    assert_eq!(handle.snapshot().leases_lost, 0);
 }

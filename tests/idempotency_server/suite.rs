@@ -43,8 +43,13 @@ for_each_store!(
     malformed_keys_get_400_and_never_run,
     an_oversized_body_gets_413_and_never_runs,
     a_5xx_releases_the_key_so_a_retry_runs_the_handler,
-    a_dropped_request_releases_the_key,
-    a_dropped_request_releases_the_key_without_a_spawner,
+    a_dropped_request_releases_the_key_with_abandon,
+    a_dropped_request_releases_the_key_with_abandon_without_a_spawner,
+    a_claim_cancelled_in_flight_does_not_lock_the_key,
+    a_dropped_request_is_finished_and_its_retry_gets_the_replay,
+    a_failed_write_after_success_keeps_the_key_claimed,
+    a_write_that_fails_once_is_retried_and_stored,
+    a_handler_longer_than_the_lock_timeout_keeps_its_key,
     principals_isolate_two_clients_using_the_same_key,
     a_custom_principal_scopes_keys,
     get_passes_through_untouched_even_with_a_key,
@@ -313,21 +318,21 @@ async fn a_5xx_releases_the_key_so_a_retry_runs_the_handler<B: Backend>(b: B) {
 /// The client goes away while the handler runs: hyper drops the request
 /// future, and the claim is released (through the spawner, which a network
 /// store needs), so the client's retry runs the handler.
-async fn a_dropped_request_releases_the_key<B: Backend>(b: B) {
+async fn a_dropped_request_releases_the_key_with_abandon<B: Backend>(b: B) {
     dropped_request_releases_the_key(b, true).await;
 }
 
-/// As above with no spawner given: the release goes to the current runtime
-/// (feature `redis`); a lost release would hold the key for the 60 s lock
+/// As above with no spawner given: the release goes to the current runtime;
+/// a lost release would hold the key for the 60 s lock
 /// timeout, longer than the test waits.
-async fn a_dropped_request_releases_the_key_without_a_spawner<B: Backend>(b: B) {
+async fn a_dropped_request_releases_the_key_with_abandon_without_a_spawner<B: Backend>(b: B) {
     dropped_request_releases_the_key(b, false).await;
 }
 
 async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     let app = App::gated();
     let store = Counting::new(b.store());
-    let builder = IdempotencyLayer::builder(store.clone());
+    let builder = IdempotencyLayer::builder(store.clone()).on_disconnect(OnDisconnect::Abandon);
     let builder = if spawner {
         builder.spawn_release_with(|release| {
             tokio::spawn(release);
@@ -338,21 +343,10 @@ async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     let layer = builder.build().expect("valid config");
     let addr = serve(app.clone(), layer).await;
 
-    // A client of its own, so dropping its request closes the connection.
-    let first = tokio::spawn({
-        let client = client();
-        async move { post_order(&client, addr, KEY, b"{}").await }
-    });
-    let running = async {
-        while app.orders() < 1 {
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(LIMIT, running)
-        .await
-        .expect("the first request reached the handler");
-    first.abort();
-    assert!(first.await.unwrap_err().is_cancelled());
+    send_then_abandon(addr, "the first request reached the handler", || {
+        app.orders() >= 1
+    })
+    .await;
 
     // The server notices the closed connection and drops the handler (and
     // so the layer's future, which releases the claim).
@@ -385,6 +379,151 @@ async fn dropped_request_releases_the_key<B: Backend>(b: B, spawner: bool) {
     assert_eq!(app.orders(), 2, "the retry ran the handler");
     assert!(post_order(&client, addr, KEY, b"{}").await.replayed());
     assert_eq!(app.orders(), 2);
+}
+
+/// Posts `KEY` from a client of its own, waits until `reached` holds, then
+/// drops the request (closing its connection), as a client that gives up.
+async fn send_then_abandon(addr: SocketAddr, what: &str, reached: impl Fn() -> bool) {
+    let first = send_in_background(&client(), addr);
+    until(what, reached).await;
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+}
+
+/// Posts `KEY` until an answer other than 409 comes (at most [`LIMIT`]).
+async fn until_not_409(client: &HttpClient, addr: SocketAddr) -> Got {
+    let retried = async {
+        loop {
+            let got = post_order(client, addr, KEY, b"{}").await;
+            if got.status != StatusCode::CONFLICT {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, retried)
+        .await
+        .expect("the key was still held after the time limit")
+}
+
+/// Issue 10 part 3: the store applied the claim, and the request was
+/// cancelled before the reply came. Before, the key stayed locked for the
+/// whole lock timeout (60 s: every retry got 409); now the guard, armed
+/// before the claim's round trip, releases it by its token.
+async fn a_claim_cancelled_in_flight_does_not_lock_the_key<B: Backend>(b: B) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    let addr = serve(app.clone(), IdempotencyLayer::new(store.clone())).await;
+
+    store.stall_claims(true);
+    send_then_abandon(addr, "the claim was applied", || store.claims() >= 1).await;
+    store.stall_claims(false);
+
+    let got = until_not_409(&client(), addr).await;
+    assert_eq!(got.status, StatusCode::CREATED, "{got:?}");
+    assert!(!got.replayed());
+    assert_eq!(app.orders(), 1, "the handler ran once, for the retry");
+}
+
+/// Issue 10 part 4: a client that disconnects after the handler started.
+/// Before, hyper dropped the handler, the key was released and the retry
+/// ran the handler a second time; now (`OnDisconnect::Complete`, the
+/// default) the rest of the request runs in a task, its response is
+/// stored, and the retry gets 409 while it runs, then the replay.
+async fn a_dropped_request_is_finished_and_its_retry_gets_the_replay<B: Backend>(b: B) {
+    let app = App::gated();
+    let layer = IdempotencyLayer::new(b.store());
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+
+    send_then_abandon(addr, "the handler runs", || app.orders() >= 1).await;
+    until("the server dropped the request", || {
+        handle.snapshot().detached >= 1
+    })
+    .await;
+
+    let client = client();
+    let got = post_order(&client, addr, KEY, b"{}").await;
+    got.assert_problem(409);
+    app.open();
+    let got = until_not_409(&client, addr).await;
+    assert_eq!(got.status, StatusCode::CREATED, "{got:?}");
+    assert!(got.replayed(), "{got:?}");
+    assert_eq!(app.orders(), 1, "the handler ran once");
+    assert_eq!(app.cancelled.load(Ordering::SeqCst), 0);
+    let stats = handle.snapshot();
+    assert_eq!((stats.detached, stats.detached_timed_out), (1, 0));
+}
+
+/// Serves the app over a store whose next `failures` writes fail.
+async fn serve_failing_writes<B: Backend>(
+    b: B,
+    failures: usize,
+) -> (Arc<App>, IdempotencyHandle, SocketAddr, HttpClient) {
+    let app = Arc::new(App::default());
+    let store = Counting::new(b.store());
+    store.fail_completes(failures);
+    let layer = IdempotencyLayer::new(store);
+    let handle = layer.handle();
+    let addr = serve(app.clone(), layer).await;
+    (app, handle, addr, client())
+}
+
+/// Issue 10 part 4: storing the response failed after the handler
+/// succeeded. Before, the key was released and the retry ran the handler
+/// again; now the write is retried, and when every attempt fails the key
+/// stays claimed until its lock timeout (the retry gets 409).
+async fn a_failed_write_after_success_keeps_the_key_claimed<B: Backend>(b: B) {
+    let (app, handle, addr, client) = serve_failing_writes(b, usize::MAX).await;
+    let first = post_order(&client, addr, KEY, b"{}").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = post_order(&client, addr, KEY, b"{}").await;
+    again.assert_problem(409);
+    assert_eq!(app.orders(), 1, "the handler did not run again");
+    assert_eq!(handle.snapshot().store_write_failures, 1);
+}
+
+/// A write that fails once is retried within the lock: the response is
+/// stored and the retry replays it.
+async fn a_write_that_fails_once_is_retried_and_stored<B: Backend>(b: B) {
+    let (app, handle, addr, client) = serve_failing_writes(b, 1).await;
+    let first = post_order(&client, addr, KEY, b"{}").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = post_order(&client, addr, KEY, b"{}").await;
+    assert!(again.replayed(), "{again:?}");
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.orders(), 1);
+    assert_eq!(handle.snapshot().store_write_failures, 0);
+}
+
+/// Issue 10 part 4: a handler that runs longer than the lock timeout.
+/// Before, its claim expired mid-run, a retry ran the handler again and
+/// the late completion was refused; now the claim is renewed every
+/// `lock_timeout / 3` while the handler runs, the retry gets 409, and the
+/// response is stored.
+async fn a_handler_longer_than_the_lock_timeout_keeps_its_key<B: Backend>(b: B) {
+    let lock = Duration::from_millis(600);
+    let store = Counting::new(b.store());
+    let (app, handle, addr, client, first) = serve_one_running(store.clone(), lock).await;
+    // Two and a half lock timeouts into the run.
+    tokio::time::sleep(lock * 5 / 2).await;
+    let again = tokio::time::timeout(LIMIT, post_order(&client, addr, KEY, b"{}"))
+        .await
+        .expect("the retry was answered at once, not run");
+    again.assert_problem(409);
+    assert_eq!(app.orders(), 1);
+    assert!(store.extends() >= 3, "{} renewals", store.extends());
+
+    app.open();
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::CREATED);
+    let replay = post_order(&client, addr, KEY, b"{}").await;
+    assert!(replay.replayed(), "{replay:?}");
+    assert_eq!(replay.body, first.body);
+    assert_eq!(app.orders(), 1);
+    let stats = handle.snapshot();
+    assert!(stats.lease_renewals >= 3, "{stats:?}");
+    assert_eq!(stats.leases_lost, 0);
 }
 
 async fn principals_isolate_two_clients_using_the_same_key<B: Backend>(b: B) {

@@ -1,6 +1,8 @@
 //! `MemoryStore` against a reference model: random sequences of claims,
-//! completions, releases, reads and clock advances over a few keys, with
-//! right, stale and forged tokens. Every answer must be the model's.
+//! lease renewals, completions, releases, reads and clock advances over a
+//! few keys, with right, stale and forged tokens. Every answer must be the
+//! model's: no claim is ever evicted, a renewal keeps or retakes a free
+//! key, and a completion lands when its claim holds or lapsed untaken.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +34,13 @@ enum Op {
         key: usize,
         token: u8,
     },
+    /// `token` as for `Complete`.
+    Extend {
+        key: usize,
+        token: u8,
+        fp: u8,
+        lock_ms: u64,
+    },
     Get {
         key: usize,
     },
@@ -58,6 +67,14 @@ fn op() -> impl Strategy<Value = Op> {
             }
         ),
         (key.clone(), 0..3u8).prop_map(|(key, token)| Op::Release { key, token }),
+        (key.clone(), 0..3u8, 0..2u8, 1..50u64).prop_map(|(key, token, fp, lock_ms)| {
+            Op::Extend {
+                key,
+                token,
+                fp,
+                lock_ms,
+            }
+        }),
         key.prop_map(|key| Op::Get { key }),
         (0..40u64).prop_map(|ms| Op::Advance { ms }),
     ]
@@ -89,6 +106,20 @@ impl Model {
         self.entries.get(&key).map(|(_, held)| held)
     }
 
+    /// The fingerprint `token` claimed with (a forged token: `fp`). The
+    /// layer renews with its own claim's fingerprint.
+    fn claimed_with(
+        tokens: &[(usize, ClaimToken, Fingerprint)],
+        key: usize,
+        token: &ClaimToken,
+        fp: Fingerprint,
+    ) -> Fingerprint {
+        tokens
+            .iter()
+            .find(|(k, t, _)| *k == key && t == token)
+            .map_or(fp, |(_, _, fp)| *fp)
+    }
+
     fn view(held: &Held) -> Claim {
         match held {
             Held::Claimed { fp, .. } => Claim::InProgress { fingerprint: *fp },
@@ -101,6 +132,12 @@ impl Model {
 
     fn holds(&mut self, key: usize, token: &ClaimToken, now: Instant) -> bool {
         matches!(self.live(key, now), Some(Held::Claimed { token: held, .. }) if held == token)
+    }
+
+    /// Held by `token`, or free (absent or expired): a renewal or a
+    /// completion by `token` lands.
+    fn open_to(&mut self, key: usize, token: &ClaimToken, now: Instant) -> bool {
+        self.live(key, now).is_none() || self.holds(key, token, now)
     }
 }
 
@@ -119,6 +156,8 @@ async fn run(store: MemoryStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     // Per key: every token it was given, latest last.
     let mut tokens: Vec<Vec<ClaimToken>> = vec![Vec::new(); KEYS];
+    // Every key's tokens and the fingerprint each claimed with.
+    let mut claimed_with: Vec<(usize, ClaimToken, Fingerprint)> = Vec::new();
     let pick = |tokens: &[ClaimToken], which: u8| {
         match which {
             0 => tokens.last().cloned(),
@@ -131,18 +170,23 @@ async fn run(store: MemoryStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
         let now = Instant::now();
         match op {
             Op::Claim { key, fp, lock_ms } => {
+                let token = ClaimToken::random();
                 let got = store
-                    .claim(&keys[key], fingerprint(fp), Duration::from_millis(lock_ms))
+                    .claim(
+                        &keys[key],
+                        &token,
+                        fingerprint(fp),
+                        Duration::from_millis(lock_ms),
+                    )
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 match model.live(key, now).map(Model::view) {
                     Some(expected) => prop_assert_eq!(got, expected),
                     None => {
-                        let Claim::Claimed(token) = got else {
-                            return Err(TestCaseError::fail(format!("free key gave {got:?}")));
-                        };
+                        prop_assert_eq!(got, Claim::Claimed(token.clone()));
                         prop_assert!(tokens.iter().flatten().all(|t| *t != token));
                         tokens[key].push(token.clone());
+                        claimed_with.push((key, token.clone(), fingerprint(fp)));
                         let held = Held::Claimed {
                             token,
                             fp: fingerprint(fp),
@@ -165,7 +209,7 @@ async fn run(store: MemoryStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .complete(&keys[key], &token, fingerprint(fp), response(body), ttl)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let expected = model.holds(key, &token, now);
+                let expected = model.open_to(key, &token, now);
                 prop_assert_eq!(got, expected);
                 if expected {
                     let held = Held::Completed {
@@ -185,6 +229,36 @@ async fn run(store: MemoryStore, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got, expected);
                 if expected {
                     model.entries.remove(&key);
+                }
+            }
+            Op::Extend {
+                key,
+                token,
+                fp,
+                lock_ms,
+            } => {
+                let token = pick(&tokens[key], token);
+                let lock = Duration::from_millis(lock_ms);
+                let fp = Model::claimed_with(&claimed_with, key, &token, fingerprint(fp));
+                let got = store
+                    .extend(&keys[key], &token, fp, lock)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let expected = model.open_to(key, &token, now);
+                prop_assert_eq!(got, expected);
+                if expected {
+                    // A held claim keeps its fingerprint; a free key is
+                    // claimed again with the one given.
+                    let fp = match model.live(key, now) {
+                        Some(Held::Claimed { fp, .. }) => *fp,
+                        _ => fp,
+                    };
+                    claimed_with.push((key, token.clone(), fp));
+                    let held = Held::Claimed {
+                        token: token.clone(),
+                        fp,
+                    };
+                    model.entries.insert(key, (now + lock, held));
                 }
             }
             Op::Get { key } => {

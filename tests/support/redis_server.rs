@@ -59,6 +59,15 @@ pub fn redis_server_bin() -> Option<String> {
     bin
 }
 
+/// A private server on a free port, and the binary and port that start it
+/// again after a kill; `None` as for [`redis_server_bin`].
+pub fn start_private() -> Option<(String, u16, Server)> {
+    let bin = redis_server_bin()?;
+    let port = free_port();
+    let server = Server::start(&bin, port);
+    Some((bin, port, server))
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

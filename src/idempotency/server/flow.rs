@@ -1,10 +1,12 @@
 //! The keyed path: buffer the body, claim the key, run the handler once,
 //! store its response.
 
+use std::fmt;
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,8 +19,11 @@ use tower_service::Service;
 
 use super::body::IdempotencyBody;
 use super::fingerprint::fingerprint;
-use super::layer::{Config, Spawner};
-use crate::idempotency::store::{Claim, ClaimToken, Store, StoreKey, StoredResponse};
+use super::future::Flow;
+use super::layer::{Config, Counters, Spawner};
+use crate::idempotency::store::{
+    Claim, ClaimToken, Fingerprint, Store, StoreError, StoreKey, StoredResponse,
+};
 
 /// The header that marks a replayed response.
 pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -27,6 +32,14 @@ const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(100);
 /// About 30 years: the wait bound used when the configured one overflows.
 const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+/// How often a response is written before the layer gives up on the store.
+const WRITE_ATTEMPTS: u32 = 3;
+/// The pause before the second write; each later pause is 4 times longer,
+/// and none longer than an eighth of the lock timeout.
+const FIRST_WRITE_BACKOFF: Duration = Duration::from_millis(25);
+
+/// A boxed future, as spawners take them.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub(crate) async fn run<S, St, B, ResBody>(
     mut inner: S,
@@ -35,6 +48,7 @@ pub(crate) async fn run<S, St, B, ResBody>(
     key: StoreKey,
     parts: Parts,
     body: B,
+    started: Option<Arc<AtomicBool>>,
 ) -> Result<Response<IdempotencyBody<ResBody>>, S::Error>
 where
     S: Service<Request<IdempotencyBody<B>>, Response = Response<ResBody>>,
@@ -72,24 +86,49 @@ where
             .or_else(|| now.checked_add(FAR))
             .unwrap_or(now)
     });
+    // The token is made, and the guard armed, before the claim's round
+    // trip: a request cancelled while its claim is in flight (the store
+    // applied it, the reply never came) releases it by the token; releasing
+    // a claim that never landed is a no-op.
+    let mut guard = ClaimGuard {
+        store: store.clone(),
+        key,
+        token: ClaimToken::random(),
+        armed: false,
+        spawner: config.spawner.clone(),
+    };
     let mut delay = FIRST_POLL;
-    let token = loop {
-        match store.claim(&key, fp, config.lock_timeout).await {
+    loop {
+        guard.armed = true;
+        let claim = store
+            .claim(&guard.key, &guard.token, fp, config.lock_timeout)
+            .await;
+        match claim {
             Err(error) => {
+                // The claim may have landed: the guard stays armed, and
+                // releases it when the flow ends.
                 tracing::warn!(%error, "idempotency store failed; answering 503");
                 return Ok(unavailable());
             }
-            Ok(Claim::Claimed(token)) => break token,
+            Ok(Claim::Claimed(_)) => break,
+            Ok(Claim::Full) => {
+                guard.armed = false;
+                Counters::add(&config.counters.shed);
+                tracing::warn!("idempotency store is full of running requests; answering 503");
+                return Ok(full());
+            }
             Ok(Claim::Completed {
                 fingerprint,
                 response,
             }) => {
+                guard.armed = false;
                 if fingerprint != fp {
                     return Ok(mismatch());
                 }
                 return Ok(replay(response));
             }
             Ok(Claim::InProgress { fingerprint }) => {
+                guard.armed = false;
                 if fingerprint != fp {
                     return Ok(mismatch());
                 }
@@ -103,45 +142,29 @@ where
                 }
             }
         }
-    };
+    }
 
-    let mut guard = ClaimGuard {
-        store: store.clone(),
-        held: Some((key.clone(), token.clone())),
-        spawner: config.spawner.clone(),
-    };
+    let mut lease = Lease::new(&store, &guard.key, &guard.token, fp, &config);
     let req = Request::from_parts(parts, IdempotencyBody::full(bytes));
-    let res = match inner.call(req).await {
-        Ok(res) => res,
+    // From here a dropped request is finished in a task (OnDisconnect::Complete).
+    if let Some(started) = &started {
+        started.store(true, Ordering::Release);
+    }
+    let res = lease.hold(inner.call(req)).await;
+    let (rparts, rbody) = match res {
+        Ok(res) => res.into_parts(),
         Err(e) => {
             guard.release().await;
             return Err(e);
         }
     };
-    let (rparts, rbody) = res.into_parts();
     if rparts.status.is_server_error() {
         guard.release().await;
         return Ok(Response::from_parts(rparts, IdempotencyBody::stream(rbody)));
     }
-    match collect(rbody, config.max_response_body).await {
+    match lease.hold(collect(rbody, config.max_response_body)).await {
         Collected::All(bytes) => {
-            let stored = StoredResponse::from_http(rparts.status, &rparts.headers, bytes.clone());
-            // The guard stays armed while the response is written: a call
-            // dropped or failed here still frees the key (a release after a
-            // completion that did land is refused by the token check).
-            match store.complete(&key, &token, fp, stored, config.ttl).await {
-                Ok(true) => guard.held = None,
-                Ok(false) => {
-                    guard.held = None;
-                    tracing::warn!(
-                        "idempotency claim expired before the handler finished; its response was not stored"
-                    );
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "idempotency store failed to store a response; the key is released");
-                    guard.release().await;
-                }
-            }
+            guard.complete(fp, &rparts, &bytes, &config).await;
             Ok(Response::from_parts(rparts, IdempotencyBody::full(bytes)))
         }
         Collected::Partial {
@@ -164,6 +187,176 @@ where
                 "the response body failed while it was read",
             ))
         }
+    }
+}
+
+/// Finishes a keyed request whose response future was dropped after its
+/// handler began ([`OnDisconnect::Complete`](super::OnDisconnect::Complete)):
+/// spawned, bounded by the lock timeout, counted. Without a spawner or a
+/// runtime, the flow is dropped (its guard releases the key).
+pub(crate) fn detach<B, E>(flow: Flow<B, E>, config: &Config)
+where
+    B: Send + 'static,
+    E: Send + 'static,
+{
+    let counters = config.counters.clone();
+    let limit = config.lock_timeout;
+    let task: Task = Box::pin(async move {
+        if tokio::time::timeout(limit, flow).await.is_err() {
+            Counters::add(&counters.detached_timed_out);
+            tracing::warn!(
+                "a dropped idempotent request ran past its lock timeout; it is cancelled and its key released"
+            );
+        }
+    });
+    if spawn(config.spawner.as_ref(), task) {
+        Counters::add(&config.counters.detached);
+    } else {
+        tracing::warn!(
+            "dropped idempotent request without a Tokio runtime or spawner: its handler is abandoned"
+        );
+    }
+}
+
+/// Hands `task` to the spawner, or to the current Tokio runtime; `false`
+/// (and `task` dropped) when there is neither.
+fn spawn(spawner: Option<&Spawner>, task: Task) -> bool {
+    if let Some(spawn) = spawner {
+        spawn(task);
+        return true;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            drop(handle.spawn(task));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Keeps a claim while its handler runs: renews it every `lock_timeout / 3`.
+struct Lease<'a, St> {
+    store: &'a St,
+    key: &'a StoreKey,
+    token: &'a ClaimToken,
+    fingerprint: Fingerprint,
+    config: &'a Config,
+    period: Duration,
+    /// When the next renewal is due; `None` once the lease is lost.
+    next: Option<Instant>,
+}
+
+type Renewal = Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send>>;
+
+impl<'a, St: Store> Lease<'a, St> {
+    fn new(
+        store: &'a St,
+        key: &'a StoreKey,
+        token: &'a ClaimToken,
+        fingerprint: Fingerprint,
+        config: &'a Config,
+    ) -> Self {
+        let period = (config.lock_timeout / 3).max(Duration::from_millis(1));
+        // Renewals need Tokio's timer: outside a runtime (a request driven
+        // by another executor) the claim holds for its lock timeout only.
+        let runtime = tokio::runtime::Handle::try_current().is_ok();
+        Self {
+            store,
+            key,
+            token,
+            fingerprint,
+            config,
+            period,
+            next: Instant::now().checked_add(period).filter(|_| runtime),
+        }
+    }
+
+    /// Runs `fut`, renewing the lease when due. The handler's future is
+    /// polled first, then the renewal timer (started at the claim) and any
+    /// renewal in flight: the handler never waits on the store. A renewal
+    /// still in flight when `fut` finishes is dropped.
+    async fn hold<F: Future>(&mut self, fut: F) -> F::Output {
+        let Some(first) = self.next else {
+            // Lost, or no runtime: nothing to renew.
+            return fut.await;
+        };
+        let mut fut = pin!(fut);
+        let mut timer = pin!(tokio::time::sleep_until(first));
+        let mut renewal: Option<Renewal> = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            loop {
+                if let Some(pending) = renewal.as_mut() {
+                    let Poll::Ready(result) = pending.as_mut().poll(cx) else {
+                        break;
+                    };
+                    renewal = None;
+                    self.renewed(result);
+                }
+                let Some(at) = self.next else { break };
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                if timer.as_mut().poll(cx).is_pending() {
+                    break;
+                }
+                renewal = Some(self.renew());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn renew(&mut self) -> Renewal {
+        // Due again a period on (as if this one failed), until it answers.
+        self.next = self.next.and_then(|at| at.checked_add(self.period));
+        let (store, key, token) = (self.store.clone(), self.key.clone(), self.token.clone());
+        let (fingerprint, lock_timeout) = (self.fingerprint, self.config.lock_timeout);
+        Box::pin(async move { store.extend(&key, &token, fingerprint, lock_timeout).await })
+    }
+
+    fn renewed(&mut self, result: Result<bool, StoreError>) {
+        let counters = &self.config.counters;
+        match result {
+            Ok(true) => {
+                Counters::add(&counters.lease_renewals);
+                self.next = Instant::now().checked_add(self.period);
+            }
+            Ok(false) => {
+                Counters::add(&counters.leases_lost);
+                self.next = None;
+                tracing::warn!(
+                    key_hash = %KeyHash::of(self.key),
+                    "idempotency claim was taken by another request while its handler ran; its response will not be stored"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, key_hash = %KeyHash::of(self.key), "idempotency store failed to renew a claim; retrying");
+            }
+        }
+    }
+}
+
+/// A short hash of a store key for logs, so the key itself (a client's
+/// secret-ish id, its principal) never reaches them.
+struct KeyHash([u8; 6]);
+
+impl KeyHash {
+    fn of(key: &StoreKey) -> Self {
+        use sha2::{Digest, Sha256};
+
+        let digest = Sha256::digest(key.as_str().as_bytes());
+        let mut short = [0; 6];
+        short.copy_from_slice(&digest[..6]);
+        Self(short)
+    }
+}
+
+impl fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -219,54 +412,91 @@ async fn collect<B: Body<Data = Bytes>>(body: B, cap: usize) -> Collected<B> {
     }
 }
 
-/// Releases the claim if the flow is dropped while holding it.
+/// Releases the claim if the flow ends (or is dropped) while it is armed.
+///
+/// It is armed before each claim's round trip, and disarmed when the claim
+/// is not ours (in progress, completed, full) or once its fate is settled
+/// (a response stored, or kept claimed after a failed write).
 struct ClaimGuard<St: Store> {
     store: St,
-    held: Option<(StoreKey, ClaimToken)>,
+    key: StoreKey,
+    token: ClaimToken,
+    armed: bool,
     spawner: Option<Spawner>,
 }
 
 impl<St: Store> ClaimGuard<St> {
     async fn release(&mut self) {
-        if let Some((key, token)) = self.held.take() {
-            if let Err(error) = self.store.release(&key, &token).await {
+        if std::mem::take(&mut self.armed) {
+            if let Err(error) = self.store.release(&self.key, &self.token).await {
                 tracing::warn!(%error, "idempotency store failed to release a claim; it frees itself at its lock timeout");
             }
         }
+    }
+
+    /// Stores the response of a handler that succeeded, retrying a failed
+    /// write (bounded, within the lock). Whatever happens the key is not
+    /// released: if every write fails, the claim stays until it expires.
+    async fn complete(
+        &mut self,
+        fp: Fingerprint,
+        parts: &http::response::Parts,
+        body: &Bytes,
+        config: &Config,
+    ) {
+        let mut backoff = FIRST_WRITE_BACKOFF.min(config.lock_timeout / 8);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            // Packed again for each attempt (rarely more than one), rather
+            // than cloned for a retry that seldom comes.
+            let stored = StoredResponse::from_http(parts.status, &parts.headers, body.clone());
+            let written = self
+                .store
+                .complete(&self.key, &self.token, fp, stored, config.ttl)
+                .await;
+            match written {
+                Ok(true) => break,
+                Ok(false) => {
+                    tracing::warn!(
+                        key_hash = %KeyHash::of(&self.key),
+                        "idempotency claim was taken by another request, or the store refused the response; it was not stored"
+                    );
+                    break;
+                }
+                Err(error) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "idempotency store failed to store a response; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(4).min(config.lock_timeout / 8);
+                }
+                Err(error) => {
+                    Counters::add(&config.counters.store_write_failures);
+                    tracing::error!(
+                        %error,
+                        key_hash = %KeyHash::of(&self.key),
+                        "idempotency store failed to store the response of a handler that succeeded; the key stays claimed until its lock timeout"
+                    );
+                }
+            }
+        }
+        self.armed = false;
     }
 }
 
 impl<St: Store> Drop for ClaimGuard<St> {
     fn drop(&mut self) {
-        let Some((key, token)) = self.held.take() else {
+        if !self.armed {
             return;
-        };
-        let store = self.store.clone();
-        let mut release: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+        }
+        let (store, key, token) = (self.store.clone(), self.key.clone(), self.token.clone());
+        let mut release: Task = Box::pin(async move {
             let _ = store.release(&key, &token).await;
         });
         // Drop cannot await: poll once (an in-memory store finishes here),
         // then hand what is left to the spawner or the runtime.
         let mut cx = Context::from_waker(Waker::noop());
-        if release.as_mut().poll(&mut cx).is_pending() {
-            match &self.spawner {
-                Some(spawn) => spawn(release),
-                None => spawn_or_abandon(release),
-            }
+        if release.as_mut().poll(&mut cx).is_pending() && !spawn(self.spawner.as_ref(), release) {
+            tracing::debug!("dropped idempotent request: release left to the lock timeout");
         }
     }
-}
-
-/// Without a spawner: the current Tokio runtime, when the crate has
-/// Tokio's runtime (feature `redis`) and there is one.
-fn spawn_or_abandon(release: Pin<Box<dyn Future<Output = ()> + Send>>) {
-    #[cfg(feature = "redis")]
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        handle.spawn(release);
-        return;
-    }
-    drop(release);
-    tracing::debug!("dropped idempotent request: release left to the lock timeout");
 }
 
 fn replay<B>(stored: StoredResponse) -> Response<IdempotencyBody<B>> {
@@ -314,20 +544,29 @@ fn mismatch<B>() -> Response<IdempotencyBody<B>> {
 }
 
 fn conflict<B>() -> Response<IdempotencyBody<B>> {
-    let mut res = problem(
+    retry_later(
         StatusCode::CONFLICT,
         "a request with this Idempotency-Key is still being processed",
-    );
-    res.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    res
+    )
+}
+
+fn full<B>() -> Response<IdempotencyBody<B>> {
+    retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the idempotency store is full of requests in progress; try again later",
+    )
 }
 
 fn unavailable<B>() -> Response<IdempotencyBody<B>> {
-    let mut res = problem(
+    retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
         "the idempotency store is unavailable",
-    );
+    )
+}
+
+/// A problem answer with `Retry-After: 1`.
+fn retry_later<B>(status: StatusCode, detail: &'static str) -> Response<IdempotencyBody<B>> {
+    let mut res = problem(status, detail);
     res.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     res

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,94 @@ pub(crate) struct Config {
     pub(crate) ttl: Duration,
     pub(crate) wait_for_result: Option<Duration>,
     pub(crate) spawner: Option<Spawner>,
+    pub(crate) on_disconnect: OnDisconnect,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// What happens to a keyed request whose response future is dropped (the
+/// client went away, a timeout outside cancelled it) after its handler
+/// began; see [`IdempotencyLayerBuilder::on_disconnect`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnDisconnect {
+    /// The rest of the request (the handler, storing its response) is
+    /// spawned on the current Tokio runtime and driven to completion,
+    /// bounded by the lock timeout: a retry gets the stored response, or 409
+    /// while it finishes. Without a runtime (and no
+    /// [`spawn_release_with`](IdempotencyLayerBuilder::spawn_release_with)
+    /// spawner), falls back to [`Abandon`](Self::Abandon). The default.
+    #[default]
+    Complete,
+    /// The handler's future is dropped with the request and the key is
+    /// released: a retry runs the handler again (it may have done part or
+    /// all of its work).
+    Abandon,
+}
+
+/// The layer's counters, shared by its services and handles.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) shed: AtomicU64,
+    pub(crate) detached: AtomicU64,
+    pub(crate) detached_timed_out: AtomicU64,
+    pub(crate) store_write_failures: AtomicU64,
+    pub(crate) lease_renewals: AtomicU64,
+    pub(crate) leases_lost: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads an [`IdempotencyLayer`]'s counters; from
+/// [`IdempotencyLayer::handle`]. Clones read the same counters.
+///
+/// See the [module docs](crate::idempotency).
+#[derive(Debug, Clone)]
+pub struct IdempotencyHandle {
+    counters: Arc<Counters>,
+}
+
+/// What the layer counted since it was built; from
+/// [`IdempotencyHandle::snapshot`]. Each counter is read on its own (no
+/// lock), so the snapshot is not one instant's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdempotencyStats {
+    /// New keyed requests answered 503 because the store was full of
+    /// running claims ([`Claim::Full`](crate::idempotency::store::Claim::Full)).
+    pub shed: u64,
+    /// Requests dropped after their handler began and driven to completion
+    /// in a task of their own ([`OnDisconnect::Complete`]).
+    pub detached: u64,
+    /// Of those, the ones cut off at the lock timeout (their key released).
+    pub detached_timed_out: u64,
+    /// Responses of handlers that succeeded that the store failed to keep
+    /// after every attempt; their keys stay claimed until the claim expires.
+    pub store_write_failures: u64,
+    /// Claims extended while their handler ran.
+    pub lease_renewals: u64,
+    /// Leases found taken by another claim (or response) while the handler
+    /// ran; the handler's response is then not stored.
+    pub leases_lost: u64,
+}
+
+impl IdempotencyHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> IdempotencyStats {
+        let c = &self.counters;
+        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        IdempotencyStats {
+            shed: get(&c.shed),
+            detached: get(&c.detached),
+            detached_timed_out: get(&c.detached_timed_out),
+            store_write_failures: get(&c.store_write_failures),
+            lease_renewals: get(&c.lease_renewals),
+            leases_lost: get(&c.leases_lost),
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -40,7 +129,8 @@ impl fmt::Debug for Config {
             .field("ttl", &self.ttl)
             .field("wait_for_result", &self.wait_for_result)
             .field("spawner", &self.spawner.is_some())
-            .finish()
+            .field("on_disconnect", &self.on_disconnect)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,6 +145,8 @@ impl Default for Config {
             ttl: Duration::from_secs(24 * 60 * 60),
             wait_for_result: None,
             spawner: None,
+            on_disconnect: OnDisconnect::Complete,
+            counters: Arc::default(),
         }
     }
 }
@@ -149,6 +241,21 @@ impl<St, P> IdempotencyLayer<St, P> {
     pub fn store(&self) -> &St {
         &self.store
     }
+
+    /// A handle on the layer's counters (shared by every service it makes).
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::MemoryStore;
+    /// use steadfast::idempotency::IdempotencyLayer;
+    ///
+    /// let layer = IdempotencyLayer::new(MemoryStore::new());
+    /// assert_eq!(layer.handle().snapshot().shed, 0);
+    /// ```
+    pub fn handle(&self) -> IdempotencyHandle {
+        IdempotencyHandle {
+            counters: self.config.counters.clone(),
+        }
+    }
 }
 
 /// Builds an [`IdempotencyLayer`]; see [`IdempotencyLayer::builder`].
@@ -208,10 +315,13 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
         self
     }
 
-    /// How long a claim holds without completing (default 60 s, more than
-    /// zero): after it a handler that hung or panicked no longer blocks its
-    /// key. Set it above the handler's longest run, or a slow first request
-    /// and its retry may both run.
+    /// How long a claim holds without completing or being renewed (default
+    /// 60 s, more than zero): after it a server that died, or a request no
+    /// longer polled, no longer blocks its key. While the handler runs, the
+    /// layer renews the claim every `lock_timeout / 3`, so a handler may run
+    /// longer than this (bound a handler that may hang with a timeout inside
+    /// this layer); a request detached by [`OnDisconnect::Complete`] runs at
+    /// most this long.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.config.lock_timeout = timeout;
         self
@@ -234,20 +344,39 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
     }
 
     /// Where to run a release that could not finish synchronously when a
-    /// claimed request is dropped (cancelled); e.g.
+    /// claimed request is dropped (cancelled), and the rest of a request
+    /// detached by [`OnDisconnect::Complete`]; e.g.
     /// `.spawn_release_with(|release| { tokio::spawn(release); })`.
     ///
     /// `Drop` cannot await, so a dropped request's release is polled once
     /// on the spot (enough for an in-memory store). A release still pending
     /// after that (a network store) goes to this spawner; without one, it
-    /// is spawned on the current Tokio runtime when there is one and the
-    /// crate has Tokio's runtime (feature `redis`), else abandoned, and the
-    /// key frees itself when its lock timeout passes.
+    /// is spawned on the current Tokio runtime when there is one, else
+    /// abandoned, and the key frees itself when its lock timeout passes.
     pub fn spawn_release_with<F>(mut self, spawn: F) -> Self
     where
         F: Fn(Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync + 'static,
     {
         self.config.spawner = Some(Arc::new(spawn));
+        self
+    }
+
+    /// What happens when a keyed request is dropped after its handler began
+    /// (default [`OnDisconnect::Complete`]: the handler is driven to
+    /// completion in a task and its response stored).
+    ///
+    /// ```
+    /// use steadfast::idempotency::store::MemoryStore;
+    /// use steadfast::idempotency::{IdempotencyLayer, OnDisconnect};
+    ///
+    /// let layer = IdempotencyLayer::builder(MemoryStore::new())
+    ///     .on_disconnect(OnDisconnect::Abandon)
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), steadfast::InvalidConfig>(())
+    /// ```
+    pub fn on_disconnect(mut self, on_disconnect: OnDisconnect) -> Self {
+        self.config.on_disconnect = on_disconnect;
         self
     }
 
@@ -259,7 +388,9 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
     /// handled, or `idempotency.lock_timeout`, `idempotency.ttl` or
     /// `idempotency.wait_for_result` when it is zero.
     pub fn build(self) -> Result<IdempotencyLayer<St, P>, InvalidConfig> {
-        let config = self.config;
+        let mut config = self.config;
+        // Each layer built counts on its own, even from clones of a builder.
+        config.counters = Arc::default();
         if config.methods.is_empty() {
             return Err(InvalidConfig::new(
                 "idempotency.methods",

@@ -9,6 +9,8 @@ mod principal;
 mod service;
 
 pub use self::body::IdempotencyBody;
-pub use self::layer::{IdempotencyLayer, IdempotencyLayerBuilder};
+pub use self::layer::{
+    IdempotencyHandle, IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStats, OnDisconnect,
+};
 pub use self::principal::{AuthorizationPrincipal, ExtractPrincipal};
 pub use self::service::Idempotency;

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::mem;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -11,7 +12,7 @@ use tower_service::Service;
 use super::body::IdempotencyBody;
 use super::flow::{self, problem};
 use super::future::ResponseFuture;
-use super::layer::Config;
+use super::layer::{Config, OnDisconnect};
 use super::principal::{scope_of, AuthorizationPrincipal, ExtractPrincipal};
 use crate::idempotency::key::{IdempotencyKey, IDEMPOTENCY_KEY};
 use crate::idempotency::store::{Store, StoreKey};
@@ -29,7 +30,9 @@ use crate::idempotency::store::{Store, StoreKey};
 /// `poll_ready` is the inner service's. A keyed request moves the readied
 /// inner service into its future (leaving a clone behind) and calls it after
 /// the body is buffered and the key claimed; requests answered by the layer
-/// itself (400, 409, 413, 422, 503, replays) never call it.
+/// itself (400, 409, 413, 422, 503, replays) never call it. While the
+/// handler runs, its claim is renewed in the same future (the handler is
+/// polled first and never waits on the store).
 ///
 /// See the [module docs](crate::idempotency).
 #[derive(Clone)]
@@ -121,13 +124,21 @@ where
         // Take the service that was driven to readiness; leave a clone.
         let clone = self.inner.clone();
         let inner = mem::replace(&mut self.inner, clone);
-        ResponseFuture::flow(Box::pin(flow::run(
-            inner,
-            self.store.clone(),
+        let started = (self.config.on_disconnect == OnDisconnect::Complete)
+            .then(|| Arc::new(AtomicBool::new(false)));
+        ResponseFuture::flow(
+            Box::pin(flow::run(
+                inner,
+                self.store.clone(),
+                self.config.clone(),
+                store_key,
+                parts,
+                body,
+                started.clone(),
+            )),
+            started,
             self.config.clone(),
-            store_key,
-            parts,
-            body,
-        )))
+            flow::detach::<ResBody, S::Error>,
+        )
     }
 }

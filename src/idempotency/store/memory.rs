@@ -22,11 +22,17 @@ const DEFAULT_MAX_ENTRIES: usize = 100_000;
 const DEFAULT_MAX_BYTES: usize = 256 << 20;
 /// The most shards a store may have.
 const MAX_SHARDS: usize = 1 << 16;
-/// How many unexpired claims eviction passes over, looking for a completed
-/// or expired entry, before it gives up and evicts the oldest claim.
-const MAX_SKIPPED_CLAIMS: usize = 32;
-/// Expired entries at the front of a shard's queue purged on each insert.
+/// The least byte share of a shard, where `max_bytes` allows: four times
+/// the server layer's default `max_response_body` (1 MiB), so such a
+/// response always fits a shard of a store with the default bounds,
+/// whatever the core count (256 MiB / 4 MiB: at most 64 shards).
+const MIN_SHARD_BYTES: usize = 4 << 20;
+/// Expired entries at the front of each of a shard's queues purged on each
+/// insert.
 const SWEEP_PER_INSERT: usize = 2;
+/// How many claims the search for an expired one passes over before the
+/// store gives up and refuses a new claim.
+const MAX_CLAIMS_SCANNED: usize = 32;
 
 /// The embedded [`Store`]: claims and responses in this process's memory.
 ///
@@ -34,25 +40,36 @@ const SWEEP_PER_INSERT: usize = 2;
 /// table; no lock is held across an `.await` (every method does its work at
 /// once and returns a ready future). Clones share the same entries.
 ///
-/// * Entries expire on [`tokio::time`]: a claim after its lock timeout, a
-///   response after its TTL. Expired entries count as absent; they are purged
-///   when their key is next used, from the oldest end on each insert, and by
-///   eviction.
+/// * Entries expire on [`tokio::time`]: a claim after its lock timeout
+///   (pushed back by [`extend`](Store::extend)), a response after its TTL.
+///   Expired entries count as absent; they are purged when their key is next
+///   used, from the oldest end on each insert, and when room is needed.
 /// * At most [`max_entries`](MemoryStoreBuilder::max_entries) are kept
 ///   (default 100,000), taking at most
 ///   [`max_bytes`](MemoryStoreBuilder::max_bytes) (default 256 MiB, as
-///   [`MemoryStoreStats::bytes`] estimates them). When a shard is full, the
-///   oldest entry in it is evicted, preferring expired entries and stored
-///   responses over claims that still hold: a running request keeps its
-///   claim unless the shard holds nothing else near its oldest end. The
-///   entry just written is never evicted to make room for itself. The bounds
-///   are split evenly over the shards, so a shard that fills first evicts
-///   while the store as a whole may hold a little less than the bounds.
+///   [`MemoryStoreStats::bytes`] counts them: within a few percent of the
+///   heap they hold). The bounds are split evenly over the shards, so a
+///   shard that fills first makes room while the store as a whole may hold
+///   a little less than the bounds.
+/// * **A running claim is never evicted.** To make room, a shard evicts
+///   expired entries and stored responses, oldest first, and nothing else.
+///   When a shard holds only running claims, a new claim there is refused
+///   ([`Claim::Full`], counted in
+///   [`refused_claims`](MemoryStoreStats::refused_claims); the server layer
+///   answers 503): new work is shed rather than old work run twice.
+/// * A response that does not fit its shard's byte share even with every
+///   stored response evicted is not stored (counted in
+///   [`unstored_responses`](MemoryStoreStats::unstored_responses)), instead
+///   of evicting others: its claim stays until its lock timeout, then its
+///   key is free. Shards are never made smaller than 4 MiB where
+///   `max_bytes` allows, so with the defaults a response of the server
+///   layer's default `max_response_body` (1 MiB) always fits.
 /// * A stored response evicted before its TTL ran out is a key whose repeat
 ///   runs the handler again. [`stats`](Self::stats) counts them
 ///   ([`evicted_responses`](MemoryStoreStats::evicted_responses)): size the
-///   bound for a TTL's worth of keyed requests (about 330 bytes per small
-///   response) and watch that count.
+///   bound for a TTL's worth of keyed requests (a small response takes
+///   about 250 to 350 bytes, its share of the table's slots included:
+///   331 MB for a million) and watch that count.
 ///
 /// For many server replicas, use a shared store such as `RedisStore`.
 /// See the [module docs](super).
@@ -85,20 +102,24 @@ pub struct MemoryStoreStats {
     /// Entries held, claims and responses, including expired ones not yet
     /// purged.
     pub entries: usize,
-    /// An estimate of the bytes they take: each entry's block (its
-    /// fingerprint, key, and the stored response's packed headers and body)
-    /// and a fixed per-entry overhead for the table slot, the block's
-    /// reference counts and the queue item. The table's spare capacity is
-    /// not counted.
+    /// Running claims among them (including expired ones not yet purged).
+    pub claims: usize,
+    /// The bytes they take on the heap: each entry's block (its fingerprint,
+    /// key, and the stored response's packed headers and body, with the
+    /// block's reference counts), the hash tables' slots (their spare
+    /// capacity included) and the eviction queues' items. What the
+    /// allocator itself adds per allocation is not counted.
     pub bytes: usize,
     /// Stored responses evicted before their TTL ran out, to keep the
-    /// bound. A repeat of such a key runs the handler again: if this grows,
-    /// raise [`max_entries`](MemoryStoreBuilder::max_entries) (or shorten
-    /// the TTL to what clients need).
+    /// bounds. A repeat of such a key runs the handler again: if this
+    /// grows, raise the bounds (or shorten the TTL to what clients need).
     pub evicted_responses: u64,
-    /// Claims evicted before their lock timeout, when a shard held nothing
-    /// else near its oldest end (see [`MemoryStore`]).
-    pub evicted_claims: u64,
+    /// New claims refused ([`Claim::Full`]) because their shard held
+    /// nothing but running claims.
+    pub refused_claims: u64,
+    /// Responses not stored because they did not fit their shard's byte
+    /// share (see [`MemoryStore`]).
+    pub unstored_responses: u64,
 }
 
 /// Builds a [`MemoryStore`]. See [`MemoryStore::builder`].
@@ -111,29 +132,35 @@ pub struct MemoryStoreBuilder {
 
 struct Shard {
     table: HashTable<Entry>,
-    /// Entries in insertion order, for eviction and sweeping.
-    order: VecDeque<Queued>,
+    /// Stored responses in completion order: what eviction takes.
+    responses: VecDeque<Queued>,
+    /// Claims in claim order: swept once expired, never evicted.
+    claims: VecDeque<Queued>,
+    /// How many entries of the table are claims.
+    claim_count: usize,
     /// The id of the next entry inserted.
     next_id: u64,
-    bytes: usize,
+    /// The bytes of the claims' and the responses' blocks.
+    claim_bytes: usize,
+    response_bytes: usize,
     /// This shard's share of the bounds on entries and bytes.
     cap: usize,
     cap_bytes: usize,
-    /// Unexpired entries evicted, by kind (see [`MemoryStoreStats`]).
+    /// See [`MemoryStoreStats`].
     evicted_responses: u64,
-    evicted_claims: u64,
+    refused_claims: u64,
+    unstored_responses: u64,
 }
 
-/// An entry in the eviction queue. It names its entry by hash and id; an
-/// item whose entry is gone (removed, maybe its key inserted again under a
-/// new id) is stale and skipped.
+/// An item of an eviction queue. It names its entry by hash and id; an item
+/// whose entry is gone (removed, completed, maybe its key inserted again
+/// under a new id) is stale and skipped.
 struct Queued {
     hash: u64,
     id: u64,
-    /// The sweep does not look the entry up before then (`None`: never). It
-    /// starts as the insertion time (a claim may complete with any TTL);
-    /// once the sweep finds the entry completed, whose expiry no longer
-    /// changes, it is that expiry.
+    /// The sweep does not look the entry up before then (`None`: never): the
+    /// entry's expiry when the item was queued (a claim's may have been
+    /// extended since; a response's is final).
     recheck: Option<Instant>,
 }
 
@@ -168,17 +195,15 @@ const HEADERS_LEN_AT: usize = 32;
 /// Where a stored response's key starts, after the headers length.
 const KEY_AT: usize = HEADERS_LEN_AT + 8;
 
-/// The fixed cost of one entry, beyond its block's bytes.
-const ENTRY_OVERHEAD: usize = mem::size_of::<Entry>()
-    + 2 * mem::size_of::<usize>() // the block's reference counts
-    + 1 // the table's control byte
-    + mem::size_of::<Queued>();
+/// The control bytes a hash table allocates beyond one per slot
+/// (hashbrown's group width, at most 16).
+const TABLE_TRAILER: usize = 16;
 
 // === impl MemoryStore ===
 
 impl MemoryStore {
     /// A store with the defaults: at most 100,000 entries and 256 MiB, four
-    /// shards per CPU (rounded up to a power of two).
+    /// shards per CPU (rounded up to a power of two), at most 64.
     pub fn new() -> Self {
         Self::with_config(DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES, default_shards())
     }
@@ -193,19 +218,20 @@ impl MemoryStore {
         }
     }
 
-    /// The entries held and an estimate of the memory they take, summed over
-    /// the shards (each locked in turn, so the sum is not one instant's).
+    /// The entries held and the memory they take, summed over the shards
+    /// (each locked in turn, so the sum is not one instant's).
     ///
     /// ```
     /// # use std::time::Duration;
-    /// use steadfast::idempotency::store::{Fingerprint, MemoryStore, Store, StoreKey};
+    /// use steadfast::idempotency::store::{ClaimToken, Fingerprint, MemoryStore, Store, StoreKey};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), steadfast::idempotency::store::StoreError> {
     /// let store = MemoryStore::new();
-    /// store.claim(&StoreKey::new("s", "k"), Fingerprint([0; 32]), Duration::from_secs(60)).await?;
+    /// let (key, token) = (StoreKey::new("s", "k"), ClaimToken::random());
+    /// store.claim(&key, &token, Fingerprint([0; 32]), Duration::from_secs(60)).await?;
     /// let stats = store.stats();
-    /// assert_eq!(stats.entries, 1);
+    /// assert_eq!((stats.entries, stats.claims), (1, 1));
     /// assert!(stats.bytes > 0);
     /// # Ok(())
     /// # }
@@ -218,11 +244,15 @@ impl MemoryStore {
                 let shard = lock(shard);
                 MemoryStoreStats {
                     entries: acc.entries.saturating_add(shard.table.len()),
-                    bytes: acc.bytes.saturating_add(shard.bytes),
+                    claims: acc.claims.saturating_add(shard.claim_count),
+                    bytes: acc.bytes.saturating_add(shard.bytes()),
                     evicted_responses: acc
                         .evicted_responses
                         .saturating_add(shard.evicted_responses),
-                    evicted_claims: acc.evicted_claims.saturating_add(shard.evicted_claims),
+                    refused_claims: acc.refused_claims.saturating_add(shard.refused_claims),
+                    unstored_responses: acc
+                        .unstored_responses
+                        .saturating_add(shard.unstored_responses),
                 }
             })
     }
@@ -233,7 +263,7 @@ impl MemoryStore {
     }
 
     /// The bound on the bytes this store's entries take, as
-    /// [`stats`](Self::stats) estimates them.
+    /// [`stats`](Self::stats) counts them.
     pub fn max_bytes(&self) -> usize {
         self.inner.max_bytes
     }
@@ -244,8 +274,12 @@ impl MemoryStore {
     }
 
     fn with_config(max_entries: usize, max_bytes: usize, shards: usize) -> Self {
-        // Every shard holds at least one entry: no more shards than entries.
-        let shards = shards.min(prev_power_of_two(max_entries)).max(1);
+        // Every shard holds at least one entry, and 4 MiB where the bound
+        // on bytes allows.
+        let shards = shards
+            .min(prev_power_of_two(max_entries))
+            .min(prev_power_of_two(max_bytes / MIN_SHARD_BYTES))
+            .max(1);
         let share = |total: usize, i: usize| total / shards + usize::from(i < total % shards);
         let shards: Box<[Mutex<Shard>]> = (0..shards)
             .map(|i| Mutex::new(Shard::new(share(max_entries, i), share(max_bytes, i))))
@@ -270,7 +304,13 @@ impl MemoryStore {
         (hash, lock(&self.inner.shards[i]))
     }
 
-    fn claim_now(&self, key: &StoreKey, fingerprint: Fingerprint, lock_timeout: Duration) -> Claim {
+    fn claim_now(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> Claim {
         let now = Instant::now();
         let key = key.as_str().as_bytes();
         let (hash, mut shard) = self.shard(key);
@@ -280,10 +320,35 @@ impl MemoryStore {
             }
             shard.remove(hash, key);
         }
-        let token = ClaimToken::random();
-        let block = block(&[&fingerprint.0, &token.0.to_le_bytes(), key]);
-        shard.insert(hash, block, key.len(), now.checked_add(lock_timeout), now);
-        Claim::Claimed(token)
+        if shard.insert_claim(hash, key, token, fingerprint, lock_timeout, now) {
+            Claim::Claimed(token.clone())
+        } else {
+            shard.refused_claims = shard.refused_claims.saturating_add(1);
+            Claim::Full
+        }
+    }
+
+    fn extend_now(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> bool {
+        let now = Instant::now();
+        let key = key.as_str().as_bytes();
+        let (hash, mut shard) = self.shard(key);
+        if let Some(entry) = shard.table.find_mut(hash, |e| e.is(hash, key)) {
+            if entry.claimed_by(token) {
+                entry.expires = now.checked_add(lock_timeout);
+                return true;
+            }
+            if !entry.expired(now) {
+                return false;
+            }
+            shard.remove(hash, key);
+        }
+        shard.insert_claim(hash, key, token, fingerprint, lock_timeout, now)
     }
 
     fn complete_now(
@@ -302,31 +367,56 @@ impl MemoryStore {
         let headers_len = (headers.len() as u64).to_le_bytes();
         let new = block(&[&fingerprint.0, &headers_len, key, headers, response.body()]);
         let (hash, mut shard) = self.shard(key);
-        match shard.holder(hash, key, token, now) {
-            Holder::Token => {
-                let Shard { table, bytes, .. } = &mut *shard;
-                let Some(entry) = table.find_mut(hash, |e| e.is(hash, key)) else {
-                    return false; // `holder` just found it
-                };
-                let old_cost = entry.cost();
-                let old = mem::replace(&mut entry.block, new);
-                entry.completed = true;
-                entry.status = response.status();
-                entry.expires = now.checked_add(ttl);
-                *bytes = bytes.saturating_sub(old_cost).saturating_add(entry.cost());
-                let id = entry.id;
-                shard.trim(now, id);
-                drop(shard);
-                // The claim's block is freed after the lock is released.
-                drop(old);
-                true
-            }
-            Holder::Expired => {
+        let ours = match shard.find(hash, key) {
+            Some(entry) if entry.claimed_by(token) => true,
+            Some(entry) if !entry.expired(now) => return false,
+            // Expired, or absent: the claim lapsed and nobody took the key.
+            Some(_) => {
                 shard.remove(hash, key);
                 false
             }
-            Holder::Other => false,
+            None => false,
+        };
+        let cost = block_bytes(new.len());
+        let expires = now.checked_add(ttl);
+        if ours {
+            // The usual case: room without evicting anything; the claim
+            // becomes the response in place.
+            if let Some(old) =
+                shard.complete_in_place(hash, key, new.clone(), cost, expires, response.status())
+            {
+                drop(new);
+                drop(shard);
+                drop(old);
+                return true;
+            }
         }
+        // Our claim leaves the table while room is made (so it counts as
+        // neither a claim nor evictable), and comes back if there is none.
+        let claim = if ours { shard.take(hash, key) } else { None };
+        let stored = shard.make_room(now, cost);
+        let old = if stored {
+            shard.insert(Entry {
+                hash,
+                id: 0,
+                expires,
+                block: new,
+                key_len: key.len(),
+                status: response.status(),
+                completed: true,
+            });
+            claim
+        } else {
+            shard.unstored_responses = shard.unstored_responses.saturating_add(1);
+            if let Some(claim) = claim {
+                shard.restore(claim);
+            }
+            None
+        };
+        drop(shard);
+        // The claim's block is freed after the lock is released.
+        drop(old);
+        stored
     }
 
     fn get_now(&self, key: &StoreKey) -> Option<Claim> {
@@ -341,16 +431,17 @@ impl MemoryStore {
         let now = Instant::now();
         let key = key.as_str().as_bytes();
         let (hash, mut shard) = self.shard(key);
-        match shard.holder(hash, key, token, now) {
-            Holder::Token => {
+        match shard.find(hash, key) {
+            Some(entry) if entry.claimed_by(token) => {
+                let live = !entry.expired(now);
                 shard.remove(hash, key);
-                true
+                live
             }
-            Holder::Expired => {
+            Some(entry) if entry.expired(now) => {
                 shard.remove(hash, key);
                 false
             }
-            Holder::Other => false,
+            _ => false,
         }
     }
 }
@@ -375,10 +466,21 @@ impl Store for MemoryStore {
     fn claim(
         &self,
         key: &StoreKey,
+        token: &ClaimToken,
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
-        ready(Ok(self.claim_now(key, fingerprint, lock_timeout)))
+        ready(Ok(self.claim_now(key, token, fingerprint, lock_timeout)))
+    }
+
+    fn extend(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self.extend_now(key, token, fingerprint, lock_timeout)))
     }
 
     fn complete(
@@ -418,18 +520,18 @@ impl Store for MemoryStore {
 
 impl MemoryStoreBuilder {
     /// The most entries (claims and responses) kept, at least 1; default
-    /// 100,000. When full, the oldest entry is evicted; see [`MemoryStore`].
+    /// 100,000. When full, the oldest stored response is evicted, never a
+    /// running claim; see [`MemoryStore`].
     pub fn max_entries(mut self, n: usize) -> Self {
         self.max_entries = n;
         self
     }
 
     /// The most bytes the entries may take, as [`MemoryStoreStats::bytes`]
-    /// estimates them, at least 1; default 256 MiB. When a stored response
-    /// takes a shard past its share, the shard's oldest entries are evicted
-    /// (never the one just stored) until it fits; see [`MemoryStore`]. With
-    /// large responses this is the bound that holds, not
-    /// [`max_entries`](Self::max_entries).
+    /// counts them, at least 1; default 256 MiB. To fit a new entry in its
+    /// shard's share, the shard's oldest stored responses are evicted (never
+    /// a running claim); see [`MemoryStore`]. With large responses this is
+    /// the bound that holds, not [`max_entries`](Self::max_entries).
     pub fn max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n;
         self
@@ -437,8 +539,10 @@ impl MemoryStoreBuilder {
 
     /// The number of shards: a power of two from 1 to 65,536; default four
     /// per CPU, rounded up to a power of two. A store never has more shards
-    /// than [`max_entries`](Self::max_entries), so it uses fewer when the
-    /// bound is small.
+    /// than [`max_entries`](Self::max_entries), nor more than one per 4 MiB
+    /// of [`max_bytes`](Self::max_bytes) (at most 64 with the default),
+    /// so it uses fewer when a bound is small: a shard's byte share is what
+    /// the largest storable response must fit in.
     pub fn shards(mut self, n: usize) -> Self {
         self.shards = Some(n);
         self
@@ -492,89 +596,187 @@ impl MemoryStoreBuilder {
 
 // === impl Shard ===
 
-/// Who holds a key, as seen by a token.
-enum Holder {
-    /// The token's claim, unexpired.
-    Token,
-    /// An expired entry: purge it.
-    Expired,
-    /// Someone else, or nobody.
-    Other,
-}
-
 impl Shard {
     fn new(cap: usize, cap_bytes: usize) -> Self {
         Self {
             table: HashTable::new(),
-            order: VecDeque::new(),
+            responses: VecDeque::new(),
+            claims: VecDeque::new(),
+            claim_count: 0,
             next_id: 0,
-            bytes: 0,
+            claim_bytes: 0,
+            response_bytes: 0,
             cap,
             cap_bytes,
             evicted_responses: 0,
-            evicted_claims: 0,
+            refused_claims: 0,
+            unstored_responses: 0,
         }
+    }
+
+    /// The heap this shard takes: blocks, table and queues.
+    fn bytes(&self) -> usize {
+        self.fixed_bytes()
+            .saturating_add(self.claim_bytes)
+            .saturating_add(self.response_bytes)
+    }
+
+    /// The table's and the queues' allocations, spare capacity included.
+    fn fixed_bytes(&self) -> usize {
+        let queued = self
+            .responses
+            .capacity()
+            .saturating_add(self.claims.capacity())
+            .saturating_mul(mem::size_of::<Queued>());
+        table_bytes(self.table.capacity()).saturating_add(queued)
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
         self.table.find(hash, |e| e.is(hash, key))
     }
 
-    fn holder(&self, hash: u64, key: &[u8], token: &ClaimToken, now: Instant) -> Holder {
-        match self.find(hash, key) {
-            Some(entry) if entry.expired(now) => Holder::Expired,
-            Some(entry) if entry.claimed_by(token) => Holder::Token,
-            _ => Holder::Other,
-        }
-    }
-
-    fn insert(
+    /// Inserts a claim for `lock_timeout` if there is room; `false`
+    /// (nothing changed) if not.
+    fn insert_claim(
         &mut self,
         hash: u64,
-        block: Arc<[u8]>,
-        key_len: usize,
-        expires: Option<Instant>,
+        key: &[u8],
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
         now: Instant,
-    ) {
-        self.sweep(now);
-        while self.table.len() >= self.cap && !self.table.is_empty() {
-            self.evict_one(now, None);
+    ) -> bool {
+        let expires = now.checked_add(lock_timeout);
+        let block = block(&[&fingerprint.0, &token.0.to_le_bytes(), key]);
+        if !self.make_room(now, block_bytes(block.len())) {
+            return false;
         }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let entry = Entry {
+        self.insert(Entry {
             hash,
-            id,
+            id: 0,
             expires,
             block,
-            key_len,
+            key_len: key.len(),
             status: 0,
             completed: false,
-        };
-        self.bytes = self.bytes.saturating_add(entry.cost());
-        self.order.push_back(Queued {
-            hash,
-            id,
-            recheck: Some(now),
         });
-        self.table.insert_unique(hash, entry, |e| e.hash);
-        self.trim(now, id);
+        true
     }
 
-    /// Evicts the oldest entries, never `spare`, while the shard takes more
-    /// bytes than its share and holds anything else.
-    fn trim(&mut self, now: Instant, spare: u64) {
-        while self.bytes > self.cap_bytes && self.table.len() > 1 {
-            self.evict_one(now, Some(spare));
+    /// Makes room for one more entry whose block takes `cost` bytes, by
+    /// purging expired entries and evicting stored responses, oldest first;
+    /// never a running claim. `false` when there is no room even so, and
+    /// then no response was evicted for nothing.
+    fn make_room(&mut self, now: Instant, cost: usize) -> bool {
+        self.sweep(now);
+        // Grow the table and the queues now if the entry needs it, so their
+        // growth counts.
+        self.table.reserve(1, |e| e.hash);
+        self.responses.reserve(1);
+        self.claims.reserve(1);
+        loop {
+            let full = self.table.len() >= self.cap;
+            let over = self.bytes().saturating_add(cost) > self.cap_bytes;
+            if !full && !over {
+                return true;
+            }
+            // Would it fit with every response gone? If not, evict none.
+            let hopeless = over
+                && self
+                    .fixed_bytes()
+                    .saturating_add(self.claim_bytes)
+                    .saturating_add(cost)
+                    > self.cap_bytes;
+            // Expired claims first (no loss), then the oldest response,
+            // then a longer search for an expired claim.
+            let made = self.purge_expired_claim(now, SWEEP_PER_INSERT)
+                || (!hopeless && self.evict_response(now))
+                || self.purge_expired_claim(now, MAX_CLAIMS_SCANNED);
+            if !made {
+                return false;
+            }
         }
+    }
+
+    /// Turns the claim for `key` into a stored response `block` of `cost`
+    /// bytes, in place, if that fits the shard's share without evicting
+    /// anything; returns the claim's block, or `None` (nothing changed).
+    fn complete_in_place(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        block: Arc<[u8]>,
+        cost: usize,
+        expires: Option<Instant>,
+        status: u16,
+    ) -> Option<Arc<[u8]>> {
+        // A queue item is about to be pushed: count its growth first.
+        self.responses.reserve(1);
+        let (bytes, cap_bytes, id) = (self.bytes(), self.cap_bytes, self.next_id);
+        let entry = self.table.find_mut(hash, |e| e.is(hash, key))?;
+        let old_cost = block_bytes(entry.block.len());
+        if bytes.saturating_sub(old_cost).saturating_add(cost) > cap_bytes {
+            return None;
+        }
+        self.next_id = self.next_id.wrapping_add(1);
+        let old = mem::replace(&mut entry.block, block);
+        entry.id = id;
+        entry.completed = true;
+        entry.status = status;
+        entry.expires = expires;
+        self.claim_bytes = self.claim_bytes.saturating_sub(old_cost);
+        self.claim_count = self.claim_count.saturating_sub(1);
+        self.response_bytes = self.response_bytes.saturating_add(cost);
+        self.responses.push_back(Queued {
+            hash,
+            id,
+            recheck: expires,
+        });
+        // The claim's queue item is stale now.
+        self.compact();
+        Some(old)
+    }
+
+    /// Adds `entry` under a fresh id, queued by its kind.
+    fn insert(&mut self, mut entry: Entry) {
+        entry.id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let item = Queued {
+            hash: entry.hash,
+            id: entry.id,
+            recheck: entry.expires,
+        };
+        if entry.completed {
+            self.responses.push_back(item);
+        } else {
+            self.claims.push_back(item);
+        }
+        self.restore(entry);
+        // A completed claim's queue item is stale now.
+        self.compact();
+    }
+
+    /// Puts back an entry taken out by [`take`](Self::take) (its queue item
+    /// is still queued).
+    fn restore(&mut self, entry: Entry) {
+        self.count(&entry, true);
+        self.table.insert_unique(entry.hash, entry, |e| e.hash);
+    }
+
+    /// Takes the entry for `key` out of the table.
+    fn take(&mut self, hash: u64, key: &[u8]) -> Option<Entry> {
+        let (entry, _) = self
+            .table
+            .find_entry(hash, |e| e.is(hash, key))
+            .ok()?
+            .remove();
+        self.count(&entry, false);
+        Some(entry)
     }
 
     /// Removes the entry for `key`, if any.
     fn remove(&mut self, hash: u64, key: &[u8]) {
-        if let Ok(found) = self.table.find_entry(hash, |e| e.is(hash, key)) {
-            let (entry, _) = found.remove();
-            self.bytes = self.bytes.saturating_sub(entry.cost());
-        }
+        drop(self.take(hash, key));
         self.compact();
     }
 
@@ -582,93 +784,115 @@ impl Shard {
     fn remove_queued(&mut self, item: &Queued) {
         if let Ok(found) = self.table.find_entry(item.hash, |e| e.id == item.id) {
             let (entry, _) = found.remove();
-            self.bytes = self.bytes.saturating_sub(entry.cost());
+            self.count(&entry, false);
         }
         self.compact();
     }
 
-    /// Purges a few expired entries from the oldest end.
-    fn sweep(&mut self, now: Instant) {
-        for _ in 0..SWEEP_PER_INSERT {
-            let Some(front) = self.order.front_mut() else {
-                return;
-            };
-            if front.recheck.is_none_or(|at| now < at) {
-                return;
+    /// Adds (or takes away) an entry's kind and bytes to the shard's sums.
+    fn count(&mut self, entry: &Entry, add: bool) {
+        let cost = block_bytes(entry.block.len());
+        let (bytes, count) = if entry.completed {
+            (&mut self.response_bytes, None)
+        } else {
+            (&mut self.claim_bytes, Some(&mut self.claim_count))
+        };
+        if add {
+            *bytes = bytes.saturating_add(cost);
+            if let Some(n) = count {
+                *n = n.saturating_add(1);
             }
-            match self.table.find(front.hash, |e| e.id == front.id) {
-                Some(entry) if !entry.expired(now) => {
-                    // A completed entry's expiry is final: look again then.
-                    // A claim may yet complete with a shorter TTL.
-                    if entry.completed {
-                        front.recheck = entry.expires;
-                    }
-                    return;
-                }
-                Some(_) => {
-                    if let Some(front) = self.order.pop_front() {
-                        self.remove_queued(&front);
-                    }
-                }
-                None => {
-                    self.order.pop_front();
-                }
+        } else {
+            *bytes = bytes.saturating_sub(cost);
+            if let Some(n) = count {
+                *n = n.saturating_sub(1);
             }
         }
     }
 
-    /// Evicts one entry: the oldest expired entry or stored response within
-    /// reach, else the oldest claim.
-    fn evict_one(&mut self, now: Instant, spare: Option<u64>) {
-        let mut skipped: Vec<Queued> = Vec::new();
-        let mut evicted = false;
-        while let Some(item) = self.order.pop_front() {
+    /// Purges a few expired entries from the oldest end of each queue.
+    fn sweep(&mut self, now: Instant) {
+        for _ in 0..SWEEP_PER_INSERT {
+            let Some(front) = self.responses.front() else {
+                break;
+            };
+            if front.recheck.is_none_or(|at| now < at) {
+                break;
+            }
+            if let Some(front) = self.responses.pop_front() {
+                // Stale, or expired (a response's expiry is final).
+                self.remove_queued(&front);
+            }
+        }
+        for _ in 0..SWEEP_PER_INSERT {
+            let due = self
+                .claims
+                .front()
+                .is_some_and(|front| front.recheck.is_some_and(|at| at <= now));
+            if !due || !self.check_claim(now) {
+                break;
+            }
+        }
+    }
+
+    /// Evicts the oldest stored response (expired or not); `false` if there
+    /// is none.
+    fn evict_response(&mut self, now: Instant) -> bool {
+        while let Some(item) = self.responses.pop_front() {
             let Some(entry) = self.live(&item) else {
                 continue; // stale
             };
-            if Some(item.id) == spare {
-                skipped.push(item);
+            if !entry.expired(now) {
+                self.evicted_responses = self.evicted_responses.saturating_add(1);
+            }
+            self.remove_queued(&item);
+            return true;
+        }
+        false
+    }
+
+    /// Purges an expired claim found within `limit` items of the front of
+    /// the claim queue; `false` if none was found.
+    fn purge_expired_claim(&mut self, now: Instant, limit: usize) -> bool {
+        let mut scanned = 0;
+        while scanned < limit && !self.claims.is_empty() {
+            scanned += 1;
+            let due = self
+                .claims
+                .front()
+                .is_some_and(|item| item.recheck.is_some_and(|at| at <= now));
+            if !due {
+                // Not expired when queued, so not expired now (an extension
+                // only pushes an expiry back): move on without a lookup.
+                if let Some(item) = self.claims.pop_front() {
+                    self.claims.push_back(item);
+                }
                 continue;
             }
-            if entry.expired(now) || entry.completed {
-                if !entry.expired(now) {
-                    self.evicted_responses = self.evicted_responses.saturating_add(1);
-                }
+            if self.check_claim(now) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Looks at the front of the claim queue: purges its claim if expired
+    /// (`true`), drops the item if stale, and moves a running claim's item
+    /// to the back, to be looked at again when it may have expired.
+    fn check_claim(&mut self, now: Instant) -> bool {
+        let Some(mut item) = self.claims.pop_front() else {
+            return false;
+        };
+        match self.live(&item) {
+            None => false,
+            Some(entry) if entry.expired(now) => {
                 self.remove_queued(&item);
-                evicted = true;
-                break;
+                true
             }
-            skipped.push(item);
-            if skipped.len() >= MAX_SKIPPED_CLAIMS {
-                break;
-            }
-        }
-        if !evicted {
-            if let Some(i) = skipped.iter().position(|item| Some(item.id) != spare) {
-                // Skipped items are unexpired claims (and `spare`).
-                let oldest = skipped.remove(i);
-                self.evicted_claims = self.evicted_claims.saturating_add(1);
-                self.remove_queued(&oldest);
-                evicted = true;
-            }
-        }
-        for item in skipped.into_iter().rev() {
-            self.order.push_front(item);
-        }
-        if !evicted {
-            // Every entry has a queue item, so this is unreachable; never
-            // loop forever if that ever breaks.
-            let any = self
-                .table
-                .iter()
-                .find(|e| Some(e.id) != spare)
-                .map(|e| Queued {
-                    hash: e.hash,
-                    id: e.id,
-                    recheck: None,
-                });
-            if let Some(item) = any {
-                self.remove_queued(&item);
+            Some(entry) => {
+                item.recheck = entry.expires;
+                self.claims.push_back(item);
+                false
             }
         }
     }
@@ -680,10 +904,13 @@ impl Shard {
 
     /// Drops stale queue items once they outnumber the live entries.
     fn compact(&mut self) {
-        if self.order.len() > self.table.len().saturating_mul(2).saturating_add(32) {
-            let table = &self.table;
-            self.order
-                .retain(|item| table.find(item.hash, |e| e.id == item.id).is_some());
+        let claims = self.claim_count;
+        let responses = self.table.len().saturating_sub(claims);
+        for (queue, live) in [(&mut self.claims, claims), (&mut self.responses, responses)] {
+            if queue.len() > live.saturating_mul(2).saturating_add(32) {
+                let table = &self.table;
+                queue.retain(|item| table.find(item.hash, |e| e.id == item.id).is_some());
+            }
         }
     }
 }
@@ -702,7 +929,7 @@ impl Entry {
             .unwrap_or_default()
     }
 
-    /// Whether this is a claim held by `token`.
+    /// Whether this is a claim held by `token` (expired or not).
     fn claimed_by(&self, token: &ClaimToken) -> bool {
         !self.completed && self.block.get(TOKEN_AT..CLAIM_KEY_AT) == Some(&token.0.to_le_bytes())
     }
@@ -745,11 +972,27 @@ impl Entry {
             ),
         }
     }
+}
 
-    /// The bytes this entry is counted as.
-    fn cost(&self) -> usize {
-        ENTRY_OVERHEAD.saturating_add(self.block.len())
-    }
+/// The bytes an `Arc<[u8]>` of `len` bytes allocates: its two reference
+/// counts, then the bytes, rounded up to the counts' alignment.
+fn block_bytes(len: usize) -> usize {
+    const COUNTS: usize = 2 * mem::size_of::<usize>();
+    COUNTS.saturating_add(len.div_ceil(COUNTS / 2).saturating_mul(COUNTS / 2))
+}
+
+/// The bytes a hash table of entries with this capacity allocates: a slot
+/// and a control byte per bucket (hashbrown keeps 1/8 of the buckets empty,
+/// and one bucket of tables under 8), and a trailing group of control bytes.
+fn table_bytes(capacity: usize) -> usize {
+    let buckets = match capacity {
+        0 => return 0,
+        1..8 => capacity.saturating_add(1),
+        _ => (capacity / 7).saturating_mul(8),
+    };
+    buckets
+        .saturating_mul(mem::size_of::<Entry>().saturating_add(1))
+        .saturating_add(TABLE_TRAILER)
 }
 
 /// One allocation holding `parts` one after the other.
@@ -803,12 +1046,26 @@ mod tests {
         assert_eq!(prev_power_of_two(5), 4);
         assert_eq!(prev_power_of_two(usize::MAX), 1 << (usize::BITS - 1));
         // Fewer shards than entries, and the caps sum to the bound.
-        let store = MemoryStore::with_config(5, 5_000, 64);
+        let store = MemoryStore::with_config(5, 5 * MIN_SHARD_BYTES, 64);
         assert_eq!(store.shards(), 4);
         let caps: usize = store.inner.shards.iter().map(|s| lock(s).cap).sum();
         assert_eq!(caps, 5);
         let cap_bytes: usize = store.inner.shards.iter().map(|s| lock(s).cap_bytes).sum();
-        assert_eq!(cap_bytes, 5_000);
+        assert_eq!(cap_bytes, 5 * MIN_SHARD_BYTES);
+        // No shard smaller than 4 MiB where the bound allows, whatever the
+        // core count: the default 1 MiB response cap always fits.
+        for cores in [1, 2, 64, 1024] {
+            let store = MemoryStore::with_config(
+                DEFAULT_MAX_ENTRIES,
+                DEFAULT_MAX_BYTES,
+                (cores * 4usize).next_power_of_two(),
+            );
+            assert!(store.shards() <= 64, "{cores} cores: {}", store.shards());
+            for shard in store.inner.shards.iter() {
+                assert!(lock(shard).cap_bytes >= MIN_SHARD_BYTES);
+            }
+        }
+        assert_eq!(MemoryStore::with_config(10, 1_000, 64).shards(), 1);
     }
 
     #[test]
@@ -821,14 +1078,19 @@ mod tests {
             ("", b""),
             ("x-bin", &[0, 0xff, b'\n']),
         ]);
-        let Claim::Claimed(token) = store.claim_now(&key, fp, Duration::from_secs(1)) else {
-            panic!("a new key is free");
-        };
+        let token = ClaimToken(1);
+        let claimed = store.claim_now(&key, &token, fp, Duration::from_secs(1));
+        assert_eq!(claimed, Claim::Claimed(token.clone()));
         assert!(store.complete_now(&key, &token, fp, &response, Duration::from_secs(9)));
         let Claim::Completed {
             fingerprint,
             response: replayed,
-        } = store.claim_now(&key, Fingerprint([0; 32]), Duration::from_secs(1))
+        } = store.claim_now(
+            &key,
+            &ClaimToken(2),
+            Fingerprint([0; 32]),
+            Duration::from_secs(1),
+        )
         else {
             panic!("the response is stored");
         };
@@ -849,6 +1111,30 @@ mod tests {
     }
 
     #[test]
+    fn the_claim_queue_stays_small_when_claims_complete() {
+        let store = MemoryStore::with_config(100_000, DEFAULT_MAX_BYTES, 1);
+        let response = StoredResponse::new(201, Bytes::from_static(b"{}"));
+        for i in 0..10_000 {
+            let key = StoreKey::new("s", &i.to_string());
+            let token = ClaimToken(i);
+            let claimed =
+                store.claim_now(&key, &token, Fingerprint([0; 32]), Duration::from_secs(1));
+            assert_eq!(claimed, Claim::Claimed(token.clone()));
+            assert!(store.complete_now(
+                &key,
+                &token,
+                Fingerprint([0; 32]),
+                &response,
+                Duration::from_secs(9)
+            ));
+        }
+        let shard = lock(&store.inner.shards[0]);
+        assert_eq!((shard.table.len(), shard.claim_count), (10_000, 0));
+        assert!(shard.claims.len() <= 33, "{}", shard.claims.len());
+        assert_eq!(shard.responses.len(), 10_000);
+    }
+
+    #[test]
     fn an_entry_fits_one_cache_line() {
         assert!(mem::size_of::<Entry>() <= 64, "{}", mem::size_of::<Entry>());
     }
@@ -856,37 +1142,29 @@ mod tests {
     #[test]
     fn keys_with_the_same_hash_stay_apart() {
         // Distinct keys whose hashes collide completely: lookups compare the
-        // key itself, and the queue names entries by id.
+        // key itself, and the queues name entries by id.
         let now = Instant::now();
         let mut shard = Shard::new(10, DEFAULT_MAX_BYTES);
-        let token = |n: u128| n.to_le_bytes();
-        shard.insert(7, block(&[&[1; 32], &token(1), b"a"]), 1, None, now);
-        shard.insert(7, block(&[&[2; 32], &token(2), b"b"]), 1, None, now);
+        let fp = |n: u8| Fingerprint([n; 32]);
+        assert!(shard.insert_claim(7, b"a", &ClaimToken(1), fp(1), Duration::MAX, now));
+        assert!(shard.insert_claim(7, b"b", &ClaimToken(2), fp(2), Duration::MAX, now));
         assert_eq!(shard.table.len(), 2);
-        assert_eq!(
-            shard.find(7, b"a").map(Entry::fingerprint),
-            Some(Fingerprint([1; 32]))
-        );
-        assert_eq!(
-            shard.find(7, b"b").map(Entry::fingerprint),
-            Some(Fingerprint([2; 32]))
-        );
+        assert_eq!(shard.find(7, b"a").map(Entry::fingerprint), Some(fp(1)));
+        assert_eq!(shard.find(7, b"b").map(Entry::fingerprint), Some(fp(2)));
         assert!(shard.find(7, b"c").is_none());
-        assert!(matches!(
-            shard.holder(7, b"a", &ClaimToken(2), now),
-            Holder::Other
-        ));
-        assert!(matches!(
-            shard.holder(7, b"b", &ClaimToken(2), now),
-            Holder::Token
-        ));
+        assert!(!shard.find(7, b"a").unwrap().claimed_by(&ClaimToken(2)));
+        assert!(shard.find(7, b"b").unwrap().claimed_by(&ClaimToken(2)));
         shard.remove(7, b"a");
         assert!(shard.find(7, b"a").is_none());
         assert!(shard.find(7, b"b").is_some());
-        // The queue item of the removed key is stale; eviction takes "b".
-        shard.evict_one(now, None);
+        // Claims are never evicted: there is nothing to make room with.
+        assert!(!shard.evict_response(now));
+        shard.remove(7, b"b");
         assert!(shard.table.is_empty());
-        assert_eq!(shard.bytes, 0);
+        assert_eq!(
+            (shard.claim_bytes, shard.response_bytes, shard.claim_count),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -894,16 +1172,15 @@ mod tests {
         let store = MemoryStore::with_config(1_000, DEFAULT_MAX_BYTES, 1);
         for i in 0..10_000 {
             let key = StoreKey::new("s", &i.to_string());
-            let Claim::Claimed(token) =
-                store.claim_now(&key, Fingerprint([0; 32]), Duration::from_secs(1))
-            else {
-                panic!("a new key is free");
-            };
+            let token = ClaimToken(i);
+            let claimed =
+                store.claim_now(&key, &token, Fingerprint([0; 32]), Duration::from_secs(1));
+            assert_eq!(claimed, Claim::Claimed(token.clone()));
             assert!(store.release_now(&key, &token));
         }
         let shard = lock(&store.inner.shards[0]);
         assert!(shard.table.is_empty());
-        assert!(shard.order.len() <= 33, "{}", shard.order.len());
-        assert_eq!(shard.bytes, 0);
+        assert!(shard.claims.len() <= 33, "{}", shard.claims.len());
+        assert_eq!(shard.claim_bytes + shard.response_bytes, 0);
     }
 }

@@ -1,29 +1,38 @@
 //! Where the server layer keeps claims and stored responses.
 //!
-//! A request with an `Idempotency-Key` goes through three steps against a
+//! A request with an `Idempotency-Key` goes through these steps against a
 //! [`Store`]:
 //!
-//! 1. [`claim`](Store::claim) the key. The first request gets
-//!    [`Claim::Claimed`] with a [`ClaimToken`]; a repeat while it runs gets
+//! 1. Make a [`ClaimToken`] ([`ClaimToken::random`]), then
+//!    [`claim`](Store::claim) the key with it. The caller makes the token
+//!    *before* the round trip, so a claim cancelled while in flight (the
+//!    store applied it, the reply never arrived) can still be released by
+//!    that token; a release of a claim that never landed is a no-op. The
+//!    first request gets [`Claim::Claimed`]; a repeat while it runs gets
 //!    [`Claim::InProgress`]; a repeat after it finished gets
-//!    [`Claim::Completed`] with the stored response. The caller compares the
-//!    [`Fingerprint`] it gets back with its own to spot a key reused for a
-//!    different request.
-//! 2. Run the handler.
+//!    [`Claim::Completed`] with the stored response; a store with no room
+//!    left for a new claim (every entry a running claim) answers
+//!    [`Claim::Full`]. The caller compares the [`Fingerprint`] it gets back
+//!    with its own to spot a key reused for a different request.
+//! 2. Run the handler, [`extend`](Store::extend)ing the claim (a lease)
+//!    while it runs, so a handler longer than the lock timeout keeps its key.
 //! 3. [`complete`](Store::complete) the claim with the response, or
 //!    [`release`](Store::release) it (a 5xx, a cancelled handler) so the
 //!    client may retry.
 //!
-//! A claim holds for its `lock_timeout` only: a handler that panicked or a
-//! server that died does not keep the key forever. Once the lock timeout
-//! passes, the key may be claimed again, and the old [`ClaimToken`] can no
-//! longer complete or release it, so a late writer never overwrites a newer
-//! claim.
+//! A claim holds for its `lock_timeout` unless extended: a handler that
+//! panicked or a server that died does not keep the key forever. Once the
+//! lock timeout passes, the key may be claimed again, and the old
+//! [`ClaimToken`] can no longer complete, extend or release it while the new
+//! claim holds, so a late writer never overwrites a newer claim. A late
+//! writer whose claim lapsed *without* anyone taking the key still stores
+//! its response: the work ran, and nobody else is running it.
 //!
 //! # Stores
 //!
 //! * [`MemoryStore`]: the embedded default, for one process. Sharded, with
-//!   TTL expiry and a bound on the entries kept.
+//!   TTL expiry and bounds on entries and bytes; it never evicts a running
+//!   claim.
 //! * `RedisStore` (feature `redis`): shared by many server replicas.
 //!
 //! Keys are [`StoreKey`]s: the principal's scope and the client's key joined
@@ -35,7 +44,7 @@
 //! use std::time::Duration;
 //! use bytes::Bytes;
 //! use steadfast::idempotency::store::{
-//!     Claim, Fingerprint, MemoryStore, Store, StoreKey, StoredResponse,
+//!     Claim, ClaimToken, Fingerprint, MemoryStore, Store, StoreKey, StoredResponse,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -45,14 +54,18 @@
 //! let fingerprint = Fingerprint([7; 32]);
 //! let lock = Duration::from_secs(60);
 //!
-//! let Claim::Claimed(token) = store.claim(&key, fingerprint, lock).await? else {
-//!     unreachable!("the key is new");
-//! };
+//! let token = ClaimToken::random();
+//! assert_eq!(
+//!     store.claim(&key, &token, fingerprint, lock).await?,
+//!     Claim::Claimed(token.clone()),
+//! );
 //! // A repeat while the first request runs: 409.
 //! assert_eq!(
-//!     store.claim(&key, fingerprint, lock).await?,
+//!     store.claim(&key, &ClaimToken::random(), fingerprint, lock).await?,
 //!     Claim::InProgress { fingerprint },
 //! );
+//! // The handler runs long: renew the lease.
+//! assert!(store.extend(&key, &token, fingerprint, lock).await?);
 //!
 //! let response = StoredResponse::new(201, Bytes::from_static(b"created"))
 //!     .with_headers([("content-type", "text/plain")]);
@@ -61,7 +74,7 @@
 //!
 //! // A repeat after completion: the stored response, byte for byte.
 //! assert_eq!(
-//!     store.claim(&key, fingerprint, lock).await?,
+//!     store.claim(&key, &ClaimToken::random(), fingerprint, lock).await?,
 //!     Claim::Completed { fingerprint, response },
 //! );
 //! # Ok(())
@@ -200,8 +213,9 @@ fn seed() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Claim {
-    /// The key was free: the caller owns it until it completes or releases,
-    /// or `lock_timeout` passes.
+    /// The key was free: the caller owns it, under the token it passed
+    /// (returned here), until it completes or releases, or `lock_timeout`
+    /// passes without an [`extend`](Store::extend).
     Claimed(ClaimToken),
     /// Another request holds the claim (still running).
     InProgress {
@@ -215,6 +229,12 @@ pub enum Claim {
         /// The stored response.
         response: StoredResponse,
     },
+    /// The key was free but the store has no room for a new claim: every
+    /// entry it could evict to make room is a running claim, and a store
+    /// never evicts one (its retry would run the handler again). The server
+    /// layer answers 503 with `Retry-After` (shedding new work instead of
+    /// repeating old work).
+    Full,
 }
 
 /// The store could not be reached or answered garbage: the layer fails
@@ -274,18 +294,46 @@ impl Error for StoreError {
 ///
 /// See the [module docs](self).
 pub trait Store: Clone + Send + Sync + 'static {
-    /// Claims `key` for `fingerprint` unless it is claimed (unexpired) or
-    /// completed (unexpired).
+    /// Claims `key` under `token` (made by the caller, see
+    /// [`ClaimToken::random`]) for `fingerprint`, unless it is claimed
+    /// (unexpired) or completed (unexpired); [`Claim::Full`] when there is
+    /// no room for a new claim.
     fn claim(
         &self,
         key: &StoreKey,
+        token: &ClaimToken,
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Stores `response` for `ttl`, if `token` still holds the claim;
-    /// `Ok(false)` when it does not (the claim expired and maybe was taken
-    /// again).
+    /// Renews the lease of a running claim: the claim of `token` now holds
+    /// for `lock_timeout` from now.
+    ///
+    /// * The key holds `token`'s claim (even one whose lock timeout passed,
+    ///   if the store still has it): its expiry is pushed; `Ok(true)`.
+    /// * The key is free (absent, expired, e.g. the store restarted and
+    ///   lost it): it is claimed again for `token` and `fingerprint`;
+    ///   `Ok(true)`, or `Ok(false)` when there is no room.
+    /// * Another claim or a stored response holds it: `Ok(false)` (the
+    ///   lease is lost).
+    fn extend(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores `response` for `ttl` if `token` still holds the claim, or if
+    /// the claim lapsed and nobody else took the key (it is absent, or
+    /// holds `token`'s expired claim or an expired entry): the handler ran,
+    /// and nobody else is running it.
+    ///
+    /// `Ok(false)` when it was not stored: another unexpired claim or a
+    /// response from another claim holds the key, or the store refused the
+    /// response (a [`MemoryStore`] refuses one larger than its byte share,
+    /// and then leaves the claim to its lock timeout). A store that can tell
+    /// answers `Ok(true)` to a repeat of a write that already landed.
     fn complete(
         &self,
         key: &StoreKey,
@@ -295,8 +343,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Frees the claim if `token` still holds it (a 5xx, a cancelled
-    /// handler); `Ok(false)` otherwise.
+    /// Frees the claim if `token` holds it (a 5xx, a cancelled handler);
+    /// `Ok(false)` otherwise, e.g. for a claim that never landed.
     fn release(
         &self,
         key: &StoreKey,
@@ -306,7 +354,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// What `key` holds now, without claiming it: `None` when it is free
     /// (absent or expired), [`Claim::InProgress`] while a claim runs,
     /// [`Claim::Completed`] once a response is stored. Never returns
-    /// [`Claim::Claimed`].
+    /// [`Claim::Claimed`] or [`Claim::Full`].
     fn get(&self, key: &StoreKey)
         -> impl Future<Output = Result<Option<Claim>, StoreError>> + Send;
 }

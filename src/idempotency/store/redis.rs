@@ -25,12 +25,35 @@ end
 return 0
 ";
 
-/// Replaces the claim with the completed value if the claim (ARGV[1]: magic,
-/// claim tag, token) still holds the key. Returns 1 when stored, 0 otherwise.
+/// Stores the completed value (ARGV[2], for ARGV[3] ms) if the claim
+/// (ARGV[1]: magic, claim tag, token) holds the key or the key is free (the
+/// claim lapsed and nobody took it). Returns 1 when stored, or when the key
+/// already holds this token's response (ARGV[4]: magic, completed tag,
+/// token; a repeated write); 0 otherwise.
 const COMPLETE_LUA: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+if (not v) or string.sub(v, 1, #ARGV[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if string.sub(v, 1, #ARGV[4]) == ARGV[4] then
+  return 1
+end
+return 0
+";
+
+/// Renews a lease: a token-checked `PEXPIRE` (ARGV[1]: the claim prefix,
+/// ARGV[3]: ms) when the claim holds the key; `SET NX PX` of the claim
+/// (ARGV[2]) when the key is free (e.g. Redis restarted and lost it).
+/// Returns 1 when the claim holds the key now, 0 otherwise.
+const EXTEND_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+if string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
 end
 return 0
@@ -50,6 +73,7 @@ return 0
 static CLAIM_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
 static COMPLETE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COMPLETE_LUA));
 static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+static EXTEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 
 /// A [`Store`] in Redis: many server replicas share one Redis, so a key
 /// claimed by one is seen by all.
@@ -61,13 +85,21 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_L
 /// - [`claim`](Store::claim) runs `SET key <claim> NX PX <lock_timeout>`
 ///   and, when the key is taken, returns its value in the same script, so a
 ///   repeat learns "in progress" or gets the stored response at once;
+/// - [`extend`](Store::extend) renews the claim's `PX` if its token holds
+///   the key (a token-checked `PEXPIRE`), or claims the key again if it is
+///   free (Redis restarted and lost it, or the claim lapsed untaken);
 /// - [`complete`](Store::complete) replaces the claim with the response,
-///   with `PX <ttl>`, only if the claim's token still holds the key;
+///   with `PX <ttl>`, if the claim's token still holds the key or nobody
+///   does (the claim lapsed untaken);
 /// - [`release`](Store::release) deletes the key only if the token still
 ///   holds it.
 ///
 /// So a writer whose claim expired cannot overwrite or delete a newer claim.
-/// Expiry is Redis's own (`PX`), in real time.
+/// Expiry is Redis's own (`PX`), in real time. Redis is never told to keep
+/// a claim: run it with `maxmemory-policy noeviction` (or a `volatile-*`
+/// policy that cannot reach these keys before others), or it may evict a
+/// running claim, and a Redis failover that loses recent writes loses
+/// claims too (see the module docs' `# Guarantees`).
 ///
 /// Values are stored under `<prefix><StoreKey>` (the prefix defaults to
 /// [`DEFAULT_KEY_PREFIX`](Self::DEFAULT_KEY_PREFIX)) in a small binary format of this crate: a magic
@@ -91,17 +123,20 @@ static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_L
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use steadfast::idempotency::store::{Claim, Fingerprint, RedisStore, Store, StoreKey};
+/// use steadfast::idempotency::store::{
+///     Claim, ClaimToken, Fingerprint, RedisStore, Store, StoreKey,
+/// };
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), steadfast::BoxError> {
 /// let store = RedisStore::connect("redis://127.0.0.1:6379").await?.key_prefix("myapp:idem:");
 /// let key = StoreKey::new("client-42", "8e03978e-40d5-43e8-bc93-6894a57f9324");
-/// match store.claim(&key, Fingerprint([0; 32]), Duration::from_secs(60)).await? {
-///     Claim::Claimed(_token) => println!("run the handler, then complete"),
+/// let token = ClaimToken::random();
+/// match store.claim(&key, &token, Fingerprint([0; 32]), Duration::from_secs(60)).await? {
+///     Claim::Claimed(_) => println!("run the handler, then complete"),
 ///     Claim::InProgress { .. } => println!("409"),
 ///     Claim::Completed { response, .. } => println!("replay {}", response.status()),
-///     _ => unreachable!("a store answers one of the three"),
+///     _ => println!("503"),
 /// }
 /// # Ok(())
 /// # }
@@ -200,7 +235,8 @@ impl RedisStore {
 
     /// How many commands this store (and its clones) sent to Redis so far,
     /// failed ones included: one per [`claim`](Store::claim),
-    /// [`complete`](Store::complete) and [`release`](Store::release), plus
+    /// [`extend`](Store::extend), [`complete`](Store::complete) and
+    /// [`release`](Store::release), plus
     /// one whenever Redis had to be sent a script it did not know yet.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
@@ -260,11 +296,11 @@ impl Store for RedisStore {
     async fn claim(
         &self,
         key: &StoreKey,
+        token: &ClaimToken,
         fingerprint: Fingerprint,
         lock_timeout: Duration,
     ) -> Result<Claim, StoreError> {
-        let token = ClaimToken::random();
-        let value = encode_claim(&token, &fingerprint);
+        let value = encode_claim(token, &fingerprint);
         let px = millis(lock_timeout).to_string();
         let reply = self
             .eval(
@@ -275,7 +311,7 @@ impl Store for RedisStore {
             )
             .await?;
         match reply {
-            Value::Int(1) => Ok(Claim::Claimed(token)),
+            Value::Int(1) => Ok(Claim::Claimed(token.clone())),
             Value::BulkString(stored) => match decode(&stored)? {
                 Decoded::Claim { fingerprint, .. } => Ok(Claim::InProgress { fingerprint }),
                 Decoded::Completed {
@@ -306,10 +342,35 @@ impl Store for RedisStore {
                 &COMPLETE_SCRIPT,
                 COMPLETE_LUA,
                 &self.redis_key(key),
-                &[&claim_prefix(token), &value, px.as_bytes()],
+                &[
+                    &claim_prefix(token),
+                    &value,
+                    px.as_bytes(),
+                    &value[..CLAIM_PREFIX_LEN],
+                ],
             )
             .await?;
         flag("complete", reply)
+    }
+
+    async fn extend(
+        &self,
+        key: &StoreKey,
+        token: &ClaimToken,
+        fingerprint: Fingerprint,
+        lock_timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let value = encode_claim(token, &fingerprint);
+        let px = millis(lock_timeout).to_string();
+        let reply = self
+            .eval(
+                &EXTEND_SCRIPT,
+                EXTEND_LUA,
+                &self.redis_key(key),
+                &[&value[..CLAIM_PREFIX_LEN], &value, px.as_bytes()],
+            )
+            .await?;
+        flag("extend", reply)
     }
 
     async fn release(&self, key: &StoreKey, token: &ClaimToken) -> Result<bool, StoreError> {
@@ -382,6 +443,8 @@ fn unexpected(op: &str, reply: &Value) -> StoreError {
 // (MAGIC, 'C', token) with the caller's claim prefix.
 
 const MAGIC: &[u8; 4] = b"SFI1";
+/// MAGIC, tag, token: how the scripts tell whose value a key holds.
+const CLAIM_PREFIX_LEN: usize = 21;
 const TAG_CLAIM: u8 = b'C';
 const TAG_COMPLETED: u8 = b'D';
 
@@ -399,7 +462,7 @@ enum Decoded {
 }
 
 fn claim_prefix(token: &ClaimToken) -> Vec<u8> {
-    let mut v = Vec::with_capacity(21);
+    let mut v = Vec::with_capacity(CLAIM_PREFIX_LEN);
     v.extend_from_slice(MAGIC);
     v.push(TAG_CLAIM);
     v.extend_from_slice(&token.0.to_be_bytes());
