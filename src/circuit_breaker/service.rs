@@ -52,6 +52,17 @@ impl<C: Clone> Nodes<C> {
     }
 }
 
+impl<C> Node<C> {
+    /// The one node of a compact core (stripe 0), for a keyed breaker's key.
+    pub(crate) fn single(core: Arc<Core>, classifier: C) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            classifier,
+            stripe: 0,
+        })
+    }
+}
+
 impl<C> Nodes<C> {
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.0[0].core
