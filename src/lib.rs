@@ -104,6 +104,7 @@ mod macros;
 mod builder;
 mod error;
 mod metrics;
+mod runtime;
 mod sync;
 
 pub mod bulkhead;

@@ -8,6 +8,10 @@ use tower_service::Service;
 use super::future::{DeadlineFuture, Limit, ResponseFuture};
 use crate::deadline::{CarriesDeadline, Deadline, DeadlineOf, NoDeadline};
 use crate::error::BoxError;
+use crate::runtime;
+
+const TIMEOUT: &str = "steadfast::timeout::Timeout";
+const WITH_DEADLINE: &str = "steadfast::timeout::WithDeadline";
 
 /// Bounds each call to the inner service by a timeout; made by
 /// [`TimeoutLayer`](super::TimeoutLayer).
@@ -17,6 +21,12 @@ use crate::error::BoxError;
 /// and when the deadline is what ran out the error is
 /// [`DeadlineExceeded`](super::error::DeadlineExceeded), not
 /// [`Elapsed`](super::error::Elapsed).
+///
+/// # Panics
+///
+/// Every `call` panics, before calling the inner service, unless it runs
+/// within a Tokio runtime with time enabled: "steadfast::timeout::Timeout
+/// needs a Tokio runtime with time enabled (…)".
 #[derive(Clone)]
 pub struct Timeout<S, D = NoDeadline> {
     inner: S,
@@ -67,36 +77,41 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // The timer starts here, in `call`, not in `poll_ready`.
-        let deadline = self.deadline.deadline_of(&req);
-        let future = self.inner.call(req);
-        match deadline {
-            None => ResponseFuture::new(
-                future,
-                tokio::time::sleep(self.timeout),
+        // The timer starts here, in `call`, not in `poll_ready`; it is made
+        // before the inner call, so a missing runtime panics before the
+        // request is sent.
+        let (sleep, limit) = match self.deadline.deadline_of(&req) {
+            None => (
+                runtime::sleep(TIMEOUT, self.timeout),
                 Limit::Attempt(self.timeout),
             ),
             Some(deadline) => {
                 let now = Instant::now();
                 match now.checked_add(self.timeout) {
-                    Some(at) if at <= deadline.instant() => ResponseFuture::new(
-                        future,
-                        tokio::time::sleep_until(at),
+                    Some(at) if at <= deadline.instant() => (
+                        runtime::sleep_until(TIMEOUT, at),
                         Limit::Attempt(self.timeout),
                     ),
-                    _ => ResponseFuture::new(
-                        future,
-                        tokio::time::sleep_until(deadline.instant()),
+                    _ => (
+                        runtime::sleep_until(TIMEOUT, deadline.instant()),
                         Limit::Deadline(None),
                     ),
                 }
             }
-        }
+        };
+        ResponseFuture::new(self.inner.call(req), sleep, limit)
     }
 }
 
 /// Bounds a whole call by a deadline and carries it with the request; made
 /// by [`DeadlineLayer`](super::DeadlineLayer).
+///
+/// # Panics
+///
+/// Every `call` with time left panics, before calling the inner service,
+/// unless it runs within a Tokio runtime with time enabled:
+/// "steadfast::timeout::WithDeadline needs a Tokio runtime with time enabled
+/// (…)".
 #[derive(Clone)]
 pub struct WithDeadline<S> {
     inner: S,
@@ -161,10 +176,10 @@ where
             return DeadlineFuture::expired(Some(remaining));
         }
         req.propagate_timeout(remaining);
-        let future = self.inner.call(req);
+        let sleep = runtime::sleep_until(WITH_DEADLINE, deadline.instant());
         DeadlineFuture::running(ResponseFuture::new(
-            future,
-            tokio::time::sleep_until(deadline.instant()),
+            self.inner.call(req),
+            sleep,
             Limit::Deadline(Some(remaining)),
         ))
     }

@@ -1,0 +1,96 @@
+//! The check every layer that needs tokio's timer makes on each call.
+//!
+//! A layer that needs a timer only on its failure path (retry's backoff, a
+//! bulkhead's wait, a waiting breaker's open duration) would otherwise run
+//! fine outside a runtime until the day the backend fails, and then panic
+//! with tokio's "no reactor running". So each such layer checks on **every
+//! call**, the first one included, and panics with a message that names it.
+//!
+//! # Why a panic, and why on every call
+//!
+//! A missing runtime is a bug in the program, not a condition of the call:
+//! no retry or fallback can fix it, and an error would be classified as a
+//! backend failure (counted by the breaker, retried by the retry layer). So
+//! the layers panic, as tokio itself does, but at the first call and with
+//! the layer's name.
+//!
+//! Caching the answer per service is not correct: a service (or a clone of
+//! it) can move to another runtime, or out of one, between calls. Caching it
+//! per thread is not either: a thread can enter and leave runtimes (and a
+//! task can enter another runtime's context) without anything this crate
+//! could observe cheaply.
+//!
+//! # What the check costs
+//!
+//! Tokio offers no way to ask "is there a timer here?" without cloning the
+//! runtime handle: `Handle::try_current` clones an `Arc` (and does not look
+//! at the timer at all), and the crate-private probes behind it are not
+//! public. The only public operation that checks for the timer is making a
+//! [`Sleep`], which clones the handle and panics when the time driver is
+//! missing. So:
+//!
+//! * the timeout and deadline layers make their `Sleep` anyway: they make it
+//!   through [`sleep`] or [`sleep_until`], which add nothing on the happy path
+//!   ([`catch_unwind`] costs nothing unless a panic unwinds);
+//! * the other layers make one `Sleep` and drop it unpolled
+//!   ([`assert_timer`]): a thread-local read, one `Arc` increment and one
+//!   decrement, no allocation, no lock. See BENCHMARKS.md for the figures.
+//!
+//! Tokio's panic is caught and replaced by ours, so the panic hook reports
+//! tokio's message first and then ours; the payload that unwinds (what
+//! `JoinError::into_panic` or a `should_panic` test sees) is ours. With
+//! `panic = "abort"` the process stops at tokio's panic, still on the first
+//! call.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// [`tokio::time::sleep_until`], with a panic that names `layer` when there
+/// is no runtime, or no timer in it.
+#[inline]
+pub(crate) fn sleep_until(layer: &'static str, deadline: Instant) -> Sleep {
+    checked(layer, || tokio::time::sleep_until(deadline))
+}
+
+/// [`tokio::time::sleep`], with a panic that names `layer` when there is no
+/// runtime, or no timer in it.
+#[inline]
+pub(crate) fn sleep(layer: &'static str, duration: Duration) -> Sleep {
+    checked(layer, || tokio::time::sleep(duration))
+}
+
+#[inline]
+fn checked(layer: &'static str, make: impl FnOnce() -> Sleep) -> Sleep {
+    match catch_unwind(AssertUnwindSafe(make)) {
+        Ok(sleep) => sleep,
+        Err(_) => no_timer(layer),
+    }
+}
+
+/// Panics with a message naming `layer` unless the current context is a
+/// Tokio runtime with time enabled.
+#[inline]
+pub(crate) fn assert_timer(layer: &'static str) {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    // Any deadline will do: the sleep is dropped without being polled, and
+    // reading the clock on every call would cost more than the check.
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    drop(sleep_until(layer, epoch));
+}
+
+#[cold]
+#[inline(never)]
+fn no_timer(layer: &'static str) -> ! {
+    let why = if tokio::runtime::Handle::try_current().is_err() {
+        "called outside a Tokio runtime"
+    } else {
+        "the current runtime was built without `enable_time`"
+    };
+    panic!(
+        "{layer} needs a Tokio runtime with time enabled ({why}); \
+         call it from within a runtime built with `enable_time` or `enable_all`"
+    );
+}
