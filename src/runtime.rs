@@ -16,9 +16,19 @@
 //!
 //! Caching the answer per service is not correct: a service (or a clone of
 //! it) can move to another runtime, or out of one, between calls. Caching it
-//! per thread is not either: a thread can enter and leave runtimes (and a
-//! task can enter another runtime's context) without anything this crate
-//! could observe cheaply.
+//! per thread is not either: a thread can enter and leave runtimes (a test
+//! thread runs one runtime after another) without anything this crate could
+//! observe cheaply. What cannot change is the runtime of a *task*: a task
+//! is spawned on one runtime and polled only by it until it ends. So the
+//! answer is cached per thread for the task running on it
+//! ([`tokio::task::try_id`], a thread-local read): the first call in a task
+//! checks, later calls in the same task on the same thread skip the check.
+//! Calls made outside any task (in `block_on`'s own future, or under
+//! `Runtime::enter`) check every time. Two cases this does not see, both
+//! outside tokio's rules of use: a task that enters another runtime's
+//! context (`Handle::enter`) and polls the layer's future to a backoff there,
+//! and a task id that tokio hands out again (its ids come from one process-
+//! wide 64-bit counter; the docs promise uniqueness only among running tasks).
 //!
 //! # What the check costs
 //!
@@ -30,11 +40,12 @@
 //! missing. So:
 //!
 //! * the timeout and deadline layers make their `Sleep` anyway: they make it
-//!   through [`sleep`] or [`sleep_until`], which add nothing on the happy path
-//!   ([`catch_unwind`] costs nothing unless a panic unwinds);
-//! * the other layers make one `Sleep` and drop it unpolled
-//!   ([`assert_timer`]): a thread-local read, one `Arc` increment and one
-//!   decrement, no allocation, no lock. See BENCHMARKS.md for the figures.
+//!   through [`sleep`] or [`sleep_until`], which add nothing on the happy
+//!   path ([`catch_unwind`] costs nothing unless a panic unwinds);
+//! * the other layers call [`assert_timer`]: inside a task already checked,
+//!   two thread-local reads; otherwise it makes one `Sleep` and drops it
+//!   unpolled (a thread-local read, one `Arc` increment and one decrement;
+//!   no allocation, no lock). See BENCHMARKS.md for the figures.
 //!
 //! Tokio's panic is caught and replaced by ours, so the panic hook reports
 //! tokio's message first and then ours; the payload that unwinds (what
@@ -42,6 +53,7 @@
 //! `panic = "abort"` the process stops at tokio's panic, still on the first
 //! call.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -74,11 +86,30 @@ fn checked(layer: &'static str, make: impl FnOnce() -> Sleep) -> Sleep {
 /// Tokio runtime with time enabled.
 #[inline]
 pub(crate) fn assert_timer(layer: &'static str) {
+    let task = tokio::task::try_id();
+    if task.is_none() || CHECKED_TASK.get() != task {
+        check_timer(layer, task);
+    }
+}
+
+thread_local! {
+    /// The task, running on this thread, whose runtime was found to have a
+    /// timer. `const` and without `Drop`: reading it is a plain load.
+    static CHECKED_TASK: Cell<Option<tokio::task::Id>> = const { Cell::new(None) };
+}
+
+#[inline(never)]
+fn check_timer(layer: &'static str, task: Option<tokio::task::Id>) {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     // Any deadline will do: the sleep is dropped without being polled, and
     // reading the clock on every call would cost more than the check.
     let epoch = *EPOCH.get_or_init(Instant::now);
-    drop(sleep_until(layer, epoch));
+    if catch_unwind(|| drop(tokio::time::sleep_until(epoch))).is_err() {
+        no_timer(layer);
+    }
+    if task.is_some() {
+        CHECKED_TASK.set(task);
+    }
 }
 
 #[cold]

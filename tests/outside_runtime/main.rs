@@ -212,3 +212,39 @@ fn layers_without_a_timer_work_outside_a_runtime() {
         });
     }
 }
+
+/// The check is not cached per service: a retry service that worked in a
+/// task of a runtime with a timer (twice, so the second call is the cached
+/// one) panics when it moves to a runtime without one, and outside any.
+#[test]
+fn a_service_that_moves_to_another_runtime_is_checked_there() {
+    const RETRY: &str = "steadfast::retry::Retry";
+    let mut svc = RetryLayer::new(RetryConfig::default()).layer(Bare);
+    let with_timer = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let task = with_timer.spawn(async move {
+        first_call(&mut svc, 1_u64);
+        first_call(&mut svc, 2_u64);
+        svc
+    });
+    svc = with_timer.block_on(task).expect("the task succeeds");
+    drop(with_timer);
+
+    let without_timer = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let mut moved = svc.clone();
+    let task = without_timer.spawn(async move { first_call(&mut moved, 3_u64) });
+    let err = without_timer.block_on(task).expect_err("the call panics");
+    let payload = err.into_panic();
+    let msg = payload
+        .downcast_ref::<String>()
+        .expect("a formatted message");
+    assert!(
+        msg.contains(&format!("{RETRY} needs a Tokio runtime with time enabled")),
+        "{msg}"
+    );
+    assert_first_call_panics(RETRY, Where::Outside, move || first_call(svc, 4_u64));
+}
