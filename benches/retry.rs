@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cases::{allocs_per_call, drive, Bare, Boom};
+use cases::{allocs_per_call, drive, in_task, Bare, Boom};
 use criterion::{criterion_group, Criterion};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -55,24 +55,6 @@ impl Service<String> for BareString {
     fn call(&mut self, req: String) -> Self::Future {
         ready(Ok(req.len()))
     }
-}
-
-/// Times `iters` calls of `svc` inside one task spawned on `rt`.
-fn in_task<S>(rt: &tokio::runtime::Runtime, iters: u64, mut svc: S) -> Duration
-where
-    S: Service<u64> + Send + 'static,
-    S::Response: Send,
-    S::Error: Send,
-    S::Future: Send,
-{
-    let task = rt.spawn(async move {
-        let start = Instant::now();
-        for i in 0..iters {
-            let _ = black_box(drive(&mut svc, black_box(i)));
-        }
-        start.elapsed()
-    });
-    rt.block_on(task).expect("the task succeeds")
 }
 
 fn with_budget() -> RetryLayer {

@@ -39,9 +39,10 @@
 //! [`Sleep`], which clones the handle and panics when the time driver is
 //! missing. So:
 //!
-//! * the timeout and deadline layers make their `Sleep` anyway: they make it
-//!   through [`sleep`] or [`sleep_until`], which add nothing on the happy
-//!   path ([`catch_unwind`] costs nothing unless a panic unwinds);
+//! * the timeout and deadline layers make their `Sleep` anyway: inside a
+//!   task already checked they make it as before (plus two thread-local
+//!   reads); otherwise they make it inside [`catch_unwind`], which costs a
+//!   few nanoseconds (the `Sleep`, 112 bytes, is moved out of it);
 //! * the other layers call [`assert_timer`]: inside a task already checked,
 //!   two thread-local reads; otherwise it makes one `Sleep` and drops it
 //!   unpolled (a thread-local read, one `Arc` increment and one decrement;
@@ -64,21 +65,19 @@ use tokio::time::{Instant, Sleep};
 /// is no runtime, or no timer in it.
 #[inline]
 pub(crate) fn sleep_until(layer: &'static str, deadline: Instant) -> Sleep {
-    checked(layer, || tokio::time::sleep_until(deadline))
+    match checked_already() {
+        Ok(()) => tokio::time::sleep_until(deadline),
+        Err(task) => checked(layer, task, || tokio::time::sleep_until(deadline)),
+    }
 }
 
 /// [`tokio::time::sleep`], with a panic that names `layer` when there is no
 /// runtime, or no timer in it.
 #[inline]
 pub(crate) fn sleep(layer: &'static str, duration: Duration) -> Sleep {
-    checked(layer, || tokio::time::sleep(duration))
-}
-
-#[inline]
-fn checked(layer: &'static str, make: impl FnOnce() -> Sleep) -> Sleep {
-    match catch_unwind(AssertUnwindSafe(make)) {
-        Ok(sleep) => sleep,
-        Err(_) => no_timer(layer),
+    match checked_already() {
+        Ok(()) => tokio::time::sleep(duration),
+        Err(task) => checked(layer, task, || tokio::time::sleep(duration)),
     }
 }
 
@@ -86,8 +85,7 @@ fn checked(layer: &'static str, make: impl FnOnce() -> Sleep) -> Sleep {
 /// Tokio runtime with time enabled.
 #[inline]
 pub(crate) fn assert_timer(layer: &'static str) {
-    let task = tokio::task::try_id();
-    if task.is_none() || CHECKED_TASK.get() != task {
+    if let Err(task) = checked_already() {
         check_timer(layer, task);
     }
 }
@@ -96,6 +94,40 @@ thread_local! {
     /// The task, running on this thread, whose runtime was found to have a
     /// timer. `const` and without `Drop`: reading it is a plain load.
     static CHECKED_TASK: Cell<Option<tokio::task::Id>> = const { Cell::new(None) };
+}
+
+/// `Ok` when the task running on this thread was checked before; otherwise
+/// the task to remember once the check passes (`None` outside a task).
+#[inline]
+fn checked_already() -> Result<(), Option<tokio::task::Id>> {
+    let task = tokio::task::try_id();
+    if task.is_some() && CHECKED_TASK.get() == task {
+        Ok(())
+    } else {
+        Err(task)
+    }
+}
+
+fn remember(task: Option<tokio::task::Id>) {
+    if task.is_some() {
+        CHECKED_TASK.set(task);
+    }
+}
+
+/// Makes the sleep, which checks for the timer, and turns tokio's panic into
+/// ours.
+#[inline]
+fn checked(
+    layer: &'static str,
+    task: Option<tokio::task::Id>,
+    make: impl FnOnce() -> Sleep,
+) -> Sleep {
+    let sleep = match catch_unwind(AssertUnwindSafe(make)) {
+        Ok(sleep) => sleep,
+        Err(_) => no_timer(layer),
+    };
+    remember(task);
+    sleep
 }
 
 #[inline(never)]
@@ -107,9 +139,7 @@ fn check_timer(layer: &'static str, task: Option<tokio::task::Id>) {
     if catch_unwind(|| drop(tokio::time::sleep_until(epoch))).is_err() {
         no_timer(layer);
     }
-    if task.is_some() {
-        CHECKED_TASK.set(task);
-    }
+    remember(task);
 }
 
 #[cold]
