@@ -24,11 +24,12 @@
 //! ([`tokio::task::try_id`], a thread-local read): the first call in a task
 //! checks, later calls in the same task on the same thread skip the check.
 //! Calls made outside any task (in `block_on`'s own future, or under
-//! `Runtime::enter`) check every time. Two cases this does not see, both
-//! outside tokio's rules of use: a task that enters another runtime's
-//! context (`Handle::enter`) and polls the layer's future to a backoff there,
-//! and a task id that tokio hands out again (its ids come from one process-
-//! wide 64-bit counter; the docs promise uniqueness only among running tasks).
+//! `Runtime::enter`) check every time. Two cases this does not see: a task
+//! that enters another runtime's context (`Handle::enter`, held across the
+//! layer's future until it backs off), and a task id handed out again to a
+//! task of another runtime on the same thread (tokio's ids come from one
+//! process-wide 64-bit counter, though its docs promise uniqueness only
+//! among running tasks).
 //!
 //! # What the check costs
 //!
@@ -46,7 +47,8 @@
 //! * the other layers call [`assert_timer`]: inside a task already checked,
 //!   two thread-local reads; otherwise it makes one `Sleep` and drops it
 //!   unpolled (a thread-local read, one `Arc` increment and one decrement;
-//!   no allocation, no lock). See BENCHMARKS.md for the figures.
+//!   no allocation, no lock). The retry and timeout benches measure both
+//!   paths (`in_task/*`, and `runtime_check` for the candidates).
 //!
 //! Tokio's panic is caught and replaced by ours, so the panic hook reports
 //! tokio's message first and then ours; the payload that unwinds (what
@@ -57,7 +59,6 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -67,18 +68,19 @@ use tokio::time::{Instant, Sleep};
 pub(crate) fn sleep_until(layer: &'static str, deadline: Instant) -> Sleep {
     match checked_already() {
         Ok(()) => tokio::time::sleep_until(deadline),
-        Err(task) => checked(layer, task, || tokio::time::sleep_until(deadline)),
+        Err(task) => checked_sleep_until(layer, task, deadline),
     }
 }
 
-/// [`tokio::time::sleep`], with a panic that names `layer` when there is no
-/// runtime, or no timer in it.
+/// The checking half of [`sleep_until`], for a layer that looked at
+/// [`checked_already`] itself (to make its sleep in place otherwise).
 #[inline]
-pub(crate) fn sleep(layer: &'static str, duration: Duration) -> Sleep {
-    match checked_already() {
-        Ok(()) => tokio::time::sleep(duration),
-        Err(task) => checked(layer, task, || tokio::time::sleep(duration)),
-    }
+pub(crate) fn checked_sleep_until(
+    layer: &'static str,
+    task: Option<tokio::task::Id>,
+    deadline: Instant,
+) -> Sleep {
+    checked(layer, task, || tokio::time::sleep_until(deadline))
 }
 
 /// Panics with a message naming `layer` unless the current context is a
@@ -99,7 +101,7 @@ thread_local! {
 /// `Ok` when the task running on this thread was checked before; otherwise
 /// the task to remember once the check passes (`None` outside a task).
 #[inline]
-fn checked_already() -> Result<(), Option<tokio::task::Id>> {
+pub(crate) fn checked_already() -> Result<(), Option<tokio::task::Id>> {
     let task = tokio::task::try_id();
     if task.is_some() && CHECKED_TASK.get() == task {
         Ok(())

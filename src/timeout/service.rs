@@ -77,29 +77,29 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // The timer starts here, in `call`, not in `poll_ready`; it is made
-        // before the inner call, so a missing runtime panics before the
-        // request is sent.
-        let (sleep, limit) = match self.deadline.deadline_of(&req) {
-            None => (
-                runtime::sleep(TIMEOUT, self.timeout),
+        // The timer starts here, in `call`, not in `poll_ready`.
+        let now = Instant::now();
+        let (at, limit) = match self.deadline.deadline_of(&req) {
+            Some(deadline) if Deadline::after_from(now, self.timeout) > deadline => {
+                (deadline.instant(), Limit::Deadline(None))
+            }
+            _ => (
+                Deadline::after_from(now, self.timeout).instant(),
                 Limit::Attempt(self.timeout),
             ),
-            Some(deadline) => {
-                let now = Instant::now();
-                match now.checked_add(self.timeout) {
-                    Some(at) if at <= deadline.instant() => (
-                        runtime::sleep_until(TIMEOUT, at),
-                        Limit::Attempt(self.timeout),
-                    ),
-                    _ => (
-                        runtime::sleep_until(TIMEOUT, deadline.instant()),
-                        Limit::Deadline(None),
-                    ),
-                }
-            }
         };
-        ResponseFuture::new(self.inner.call(req), sleep, limit)
+        match runtime::checked_already() {
+            // This task's runtime has a timer: the sleep is made in place.
+            Ok(()) => {
+                ResponseFuture::new(self.inner.call(req), tokio::time::sleep_until(at), limit)
+            }
+            // Checked before the inner call, so a missing runtime panics
+            // before the request is sent.
+            Err(task) => {
+                let sleep = runtime::checked_sleep_until(TIMEOUT, task, at);
+                ResponseFuture::new(self.inner.call(req), sleep, limit)
+            }
+        }
     }
 }
 

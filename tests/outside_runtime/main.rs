@@ -114,18 +114,27 @@ fn assert_works(at: Where, f: impl FnOnce()) {
     }
 }
 
-fn timeout() -> TimeoutLayer {
-    TimeoutLayer::new(Duration::from_secs(1)).expect("valid")
+/// The first call of a service made by `svc` panics outside a runtime and in
+/// a runtime without a timer, naming `layer`, and succeeds in one with a timer.
+fn needs_timer<S, R>(layer: &str, svc: impl Fn() -> S, req: impl Fn() -> R)
+where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    for at in ALL {
+        assert_first_call_panics(layer, at, || first_call(svc(), req()));
+    }
+    assert_works(Where::Timer, || first_call(svc(), req()));
 }
 
 #[test]
 fn timeout_panics_on_the_first_call() {
-    for at in ALL {
-        assert_first_call_panics("steadfast::timeout::Timeout", at, || {
-            first_call(timeout().layer(Bare), 1_u64)
-        });
-    }
-    assert_works(Where::Timer, || first_call(timeout().layer(Bare), 1_u64));
+    let layer = || TimeoutLayer::new(Duration::from_secs(1)).expect("valid");
+    needs_timer(
+        "steadfast::timeout::Timeout",
+        || layer().layer(Bare),
+        || 1_u64,
+    );
 }
 
 #[cfg(feature = "http")]
@@ -133,13 +142,11 @@ fn timeout_panics_on_the_first_call() {
 fn deadline_panics_on_the_first_call() {
     use steadfast::timeout::DeadlineLayer;
     let layer = || DeadlineLayer::new(Duration::from_secs(1)).expect("valid");
-    let req = || http::Request::new(());
-    for at in ALL {
-        assert_first_call_panics("steadfast::timeout::WithDeadline", at, || {
-            first_call(layer().layer(Bare), req())
-        });
-    }
-    assert_works(Where::Timer, || first_call(layer().layer(Bare), req()));
+    needs_timer(
+        "steadfast::timeout::WithDeadline",
+        || layer().layer(Bare),
+        || http::Request::new(()),
+    );
 }
 
 /// The backend succeeds, so no backoff is ever needed: the retry layer still
@@ -147,48 +154,37 @@ fn deadline_panics_on_the_first_call() {
 #[test]
 fn retry_panics_on_the_first_call_even_when_the_backend_succeeds() {
     let layer = || RetryLayer::new(RetryConfig::default());
-    for at in ALL {
-        assert_first_call_panics("steadfast::retry::Retry", at, || {
-            first_call(layer().layer(Bare), 1_u64)
-        });
-    }
-    assert_works(Where::Timer, || first_call(layer().layer(Bare), 1_u64));
+    needs_timer("steadfast::retry::Retry", || layer().layer(Bare), || 1_u64);
 }
 
 /// A bulkhead that may wait needs the timer, in both modes, even when a slot
 /// is free.
 #[test]
 fn waiting_bulkhead_panics_on_the_first_call() {
+    const BULKHEAD: &str = "steadfast::bulkhead::Bulkhead";
     let layer = || {
         BulkheadLayer::builder(4)
             .max_wait(Duration::from_millis(100))
             .build()
             .expect("valid")
     };
-    for at in ALL {
-        assert_first_call_panics("steadfast::bulkhead::Bulkhead", at, || {
-            first_call(layer().layer(Bare), 1_u64)
-        });
-        assert_first_call_panics("steadfast::bulkhead::Bulkhead", at, || {
-            first_call(layer().wait_in_poll_ready().layer(Bare), 1_u64)
-        });
-    }
-    assert_works(Where::Timer, || first_call(layer().layer(Bare), 1_u64));
-    assert_works(Where::Timer, || {
-        first_call(layer().wait_in_poll_ready().layer(Bare), 1_u64)
-    });
+    needs_timer(BULKHEAD, || layer().layer(Bare), || 1_u64);
+    needs_timer(
+        BULKHEAD,
+        || layer().wait_in_poll_ready().layer(Bare),
+        || 1_u64,
+    );
 }
 
 /// A breaker that waits while open needs the timer, even while closed.
 #[test]
 fn waiting_breaker_panics_on_the_first_call() {
     let layer = || CircuitBreakerLayer::new(CircuitBreakerConfig::default()).wait_when_open();
-    for at in ALL {
-        assert_first_call_panics("steadfast::circuit_breaker::CircuitBreaker", at, || {
-            first_call(layer().layer(Bare), 1_u64)
-        });
-    }
-    assert_works(Where::Timer, || first_call(layer().layer(Bare), 1_u64));
+    needs_timer(
+        "steadfast::circuit_breaker::CircuitBreaker",
+        || layer().layer(Bare),
+        || 1_u64,
+    );
 }
 
 /// The layers that never sleep work anywhere: the breaker that rejects, the
