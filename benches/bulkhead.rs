@@ -23,7 +23,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cases::{allocs_per_call, drive, Bare};
+use cases::{allocs_per_call, drive, in_task, Bare};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use steadfast::bulkhead::BulkheadLayer;
 use tower::limit::ConcurrencyLimitLayer;
@@ -85,6 +85,17 @@ fn fast_path(c: &mut Criterion) {
         "tower_concurrency_limit",
         ConcurrencyLimitLayer::new(LIMIT).layer(Bare),
     );
+    // Inside a spawned task, as a server calls: the runtime check of a
+    // bulkhead that may wait is cached for the task (see `src/runtime.rs`).
+    g.bench_function("in_task/bare", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, Bare))
+    });
+    g.bench_function("in_task/bulkhead", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, bulkhead().layer(Bare)))
+    });
+    g.bench_function("in_task/bulkhead_max_wait", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, bulkhead_waiting().layer(Bare)))
+    });
     g.finish();
 }
 

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use cases::{allocs_per_call, drive, Bare, Failing, Mode};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
-use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, Window};
+use steadfast::circuit_breaker::{
+    CircuitBreakerConfig, CircuitBreakerLayer, KeyedCircuitBreakerLayer, Window,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -97,6 +99,45 @@ fn open_rejection(c: &mut Criterion) {
         bench_calls(&mut g, &name, mode.forced_open().layer(Bare));
         let name = format!("tripped/{}", mode.name());
         bench_calls(&mut g, &name, mode.tripped().layer(Bare));
+    }
+    g.finish();
+}
+
+/// A keyed breaker on the closed path: the key's lookup (a hash and a shard
+/// lock) plus its breaker. `1_key` calls one key, `64_keys` cycles through 64;
+/// each with the default config (time window) and with consecutive failures
+/// only.
+fn keyed_closed_success(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("keyed_closed_success");
+    bench_calls(&mut g, "bare", Bare);
+    let configs = [
+        ("time_window", CircuitBreakerConfig::default()),
+        (
+            "consecutive",
+            CircuitBreakerConfig::builder()
+                .without_failure_rate()
+                .build()
+                .expect("valid config"),
+        ),
+    ];
+    for (name, cfg) in configs {
+        for keys in [1_u64, 64] {
+            let layer = KeyedCircuitBreakerLayer::builder(move |req: &u64| req % keys)
+                .config(cfg.clone())
+                .build()
+                .expect("valid config");
+            let id = format!("{name}/{keys}_key{}", if keys == 1 { "" } else { "s" });
+            let mut svc = layer.layer(Bare);
+            let mut i = 0_u64;
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    i = i.wrapping_add(1);
+                    black_box(drive(&mut svc, black_box(i)))
+                });
+            });
+        }
     }
     g.finish();
 }
@@ -215,7 +256,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = closed_success, closed_failure, open_rejection, contention, reference
+    targets = closed_success, closed_failure, open_rejection, keyed_closed_success, contention, reference
 }
 
 fn main() {

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cases::{allocs_per_call, drive, Bare, Boom};
+use cases::{allocs_per_call, drive, in_task, Bare, Boom};
 use criterion::{criterion_group, Criterion};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -81,6 +81,14 @@ fn no_retry(c: &mut Criterion) {
     let mut svc = without_budget().layer(Bare);
     g.bench_function("retry_no_budget", |b| {
         b.iter(|| black_box(drive(&mut svc, black_box(7))))
+    });
+    // The same calls made inside a spawned task, as a server makes them:
+    // the runtime check is cached for the task (see `src/runtime.rs`).
+    g.bench_function("in_task/bare", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, Bare))
+    });
+    g.bench_function("in_task/retry", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, with_budget().layer(Bare)))
     });
 
     // A 32-byte String request: the layer clones it once per call.
@@ -282,6 +290,29 @@ fn http_no_retry(c: &mut Criterion) {
     g.finish();
 }
 
+/// What tokio offers to find out, on each call, whether a timer is there
+/// (see `src/runtime.rs`): the candidates for the runtime check.
+fn runtime_check(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let mut g = c.benchmark_group("runtime_check");
+    // An `Arc` clone and drop; does not look for the timer.
+    g.bench_function("handle_try_current", |b| {
+        b.iter(|| black_box(tokio::runtime::Handle::try_current().is_ok()))
+    });
+    // What the retry layer does: make a `Sleep` (which panics without a
+    // timer) and drop it unpolled.
+    let epoch = tokio::time::Instant::now();
+    g.bench_function("sleep_until_dropped", |b| {
+        b.iter(|| drop(black_box(tokio::time::sleep_until(black_box(epoch)))))
+    });
+    // A thread-local read, but `None` outside a task: no answer here.
+    g.bench_function("task_try_id", |b| {
+        b.iter(|| black_box(tokio::task::try_id()))
+    });
+    g.finish();
+}
+
 #[cfg(not(feature = "http"))]
 fn http_no_retry(_: &mut Criterion) {}
 
@@ -316,7 +347,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = no_retry, http_no_retry, budget, backoff
+    targets = no_retry, http_no_retry, budget, backoff, runtime_check
 }
 
 fn main() {

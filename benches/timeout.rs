@@ -22,7 +22,7 @@ mod pending_once;
 use std::hint::black_box;
 use std::time::Duration;
 
-use cases::{allocs_per_call, drive, Bare};
+use cases::{allocs_per_call, drive, in_task, Bare};
 use criterion::{criterion_group, Criterion};
 use pending_once::{drive_twice, PendingOnce};
 use steadfast::timeout::TimeoutLayer;
@@ -55,6 +55,17 @@ fn timeout(c: &mut Criterion) {
     let mut bare = Bare;
     g.bench_function("ready/bare", |b| {
         b.iter(|| black_box(drive(&mut bare, black_box(7))))
+    });
+    // The same calls made inside a spawned task, as a server makes them:
+    // the runtime check is cached for the task (see `src/runtime.rs`).
+    g.bench_function("in_task/ready/bare", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, Bare))
+    });
+    g.bench_function("in_task/ready/steadfast", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, steadfast_timeout(Bare)))
+    });
+    g.bench_function("in_task/ready/tower", |b| {
+        b.iter_custom(|iters| in_task(&rt, iters, tower_timeout(Bare)))
     });
     let mut svc = steadfast_timeout(Bare);
     g.bench_function("ready/steadfast", |b| {

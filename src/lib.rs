@@ -71,6 +71,16 @@
 //! clock (`#[tokio::test(start_paused = true)]`) and move it with
 //! `tokio::time::advance`.
 //!
+//! The layers that may need tokio's timer — `Timeout`, `WithDeadline`,
+//! `Retry`, a `Bulkhead` with a `max_wait`, a `CircuitBreaker` that waits
+//! when open — panic on every call made outside a Tokio runtime with time
+//! enabled, the first call included, with a message naming the layer
+//! (`"steadfast::retry::Retry needs a Tokio runtime with time enabled
+//! (…)"`): a retry layer does not wait for the backend's first failure to
+//! tell you. See each service's `# Panics`. The other layers (the breaker
+//! that rejects, the keyed breaker, a bulkhead that never waits) work
+//! anywhere.
+//!
 //! # Features
 //!
 //! | feature | default | enables |
@@ -104,6 +114,7 @@ mod macros;
 mod builder;
 mod error;
 mod metrics;
+mod runtime;
 mod sync;
 
 pub mod bulkhead;

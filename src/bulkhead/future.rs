@@ -182,7 +182,10 @@ where
         Poll::Ready(permit) => permit,
         Poll::Pending => {
             if q.sleep.is_none() {
-                q.sleep.set(Some(tokio::time::sleep_until(*q.until)));
+                q.sleep.set(Some(crate::runtime::sleep_until(
+                    super::service::LAYER,
+                    *q.until,
+                )));
             }
             if let Some(sleep) = q.sleep.as_mut().as_pin_mut() {
                 ready!(sleep.poll(cx));

@@ -17,6 +17,9 @@ use super::semaphore::Admission;
 use crate::deadline::Deadline;
 use crate::deadline::{DeadlineOf, NoDeadline};
 use crate::error::BoxError;
+use crate::runtime;
+
+pub(super) const LAYER: &str = "steadfast::bulkhead::Bulkhead";
 
 /// A service whose calls in flight are limited; made by [`BulkheadLayer`].
 ///
@@ -41,10 +44,21 @@ use crate::error::BoxError;
 /// [`wait_in_poll_ready`](super::BulkheadLayer::wait_in_poll_ready),
 /// `poll_ready` does the waiting. See the module docs.
 ///
+/// # Panics
+///
+/// With a non-zero [`max_wait`](super::BulkheadBuilder::max_wait), every
+/// `call` panics, before calling the inner service, unless it runs within a
+/// Tokio runtime with time enabled (a wait needs tokio's timer):
+/// "steadfast::bulkhead::Bulkhead needs a Tokio runtime with time enabled
+/// (…)" — on the first call, not when the slots first run out. A bulkhead
+/// that never waits never needs a runtime.
+///
 /// [`BulkheadLayer`]: super::BulkheadLayer
 pub struct Bulkhead<S, D = NoDeadline, H = ReleaseOnResponse> {
     inner: S,
     nodes: Nodes,
+    /// A non-zero `max_wait`: calls may wait, which needs tokio's timer.
+    may_wait: bool,
     /// Only in the `wait_in_poll_ready` mode: boxed so the default mode pays
     /// one pointer for it.
     ready: Option<Box<ReadyWait>>,
@@ -115,7 +129,7 @@ fn poll_reserve(wait: &mut ReadyWait, nodes: &Nodes, cx: &mut Context<'_>) -> Po
                 wait.since = now;
                 match &mut wait.sleep {
                     Some(sleep) => sleep.as_mut().reset(until),
-                    None => wait.sleep = Some(Box::pin(tokio::time::sleep_until(until))),
+                    None => wait.sleep = Some(Box::pin(runtime::sleep_until(LAYER, until))),
                 }
             }
         }
@@ -152,6 +166,7 @@ fn poll_reserve(wait: &mut ReadyWait, nodes: &Nodes, cx: &mut Context<'_>) -> Po
 impl<S, D, H> Bulkhead<S, D, H> {
     pub(crate) fn from_nodes(inner: S, nodes: Nodes, wait_in_poll_ready: bool) -> Self {
         Self {
+            may_wait: !nodes.shared().max_wait.is_zero(),
             inner,
             nodes,
             ready: wait_in_poll_ready.then(ReadyWait::new),
@@ -173,6 +188,7 @@ impl<S: Clone, D, H> Clone for Bulkhead<S, D, H> {
         Self {
             inner: self.inner.clone(),
             nodes: self.nodes.clone(),
+            may_wait: self.may_wait,
             ready: self.ready.as_ref().map(|_| ReadyWait::new()),
             _policy: PhantomData,
         }
@@ -250,6 +266,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        if self.may_wait {
+            // A wait needs the timer: check on every call, not only when the
+            // slots first run out.
+            runtime::assert_timer(LAYER);
+        }
         if let Some(wait) = &mut self.ready {
             let reserved = wait.reserved.take().expect(
                 "Bulkhead::call before poll_ready returned Ready: \

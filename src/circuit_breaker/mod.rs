@@ -155,7 +155,9 @@
 //!   without its original's reservation, and dropping a service that holds
 //!   one frees it. A reservation made while closed may be spent after the
 //!   breaker opened: its result is then late. Needs a tokio runtime with the
-//!   timer enabled.
+//!   timer enabled: every `call` outside one panics, the first included,
+//!   not only when the breaker first opens (see [`CircuitBreaker`]'s
+//!   `# Panics`). The reject mode needs no runtime.
 //!
 //! ```
 //! use std::time::Duration;
@@ -196,6 +198,12 @@
 //! breaker), and counters on a stripe the calling thread owns, bumped with
 //! plain loads and stores. A time window reads tokio's clock once per call,
 //! and an open breaker once per rejection. `BENCHMARKS.md` has the measurements.
+//!
+//! A [`KeyedCircuitBreakerLayer`] adds a hash of the key (two, for its
+//! 128-bit fingerprint) and a shard lock per call. Each key's breaker is
+//! compact — one set of counters bumped with atomic adds, one set of window
+//! buckets — so a key costs about 2 KB on any number of cores, and keys are
+//! not stored at all, only their fingerprints; see its `# Memory` docs.
 
 mod config;
 mod handle;

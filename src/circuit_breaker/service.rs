@@ -15,6 +15,9 @@ use super::state::Core;
 use crate::classify::Classify;
 use crate::error::BoxError;
 use crate::metrics::{stripe_count, thread_stripe};
+use crate::runtime;
+
+const LAYER: &str = "steadfast::circuit_breaker::CircuitBreaker";
 
 /// What a response future holds on to: the breaker and the classifier.
 ///
@@ -49,6 +52,17 @@ impl<C: Clone> Nodes<C> {
                 })
                 .collect(),
         )
+    }
+}
+
+impl<C> Node<C> {
+    /// The one node of a compact core (stripe 0), for a keyed breaker's key.
+    pub(crate) fn single(core: Arc<Core>, classifier: C) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            classifier,
+            stripe: 0,
+        })
     }
 }
 
@@ -108,7 +122,7 @@ fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'
                         }
                         None => wait
                             .sleep
-                            .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                            .insert(Box::pin(runtime::sleep_until(LAYER, deadline))),
                     };
                     if sleep.as_mut().poll(cx).is_ready() {
                         continue;
@@ -141,6 +155,15 @@ fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'
 /// in its response future; with
 /// [`wait_when_open`](super::CircuitBreakerLayer::wait_when_open),
 /// `poll_ready` waits until the breaker admits a call. See the module docs.
+///
+/// # Panics
+///
+/// With [`wait_when_open`](super::CircuitBreakerLayer::wait_when_open),
+/// every `call` panics, before calling the inner service, unless it runs
+/// within a Tokio runtime with time enabled (waiting out the open duration
+/// needs tokio's timer): "steadfast::circuit_breaker::CircuitBreaker needs a
+/// Tokio runtime with time enabled (…)" — on the first call, not when the
+/// breaker first opens. The default mode never needs a runtime.
 ///
 /// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer
 pub struct CircuitBreaker<S, C = crate::classify::ErrorsAsFailures> {
@@ -237,6 +260,9 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(wait) = &mut self.wait {
+            // Waiting out an open breaker needs the timer: check on every
+            // call, not only when the breaker first opens.
+            runtime::assert_timer(LAYER);
             let guard = wait.permit.take().expect(
                 "CircuitBreaker::call before poll_ready returned Ready: \
                  a wait_when_open service reserves admission in poll_ready",

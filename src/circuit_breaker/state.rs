@@ -11,6 +11,11 @@
 //! * the counters live on a stripe the calling thread owns (plain loads and
 //!   stores), the time window's buckets on a stripe per core.
 //!
+//! A *compact* core ([`Core::new_compact`], one per key of a keyed breaker)
+//! has one stripe of counters, bumped with atomic adds, and one set of
+//! buckets: its size does not depend on the number of cores, and a key sees
+//! only a share of the traffic, so contention on it is rarer.
+//!
 //! Transitions (rare) take a mutex, re-check the word they decided on, do
 //! their side work (clear the window, set the open deadline), publish the new
 //! word, release the lock and only then tell observers.
@@ -30,7 +35,7 @@ use rand::{Rng, SeedableRng};
 use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
 use super::window::{CountWindow, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
-use crate::metrics::{sum, thread_stripe, CachePadded, Count, Striped};
+use crate::metrics::{shared_stripe_count, sum, thread_stripe, CachePadded, Count, Striped};
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
 /// The state of a circuit breaker.
@@ -325,6 +330,8 @@ pub(crate) struct Core {
     base: tokio::time::Instant,
     needs_start: bool,
     record_needs_clock: bool,
+    /// One shared stripe of counters (see [`Core::new_compact`]).
+    compact: bool,
 }
 
 impl fmt::Debug for Core {
@@ -341,12 +348,31 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Core {
+    /// A breaker whose counters and time window are striped per core: for
+    /// one breaker that takes all of a service's calls.
     pub(crate) fn new(cfg: &CircuitBreakerConfig) -> Self {
+        Self::build(cfg, false)
+    }
+
+    /// A breaker with one stripe of counters (atomic adds) and one set of
+    /// time-window buckets, whatever the number of cores: for the many
+    /// breakers of a keyed layer, each of which sees a share of the calls.
+    /// Every stripe index passed to it must be 0 (a node's `stripe`).
+    pub(crate) fn new_compact(cfg: &CircuitBreakerConfig) -> Self {
+        Self::build(cfg, true)
+    }
+
+    fn build(cfg: &CircuitBreakerConfig, compact: bool) -> Self {
         let window = if cfg.failure_rate.is_some() || cfg.slow_call_rate.is_some() {
             Some(match cfg.window {
                 WindowConfig::Count(n) => Window::Count(CountWindow::new(n)),
                 WindowConfig::Time { duration, buckets } => {
-                    Window::Time(TimeWindow::new(nanos(duration / buckets.max(1)), buckets))
+                    let stripes = if compact { 1 } else { shared_stripe_count() };
+                    Window::Time(TimeWindow::new(
+                        nanos(duration / buckets.max(1)),
+                        buckets,
+                        stripes,
+                    ))
                 }
             })
         } else {
@@ -368,7 +394,11 @@ impl Core {
             half_opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             window,
-            counters: Striped::new(),
+            counters: if compact {
+                Striped::with_len(1, Counters::default)
+            } else {
+                Striped::new()
+            },
             slow: Mutex::new(Slow {
                 rng: SmallRng::seed_from_u64(seed),
                 reopens: 0,
@@ -395,6 +425,18 @@ impl Core {
             base: tokio::time::Instant::now(),
             needs_start: slow_nanos.is_some(),
             record_needs_clock: needs_clock || slow_nanos.is_some(),
+            compact,
+        }
+    }
+
+    /// The stripe of the counters the calling thread bumps: its own, or the
+    /// only one of a compact core.
+    #[inline]
+    fn counter_stripe(&self) -> usize {
+        if self.compact {
+            0
+        } else {
+            thread_stripe()
         }
     }
 
@@ -555,7 +597,7 @@ impl Core {
         };
         // The completing thread's stripe: a future may finish on another
         // thread than the one that called.
-        let stripe = thread_stripe();
+        let stripe = self.counter_stripe();
         let c = self.counters.get(stripe);
         match outcome {
             Outcome::Success => c.successes.incr(stripe),
@@ -750,7 +792,7 @@ impl Core {
 
     /// The caller dropped the response future before it finished.
     pub(crate) fn cancel(&self, ticket: Ticket) {
-        let stripe = thread_stripe();
+        let stripe = self.counter_stripe();
         self.counters.get(stripe).cancelled.incr(stripe);
         if ticket.kind == TicketKind::Probe {
             self.release_probe(ticket.gen);
@@ -909,7 +951,7 @@ impl Core {
     }
 
     fn count_late(&self) {
-        let stripe = thread_stripe();
+        let stripe = self.counter_stripe();
         self.counters.get(stripe).late.incr(stripe);
     }
 

@@ -5,7 +5,8 @@
 //!   a healthy stream of successes reads the ring and writes nothing but the
 //!   sequence number.
 //! * [`TimeWindow`]: the last `d`, in buckets. There is one set of buckets
-//!   per core (a thread's stripe picks one), so two cores rarely write the
+//!   per core (a thread's stripe picks one; a keyed breaker's per-key window
+//!   has one set), so two cores rarely write the
 //!   same cache line, and a failure sums only cores × buckets words. A bucket
 //!   word packs its epoch with the counts; a writer that finds an older epoch
 //!   swaps in a fresh bucket with one compare-and-swap, and a reader skips
@@ -14,7 +15,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::metrics::{shared_stripe_count, CachePadded, Striped};
+use crate::metrics::{CachePadded, Striped};
 use crate::sync::{AtomicU32, AtomicU64, AtomicU8};
 
 /// Counts in the window, as read at one moment.
@@ -169,10 +170,12 @@ pub(crate) struct TimeWindow {
 }
 
 impl TimeWindow {
-    pub(crate) fn new(bucket_nanos: u64, buckets: u32) -> Self {
+    /// `buckets` buckets of `bucket_nanos` in each of `stripes` stripes
+    /// (at least one).
+    pub(crate) fn new(bucket_nanos: u64, buckets: u32, stripes: usize) -> Self {
         let buckets = buckets.max(1);
         Self {
-            stripes: Striped::with_len(shared_stripe_count(), || {
+            stripes: Striped::with_len(stripes, || {
                 Buckets((0..buckets).map(|_| Bucket::default()).collect())
             }),
             bucket_nanos: bucket_nanos.max(1),
@@ -294,7 +297,7 @@ mod tests {
     #[test]
     fn time_window_drops_stale_buckets() {
         // 4 buckets of 10 ns.
-        let w = TimeWindow::new(10, 4);
+        let w = TimeWindow::new(10, 4, 1);
         w.record(0, 0, true, false);
         w.record(0, 15, false, true);
         assert_eq!(
@@ -329,7 +332,7 @@ mod tests {
 
     #[test]
     fn time_window_ignores_late_writer() {
-        let w = TimeWindow::new(10, 2);
+        let w = TimeWindow::new(10, 2, 1);
         w.record(0, 25, true, false); // epoch 2, slot 0
         w.record(0, 5, false, false); // epoch 0, slot 0: older, dropped
         assert_eq!(
@@ -344,7 +347,7 @@ mod tests {
 
     #[test]
     fn time_window_saturates_instead_of_overflowing() {
-        let w = TimeWindow::new(1_000, 1);
+        let w = TimeWindow::new(1_000, 1, 1);
         for _ in 0..(SATURATED + 10) {
             w.record(0, 0, false, false);
         }

@@ -12,6 +12,7 @@ use super::policy::RetryOn;
 use super::replay::Replay;
 use crate::error::BoxError;
 use crate::metrics::thread_stripe;
+use crate::runtime;
 
 /// What every service of one layer shares: the config (with its budget),
 /// the counters, and the retry and replay policies.
@@ -56,6 +57,14 @@ impl<On, Rp> Shared<On, Rp> {
 ///
 /// Clones share the configuration, the budget and the counters; each call
 /// keeps its own clone of the inner service to send its retries through.
+///
+/// # Panics
+///
+/// Every `call` panics, before calling the inner service, unless it runs
+/// within a Tokio runtime with time enabled (a backoff needs tokio's timer):
+/// "steadfast::retry::Retry needs a Tokio runtime with time enabled (…)".
+/// The first call fails this way even when the backend succeeds, so a
+/// missing runtime shows in the first test, not in the first outage.
 pub struct Retry<S, On, Rp> {
     inner: S,
     shared: Arc<Shared<On, Rp>>,
@@ -110,6 +119,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // A backoff needs the timer; check for it now, before the request is
+        // sent, not on the day the backend first fails.
+        runtime::assert_timer("steadfast::retry::Retry");
         let shared = &self.shared;
         let stripe = thread_stripe();
         shared.stats.call(stripe);

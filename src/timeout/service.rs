@@ -8,6 +8,10 @@ use tower_service::Service;
 use super::future::{DeadlineFuture, Limit, ResponseFuture};
 use crate::deadline::{CarriesDeadline, Deadline, DeadlineOf, NoDeadline};
 use crate::error::BoxError;
+use crate::runtime;
+
+const TIMEOUT: &str = "steadfast::timeout::Timeout";
+const WITH_DEADLINE: &str = "steadfast::timeout::WithDeadline";
 
 /// Bounds each call to the inner service by a timeout; made by
 /// [`TimeoutLayer`](super::TimeoutLayer).
@@ -17,6 +21,12 @@ use crate::error::BoxError;
 /// and when the deadline is what ran out the error is
 /// [`DeadlineExceeded`](super::error::DeadlineExceeded), not
 /// [`Elapsed`](super::error::Elapsed).
+///
+/// # Panics
+///
+/// Every `call` panics, before calling the inner service, unless it runs
+/// within a Tokio runtime with time enabled: "steadfast::timeout::Timeout
+/// needs a Tokio runtime with time enabled (…)".
 #[derive(Clone)]
 pub struct Timeout<S, D = NoDeadline> {
     inner: S,
@@ -68,28 +78,26 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         // The timer starts here, in `call`, not in `poll_ready`.
-        let deadline = self.deadline.deadline_of(&req);
-        let future = self.inner.call(req);
-        match deadline {
-            None => ResponseFuture::new(
-                future,
-                tokio::time::sleep(self.timeout),
+        let now = Instant::now();
+        let (at, limit) = match self.deadline.deadline_of(&req) {
+            Some(deadline) if Deadline::after_from(now, self.timeout) > deadline => {
+                (deadline.instant(), Limit::Deadline(None))
+            }
+            _ => (
+                Deadline::after_from(now, self.timeout).instant(),
                 Limit::Attempt(self.timeout),
             ),
-            Some(deadline) => {
-                let now = Instant::now();
-                match now.checked_add(self.timeout) {
-                    Some(at) if at <= deadline.instant() => ResponseFuture::new(
-                        future,
-                        tokio::time::sleep_until(at),
-                        Limit::Attempt(self.timeout),
-                    ),
-                    _ => ResponseFuture::new(
-                        future,
-                        tokio::time::sleep_until(deadline.instant()),
-                        Limit::Deadline(None),
-                    ),
-                }
+        };
+        match runtime::checked_already() {
+            // This task's runtime has a timer: the sleep is made in place.
+            Ok(()) => {
+                ResponseFuture::new(self.inner.call(req), tokio::time::sleep_until(at), limit)
+            }
+            // Checked before the inner call, so a missing runtime panics
+            // before the request is sent.
+            Err(task) => {
+                let sleep = runtime::checked_sleep_until(TIMEOUT, task, at);
+                ResponseFuture::new(self.inner.call(req), sleep, limit)
             }
         }
     }
@@ -97,6 +105,13 @@ where
 
 /// Bounds a whole call by a deadline and carries it with the request; made
 /// by [`DeadlineLayer`](super::DeadlineLayer).
+///
+/// # Panics
+///
+/// Every `call` with time left panics, before calling the inner service,
+/// unless it runs within a Tokio runtime with time enabled:
+/// "steadfast::timeout::WithDeadline needs a Tokio runtime with time enabled
+/// (…)".
 #[derive(Clone)]
 pub struct WithDeadline<S> {
     inner: S,
@@ -161,10 +176,10 @@ where
             return DeadlineFuture::expired(Some(remaining));
         }
         req.propagate_timeout(remaining);
-        let future = self.inner.call(req);
+        let sleep = runtime::sleep_until(WITH_DEADLINE, deadline.instant());
         DeadlineFuture::running(ResponseFuture::new(
-            future,
-            tokio::time::sleep_until(deadline.instant()),
+            self.inner.call(req),
+            sleep,
             Limit::Deadline(Some(remaining)),
         ))
     }

@@ -232,3 +232,61 @@ fn invalid_keyed_config() {
         .unwrap_err();
     assert_eq!(err.field(), "keyed_circuit_breaker.idle_timeout");
 }
+
+/// A key's breaker has one set of counters, bumped with atomic adds from any
+/// thread: concurrent calls on one key are all counted, and a failure-rate
+/// window sees them all.
+#[test]
+fn one_key_counts_every_call_from_many_threads() {
+    const THREADS: u64 = 4;
+    const CALLS: u64 = 5_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let layer = KeyedCircuitBreakerLayer::builder(|_: &u64| "one")
+        .config(
+            CircuitBreakerConfig::builder()
+                .window(steadfast::circuit_breaker::Window::count(1_000))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let svc = layer.layer(service_fn(|fail: u64| async move {
+        if fail % 100 == 0 {
+            Err::<(), BoxError>("every hundredth call fails".into())
+        } else {
+            Ok(())
+        }
+    }));
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let mut svc = svc.clone();
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    for i in 0..CALLS {
+                        let _ = svc.ready().await.unwrap().call(t * CALLS + i + 1).await;
+                    }
+                });
+            });
+        }
+    });
+    let snapshot = layer
+        .handle()
+        .get(&"one")
+        .expect("the key has a breaker")
+        .snapshot();
+    assert_eq!(snapshot.state, CircuitState::Closed, "{snapshot:?}");
+    assert_eq!(
+        snapshot.successes + snapshot.failures,
+        THREADS * CALLS,
+        "{snapshot:?}"
+    );
+    assert_eq!(snapshot.failures, THREADS * CALLS / 100, "{snapshot:?}");
+}
