@@ -195,10 +195,6 @@ const HEADERS_LEN_AT: usize = 32;
 /// Where a stored response's key starts, after the headers length.
 const KEY_AT: usize = HEADERS_LEN_AT + 8;
 
-/// The control bytes a hash table allocates beyond one per slot
-/// (hashbrown's group width, at most 16).
-const TABLE_TRAILER: usize = 16;
-
 // === impl MemoryStore ===
 
 impl MemoryStore {
@@ -628,7 +624,9 @@ impl Shard {
             .capacity()
             .saturating_add(self.claims.capacity())
             .saturating_mul(mem::size_of::<Queued>());
-        table_bytes(self.table.capacity()).saturating_add(queued)
+        // What the table really allocated: its capacity (items plus room
+        // left) shrinks and grows with tombstones, its allocation does not.
+        self.table.allocation_size().saturating_add(queued)
     }
 
     fn find(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
@@ -979,20 +977,6 @@ impl Entry {
 fn block_bytes(len: usize) -> usize {
     const COUNTS: usize = 2 * mem::size_of::<usize>();
     COUNTS.saturating_add(len.div_ceil(COUNTS / 2).saturating_mul(COUNTS / 2))
-}
-
-/// The bytes a hash table of entries with this capacity allocates: a slot
-/// and a control byte per bucket (hashbrown keeps 1/8 of the buckets empty,
-/// and one bucket of tables under 8), and a trailing group of control bytes.
-fn table_bytes(capacity: usize) -> usize {
-    let buckets = match capacity {
-        0 => return 0,
-        1..8 => capacity.saturating_add(1),
-        _ => (capacity / 7).saturating_mul(8),
-    };
-    buckets
-        .saturating_mul(mem::size_of::<Entry>().saturating_add(1))
-        .saturating_add(TABLE_TRAILER)
 }
 
 /// One allocation holding `parts` one after the other.
