@@ -73,13 +73,17 @@
 //!
 //! The layers that may need tokio's timer — `Timeout`, `WithDeadline`,
 //! `Retry`, a `Bulkhead` with a `max_wait`, a `CircuitBreaker` that waits
-//! when open — panic on every call made outside a Tokio runtime with time
-//! enabled, the first call included, with a message naming the layer
+//! when open — panic when called outside a Tokio runtime with time enabled,
+//! from the first call on, with a message naming the layer
 //! (`"steadfast::retry::Retry needs a Tokio runtime with time enabled
 //! (…)"`): a retry layer does not wait for the backend's first failure to
-//! tell you. See each service's `# Panics`. The other layers (the breaker
-//! that rejects, the keyed breaker, a bulkhead that never waits) work
-//! anywhere.
+//! tell you. See each service's `# Panics`. The check runs on the first
+//! call in each task; outside tasks (`block_on`'s own future, all of
+//! `#[tokio::main]`'s `main`) on every call until a thread has passed it
+//! 16 times in a row, then once every 64 calls, so that it costs about
+//! nothing on the fast path of a long-lived runtime.
+//! The other layers (the breaker that rejects, the keyed breaker, a
+//! bulkhead that never waits) work anywhere.
 //!
 //! # Features
 //!

@@ -1,12 +1,12 @@
-//! The check every layer that needs tokio's timer makes on each call.
+//! The check every layer that needs tokio's timer makes when it is called.
 //!
 //! A layer that needs a timer only on its failure path (retry's backoff, a
 //! bulkhead's wait, a waiting breaker's open duration) would otherwise run
 //! fine outside a runtime until the day the backend fails, and then panic
-//! with tokio's "no reactor running". So each such layer checks on **every
-//! call**, the first one included, and panics with a message that names it.
+//! with tokio's "no reactor running". So each such layer checks when it is
+//! called, from the first call on, and panics with a message that names it.
 //!
-//! # Why a panic, and why on every call
+//! # Why a panic, and when the check runs
 //!
 //! A missing runtime is a bug in the program, not a condition of the call:
 //! no retry or fallback can fix it, and an error would be classified as a
@@ -15,21 +15,31 @@
 //! the layer's name.
 //!
 //! Caching the answer per service is not correct: a service (or a clone of
-//! it) can move to another runtime, or out of one, between calls. Caching it
-//! per thread is not either: a thread can enter and leave runtimes (a test
-//! thread runs one runtime after another) without anything this crate could
-//! observe cheaply. What cannot change is the runtime of a *task*: a task
-//! is spawned on one runtime and polled only by it until it ends. So the
+//! it) can move to another runtime, or out of one, between calls. What
+//! cannot change is the runtime of a *task*: a task is spawned on one
+//! runtime and polled only by it until it ends. So inside a task the
 //! answer is cached per thread for the task running on it
 //! ([`tokio::task::try_id`], a thread-local read): the first call in a task
 //! checks, later calls in the same task on the same thread skip the check.
-//! Calls made outside any task (in `block_on`'s own future, or under
-//! `Runtime::enter`) check every time. Two cases this does not see: a task
-//! that enters another runtime's context (`Handle::enter`, held across the
-//! layer's future until it backs off), and a task id handed out again to a
-//! task of another runtime on the same thread (tokio's ids come from one
-//! process-wide 64-bit counter, though its docs promise uniqueness only
-//! among running tasks).
+//!
+//! Calls made outside any task (in `block_on`'s own future — all of
+//! `#[tokio::main]`'s `main` — or under `Runtime::enter`) have no such
+//! anchor: a thread can enter and leave runtimes without anything this
+//! crate could observe cheaply, and checking every call would double the
+//! retry layer's cost there (14 → 30 ns). So outside tasks every call is
+//! checked until the thread has passed the check 16 times in a row (it
+//! lives in a runtime: a `main`, a benchmark loop); from then on it is
+//! checked once every 64 calls. A thread that never ran a call in a
+//! runtime with a timer always fails on its first call, and so does one
+//! that made fewer than 16 calls in a runtime before leaving it; one that
+//! made more fails within 64 calls (or at its first backoff, with tokio's
+//! own message, if that comes sooner).
+//!
+//! Two more cases this does not see: a task that enters another runtime's
+//! context (`Handle::enter`, held across the layer's future until it backs
+//! off), and a task id handed out again to a task of another runtime on
+//! the same thread (tokio's ids come from one process-wide 64-bit counter,
+//! though its docs promise uniqueness only among running tasks).
 //!
 //! # What the check costs
 //!
@@ -92,27 +102,56 @@ pub(crate) fn assert_timer(layer: &'static str) {
     }
 }
 
+/// Outside tasks: the passing checks in a row on one thread after which it
+/// counts as living in its runtime, and checks only once every
+/// [`OUTSIDE_TASK_CALLS_PER_CHECK`] calls.
+const OUTSIDE_TASK_STREAK: u32 = 16;
+
+/// Outside tasks, on a thread that earned it: the calls that skip the check
+/// after each one that passed.
+const OUTSIDE_TASK_CALLS_PER_CHECK: u32 = 64;
+
 thread_local! {
     /// The task, running on this thread, whose runtime was found to have a
     /// timer. `const` and without `Drop`: reading it is a plain load.
     static CHECKED_TASK: Cell<Option<tokio::task::Id>> = const { Cell::new(None) };
+    /// Outside tasks: how many more calls on this thread skip the check.
+    static OUTSIDE_TASK_CREDIT: Cell<u32> = const { Cell::new(0) };
+    /// Outside tasks: the checks that passed in a row on this thread.
+    static OUTSIDE_TASK_PASSES: Cell<u32> = const { Cell::new(0) };
 }
 
-/// `Ok` when the task running on this thread was checked before; otherwise
-/// the task to remember once the check passes (`None` outside a task).
+/// `Ok` when the task running on this thread was checked before (or,
+/// outside any task, when this thread has earned a credit of calls that skip
+/// the check); otherwise the task to remember once the check passes (`None`
+/// outside a task).
 #[inline]
 pub(crate) fn checked_already() -> Result<(), Option<tokio::task::Id>> {
-    let task = tokio::task::try_id();
-    if task.is_some() && CHECKED_TASK.get() == task {
-        Ok(())
-    } else {
-        Err(task)
+    match tokio::task::try_id() {
+        Some(task) if CHECKED_TASK.get() == Some(task) => Ok(()),
+        Some(task) => Err(Some(task)),
+        None => {
+            let credit = OUTSIDE_TASK_CREDIT.get();
+            if credit > 0 {
+                OUTSIDE_TASK_CREDIT.set(credit - 1);
+                Ok(())
+            } else {
+                Err(None)
+            }
+        }
     }
 }
 
 fn remember(task: Option<tokio::task::Id>) {
-    if task.is_some() {
-        CHECKED_TASK.set(task);
+    match task {
+        Some(_) => CHECKED_TASK.set(task),
+        None => {
+            let passes = OUTSIDE_TASK_PASSES.get().saturating_add(1);
+            OUTSIDE_TASK_PASSES.set(passes);
+            if passes >= OUTSIDE_TASK_STREAK {
+                OUTSIDE_TASK_CREDIT.set(OUTSIDE_TASK_CALLS_PER_CHECK);
+            }
+        }
     }
 }
 
@@ -147,6 +186,10 @@ fn check_timer(layer: &'static str, task: Option<tokio::task::Id>) {
 #[cold]
 #[inline(never)]
 fn no_timer(layer: &'static str) -> ! {
+    // The thread left its runtime (or never had one): it earns its credit
+    // again from nothing.
+    OUTSIDE_TASK_PASSES.set(0);
+    OUTSIDE_TASK_CREDIT.set(0);
     let why = if tokio::runtime::Handle::try_current().is_err() {
         "called outside a Tokio runtime"
     } else {

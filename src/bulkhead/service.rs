@@ -52,6 +52,7 @@ pub(super) const LAYER: &str = "steadfast::bulkhead::Bulkhead";
 /// "steadfast::bulkhead::Bulkhead needs a Tokio runtime with time enabled
 /// (…)" — on the first call, not when the slots first run out. A bulkhead
 /// that never waits never needs a runtime.
+/// When the check runs: the crate docs' "Time" section.
 ///
 /// [`BulkheadLayer`]: super::BulkheadLayer
 pub struct Bulkhead<S, D = NoDeadline, H = ReleaseOnResponse> {

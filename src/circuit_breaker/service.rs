@@ -159,7 +159,7 @@ fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'
 /// # Panics
 ///
 /// With [`wait_when_open`](super::CircuitBreakerLayer::wait_when_open),
-/// every `call` panics, before calling the inner service, unless it runs
+/// a `call` panics, before calling the inner service, unless it runs
 /// within a Tokio runtime with time enabled (waiting out the open duration
 /// needs tokio's timer): "steadfast::circuit_breaker::CircuitBreaker needs a
 /// Tokio runtime with time enabled (…)" — on the first call, not when the

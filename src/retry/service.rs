@@ -60,7 +60,7 @@ impl<On, Rp> Shared<On, Rp> {
 ///
 /// # Panics
 ///
-/// Every `call` panics, before calling the inner service, unless it runs
+/// A `call` panics, before calling the inner service, unless it runs
 /// within a Tokio runtime with time enabled (a backoff needs tokio's timer):
 /// "steadfast::retry::Retry needs a Tokio runtime with time enabled (…)".
 /// The first call fails this way even when the backend succeeds, so a

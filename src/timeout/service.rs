@@ -24,7 +24,7 @@ const WITH_DEADLINE: &str = "steadfast::timeout::WithDeadline";
 ///
 /// # Panics
 ///
-/// Every `call` panics, before calling the inner service, unless it runs
+/// A `call` panics, before calling the inner service, unless it runs
 /// within a Tokio runtime with time enabled: "steadfast::timeout::Timeout
 /// needs a Tokio runtime with time enabled (…)".
 #[derive(Clone)]
@@ -108,7 +108,7 @@ where
 ///
 /// # Panics
 ///
-/// Every `call` with time left panics, before calling the inner service,
+/// A `call` with time left panics, before calling the inner service,
 /// unless it runs within a Tokio runtime with time enabled:
 /// "steadfast::timeout::WithDeadline needs a Tokio runtime with time enabled
 /// (…)".

@@ -244,3 +244,33 @@ fn a_service_that_moves_to_another_runtime_is_checked_there() {
     );
     assert_first_call_panics(RETRY, Where::Outside, move || first_call(svc, 4_u64));
 }
+
+/// Outside tasks the answer is kept per thread only once the thread has
+/// passed the check 16 times in a row (it lives in a runtime); even then a
+/// thread that leaves its runtime fails within 64 calls, and at once after
+/// that.
+#[test]
+fn outside_tasks_a_thread_that_leaves_its_runtime_fails_soon() {
+    const RETRY: &str = "steadfast::retry::Retry";
+    let layer = RetryLayer::new(RetryConfig::default());
+    run_in(Where::Timer, || {
+        for i in 0..15_u64 {
+            first_call(layer.layer(Bare), i);
+        }
+    });
+    assert_first_call_panics(RETRY, Where::Outside, || {
+        first_call(layer.layer(Bare), 0_u64)
+    });
+
+    run_in(Where::Timer, || {
+        for i in 0..100_u64 {
+            first_call(layer.layer(Bare), i);
+        }
+    });
+    let failed_at = (0..=64_u64)
+        .find(|i| panic_of(Where::Outside, || first_call(layer.layer(Bare), *i)).is_some());
+    assert!(failed_at.is_some(), "no panic within 65 calls outside");
+    assert_first_call_panics(RETRY, Where::Outside, || {
+        first_call(layer.layer(Bare), 0_u64)
+    });
+}
