@@ -177,8 +177,10 @@
 //! # With the client layer and retry
 //!
 //! The client's `IdempotencyKeyLayer` gives each non-idempotent call one
-//! key that every retry of that call carries, and the retry layer retries a
-//! POST only when it carries a key. Together: an attempt whose answer was
+//! key that every retry of that call carries, and the retry layer repeats a
+//! POST after a timeout or a lost answer only when it carries a key
+//! (without one, only after a failure that proves it was never sent, such
+//! as a refused connection). Together: an attempt whose answer was
 //! lost (timeout, reset connection) is sent again with the same key; if the
 //! first attempt reached the handler, the retry gets its stored response
 //! (`Idempotent-Replayed: true`) or a 409 while it runs (retry it after
