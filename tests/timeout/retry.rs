@@ -180,8 +180,10 @@ async fn retry_that_cannot_see_the_deadline_starts_an_attempt_the_deadline_cuts_
 
 /// Every attempt of a retried gRPC call should tell the server the time
 /// the caller has left. The deadline layer writes `grpc-timeout` once,
-/// before the first attempt, and retry replays that header unchanged: the
-/// second attempt, sent at 0.5 s, still says 1 s.
+/// before the first attempt, and retry rewrites it for each retry: the
+/// second attempt, sent at 0.5 s, says 0.5 s. (The call is marked
+/// idempotent: its failures prove nothing about whether it ran, so an
+/// unmarked call would not be retried at all.)
 #[tokio::test(start_paused = true)]
 async fn each_retried_grpc_attempt_carries_the_time_left() {
     let log = Log::default();
@@ -190,7 +192,8 @@ async fn each_retried_grpc_attempt_carries_the_time_left() {
         .unwrap()
         .layer(retry.layer(failing_after::<ReplayBody<Empty<Bytes>>>(&log, ms(400))));
     let start = Instant::now();
-    let req = grpc_request().map(|()| Empty::<Bytes>::new());
+    let mut req = grpc_request().map(|()| Empty::<Bytes>::new());
+    req.extensions_mut().insert(steadfast::retry::Idempotent);
     let mut fut = task::spawn(svc.ready().await.unwrap().call(req));
 
     let _ = finishes_at(&mut fut, start + ms(900)).await;
