@@ -95,9 +95,7 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 /// `Elapsed` (a per-attempt timeout) is *not* one: a backend that does not
 /// answer in time has failed.
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
-    use crate::bulkhead::error::BulkheadFull;
-    use crate::circuit_breaker::error::CircuitOpen;
-    use crate::timeout::error::DeadlineExceeded;
+    use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded};
 
     let mut current: Option<&(dyn Error + 'static)> = Some(err);
     while let Some(e) = current {

@@ -117,7 +117,10 @@ mod macros;
 
 mod builder;
 mod error;
+#[cfg(feature = "http")]
+mod headers;
 mod metrics;
+mod rejection;
 mod runtime;
 mod sync;
 

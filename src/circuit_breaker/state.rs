@@ -38,51 +38,16 @@ use crate::classify::Outcome;
 use crate::metrics::{shared_stripe_count, sum, thread_stripe, CachePadded, Count, Striped};
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
-/// The state of a circuit breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CircuitState {
-    /// Calls pass; outcomes are counted against the trip rules.
-    Closed,
-    /// Calls are rejected at once with [`CircuitOpen`](super::error::CircuitOpen)
-    /// until the open duration has passed.
-    Open,
-    /// A limited number of probe calls pass; the rest are rejected.
-    HalfOpen,
-    /// Opened by hand ([`CircuitBreakerHandle::force_open`](super::CircuitBreakerHandle::force_open)):
-    /// every call is rejected until [`reset`](super::CircuitBreakerHandle::reset).
-    ForcedOpen,
-    /// Switched off by hand: every call passes, outcomes are still counted.
-    Disabled,
-}
+pub use crate::rejection::CircuitState;
 
-impl CircuitState {
-    /// The lowercase name used in events and metrics (`closed`, `open`,
-    /// `half_open`, `forced_open`, `disabled`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::Open => "open",
-            CircuitState::HalfOpen => "half_open",
-            CircuitState::ForcedOpen => "forced_open",
-            CircuitState::Disabled => "disabled",
-        }
-    }
-
-    const fn from_bits(bits: u64) -> Self {
-        match bits {
-            CLOSED => CircuitState::Closed,
-            OPEN => CircuitState::Open,
-            HALF_OPEN => CircuitState::HalfOpen,
-            FORCED_OPEN => CircuitState::ForcedOpen,
-            _ => CircuitState::Disabled,
-        }
-    }
-}
-
-impl fmt::Display for CircuitState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The state a word of the breaker's state bits stands for.
+const fn state_from_bits(bits: u64) -> CircuitState {
+    match bits {
+        CLOSED => CircuitState::Closed,
+        OPEN => CircuitState::Open,
+        HALF_OPEN => CircuitState::HalfOpen,
+        FORCED_OPEN => CircuitState::ForcedOpen,
+        _ => CircuitState::Disabled,
     }
 }
 
@@ -451,7 +416,7 @@ impl Core {
     }
 
     pub(crate) fn state(&self) -> CircuitState {
-        CircuitState::from_bits(state_of(self.state.load(Acquire)))
+        state_from_bits(state_of(self.state.load(Acquire)))
     }
 
     /// Admits a call or says why not. `now` is read only when needed.
@@ -927,8 +892,8 @@ impl Core {
         }
         Some(Transition {
             name: self.name.clone(),
-            from: CircuitState::from_bits(from),
-            to: CircuitState::from_bits(to),
+            from: state_from_bits(from),
+            to: state_from_bits(to),
             reason,
             open_for,
         })
@@ -1009,7 +974,7 @@ impl Core {
     pub(crate) fn snapshot(&self, t: u64) -> CoreSnapshot {
         let c = &self.counters;
         let w = self.state.load(Acquire);
-        let state = CircuitState::from_bits(state_of(w));
+        let state = state_from_bits(state_of(w));
         let (open_total, open_since) = {
             let slow = lock(&self.slow);
             (slow.open_total, slow.open_since)

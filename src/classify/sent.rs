@@ -130,8 +130,7 @@ fn walk(err: &(dyn Error + 'static), depth: usize) -> bool {
 
 /// One link of the chain.
 fn proves_not_sent(e: &(dyn Error + 'static)) -> bool {
-    use crate::bulkhead::error::BulkheadFull;
-    use crate::circuit_breaker::error::CircuitOpen;
+    use crate::rejection::{BulkheadFull, CircuitOpen};
 
     if e.is::<NotSent>() || e.is::<CircuitOpen>() || e.is::<BulkheadFull>() {
         return true;

@@ -33,10 +33,7 @@
 use std::error::Error;
 use std::fmt;
 
-use http::HeaderName;
-
-/// The `Idempotency-Key` header name.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub use crate::headers::IDEMPOTENCY_KEY;
 
 /// The longest key accepted, in bytes of key (after unescaping).
 pub const MAX_KEY_LEN: usize = 255;

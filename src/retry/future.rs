@@ -20,10 +20,9 @@ use super::handle::Skip;
 use super::policy::{RetryOn, Verdict};
 use super::replay::{NotReplayable, Replay};
 use super::service::Shared;
-use crate::circuit_breaker::error::CircuitOpen;
 use crate::deadline::Deadline;
 use crate::error::{cause_ref, is_caused_by, is_own_rejection, BoxError};
-use crate::timeout::error::Elapsed;
+use crate::rejection::{CircuitOpen, Elapsed};
 
 /// A budget withdrawal for an attempt not sent yet: dropping it (the caller
 /// cancelled during the backoff) gives the retry back.

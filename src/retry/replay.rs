@@ -163,7 +163,7 @@ mod http_impl {
     use crate::error::BoxError;
     use crate::retry::body::{ReplayBody, ReplayHandle};
 
-    use crate::idempotency::key::IDEMPOTENCY_KEY;
+    use crate::headers::IDEMPOTENCY_KEY;
     const GRPC_PREVIOUS_RPC_ATTEMPTS: HeaderName =
         HeaderName::from_static("grpc-previous-rpc-attempts");
 

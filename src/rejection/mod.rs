@@ -1,0 +1,18 @@
+//! The rejection types of the shared core: each layer that adds a failure
+//! of its own re-exports its type from its `error` module, and any layer
+//! (or the stack) can recognise another's without reaching into it.
+//!
+//! | type | re-exported by | a failure of the backend? |
+//! |---|---|---|
+//! | [`CircuitOpen`] (and [`CircuitState`]) | `circuit_breaker::error` (`circuit_breaker`) | no: never sent |
+//! | [`BulkheadFull`] (and [`Rejection`]) | `bulkhead::error` | no: never sent |
+//! | [`Elapsed`] | `timeout::error` | yes: the attempt took too long |
+//! | [`DeadlineExceeded`] | `timeout::error` | no: the caller's time ran out |
+
+mod bulkhead;
+mod circuit;
+mod timeout;
+
+pub use self::bulkhead::{BulkheadFull, Rejection};
+pub use self::circuit::{CircuitOpen, CircuitState};
+pub use self::timeout::{DeadlineExceeded, Elapsed};
