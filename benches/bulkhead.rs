@@ -14,6 +14,9 @@
 // Wall-clock timing of the threads in the contention benches needs std's clock.
 #![allow(clippy::disallowed_types)]
 
+#[path = "support/in_task.rs"]
+mod in_task;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -23,8 +26,9 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cases::{allocs_per_call, drive, in_task, Bare};
+use cases::{allocs_per_call, drive, Bare};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use in_task::in_task;
 use steadfast::bulkhead::BulkheadLayer;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_layer::Layer;

@@ -12,6 +12,9 @@
 // Wall-clock timing of the threads in the contention benches needs std's clock.
 #![allow(clippy::disallowed_types)]
 
+#[path = "support/in_task.rs"]
+mod in_task;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -23,8 +26,9 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cases::{allocs_per_call, drive, in_task, Bare, Boom};
+use cases::{allocs_per_call, drive, Bare, Boom};
 use criterion::{criterion_group, Criterion};
+use in_task::in_task;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};

@@ -12,6 +12,9 @@
 //! Before criterion runs, the binary prints the allocations per call of each
 //! case, counted by a global allocator.
 
+#[path = "support/in_task.rs"]
+mod in_task;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -22,8 +25,9 @@ mod pending_once;
 use std::hint::black_box;
 use std::time::Duration;
 
-use cases::{allocs_per_call, drive, in_task, Bare};
+use cases::{allocs_per_call, drive, Bare};
 use criterion::{criterion_group, Criterion};
+use in_task::in_task;
 use pending_once::{drive_twice, PendingOnce};
 use steadfast::timeout::TimeoutLayer;
 use tower_layer::Layer;
