@@ -131,6 +131,7 @@ pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod retry;
+pub mod stack;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;

@@ -257,6 +257,37 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
     }
 }
 
+/// Computes the key of a request for [`KeyedCircuitBreakerLayer`]: which
+/// breaker the request goes through.
+///
+/// Every `Fn(&Req) -> K` is one; implement it by hand for a key that
+/// serves several request types at once, as [`keys::ByAuthority`] does for
+/// `http::Request` and `reqwest::Request`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot compute a circuit-breaker key for `{Req}`",
+    label = "no `KeyOf<{Req}>` implementation",
+    note = "a keyed breaker needs a `Fn(&{Req}) -> K` or a type implementing `KeyOf<{Req}>`; `keys::ByAuthority` keys `http::Request` and `reqwest::Request`"
+)]
+pub trait KeyOf<Req> {
+    /// The key: one breaker per distinct value.
+    type Key;
+
+    /// The key of `req`.
+    fn key_of(&self, req: &Req) -> Self::Key;
+}
+
+impl<F, Req, K> KeyOf<Req> for F
+where
+    F: Fn(&Req) -> K,
+{
+    type Key = K;
+
+    #[inline]
+    fn key_of(&self, req: &Req) -> K {
+        self(req)
+    }
+}
+
 /// A circuit breaker per key computed from each request: one failing host
 /// (or method) does not open the breaker for the others.
 ///
@@ -331,6 +362,17 @@ impl<K, F> KeyedCircuitBreakerLayer<K, F, ErrorsAsFailures> {
     pub fn builder<Req>(key_fn: F) -> KeyedCircuitBreakerBuilder<K, F, ErrorsAsFailures>
     where
         F: Fn(&Req) -> K,
+        K: Hash + Eq,
+    {
+        Self::keyed_by(key_fn)
+    }
+
+    /// A builder keyed by `key_of`, a [`KeyOf`] that need not be a closure:
+    /// one value that keys several request types, such as
+    /// [`keys::ByAuthority`] (feature `http`). Same defaults as
+    /// [`builder`](Self::builder).
+    pub fn keyed_by(key_fn: F) -> KeyedCircuitBreakerBuilder<K, F, ErrorsAsFailures>
+    where
         K: Hash + Eq,
     {
         KeyedCircuitBreakerBuilder {
@@ -509,7 +551,7 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     K: Hash + Eq,
-    F: Fn(&Req) -> K,
+    F: KeyOf<Req, Key = K>,
     C: Classify<S::Response, BoxError> + Clone,
 {
     type Response = S::Response;
@@ -521,7 +563,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.shared.key_fn)(&req);
+        let key = self.shared.key_fn.key_of(&req);
         let node = self.shared.node_for(key);
         let inner = &mut self.inner;
         admit(&node, || inner.call(req))
@@ -567,6 +609,44 @@ pub mod keys {
         AuthorityKey {
             scheme: uri.scheme().cloned(),
             authority,
+        }
+    }
+
+    /// Keys requests by scheme + authority, like [`authority`], for every
+    /// request type at once: `http::Request<B>` for any body `B`, and
+    /// `reqwest::Request` (feature `reqwest`; its URL's host and port are
+    /// parsed into an [`AuthorityKey`], which allocates, where an
+    /// `http::Request`'s key shares the URI's bytes).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct ByAuthority;
+
+    impl<B> super::KeyOf<Request<B>> for ByAuthority {
+        type Key = AuthorityKey;
+
+        #[inline]
+        fn key_of(&self, req: &Request<B>) -> AuthorityKey {
+            authority(req)
+        }
+    }
+
+    #[cfg(feature = "reqwest")]
+    impl super::KeyOf<reqwest::Request> for ByAuthority {
+        type Key = AuthorityKey;
+
+        fn key_of(&self, req: &reqwest::Request) -> AuthorityKey {
+            let url = req.url();
+            let authority = url.host_str().and_then(|host| {
+                // `host_str` keeps an IPv6 address's brackets.
+                let text = match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                };
+                Authority::try_from(text).ok()
+            });
+            AuthorityKey {
+                scheme: Scheme::try_from(url.scheme()).ok(),
+                authority,
+            }
         }
     }
 

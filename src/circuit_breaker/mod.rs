@@ -222,7 +222,7 @@ pub use self::handle::{CircuitBreakerHandle, CircuitBreakerSnapshot};
 #[cfg(feature = "http")]
 pub use self::keyed::keys;
 pub use self::keyed::{
-    KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,
+    KeyOf, KeyedCircuitBreaker, KeyedCircuitBreakerBuilder, KeyedCircuitBreakerHandle,
     KeyedCircuitBreakerLayer,
 };
 pub use self::layer::CircuitBreakerLayer;

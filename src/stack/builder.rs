@@ -1,0 +1,456 @@
+//! [`ResilienceBuilder`]: the settings of a preset stack, checked at once.
+
+use std::fmt;
+use std::time::Duration;
+
+use tower_layer::Identity;
+
+use super::breaker::{BreakerKey, BreakerLayer, NoKey};
+use super::handle::{BreakerHandles, KeyedBreakers, Parts, ResilienceHandle};
+use super::retry::RetryPiece;
+use super::toggle::ToggleLayer;
+use super::ResilienceLayer;
+use crate::bulkhead::{BulkheadBuilder, BulkheadLayer};
+use crate::circuit_breaker::{
+    CircuitBreakerBuilder, CircuitBreakerConfig, CircuitBreakerLayer, KeyedCircuitBreakerLayer,
+};
+use crate::error::InvalidConfig;
+use crate::retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
+use crate::timeout::{DeadlineLayer, TimeoutLayer};
+
+/// The deadline of each whole call in the presets: 30 s.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// The timeout of each attempt in the presets: 10 s.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the preset makes its replay from the retry settings.
+pub(crate) type MakeReplay<Rp> = fn(&RetryConfig, &[Box<str>]) -> Rp;
+
+enum ReplaySpec<Rp> {
+    Preset(MakeReplay<Rp>),
+    Given(Rp),
+}
+
+// Keyed breakers need a key, and the only built-in one (per authority) needs `http`.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+enum BreakerSpec<Kf> {
+    Off,
+    Single(CircuitBreakerBuilder),
+    Keyed {
+        config: CircuitBreakerBuilder,
+        key: Kf,
+        max_keys: usize,
+        idle_timeout: Duration,
+    },
+}
+
+/// The settings of a [`ResilienceLayer`], every one optional; made by
+/// [`ResilienceLayer::http`], [`ResilienceLayer::grpc`] or
+/// [`ResilienceLayer::new`]. [`build`](Self::build) checks them all and
+/// names the first bad field (`stack.retry.max_attempts`, …).
+///
+/// | piece | default | change | switch off |
+/// |---|---|---|---|
+/// | idempotency key (HTTP) | on: a UUID v4 `Idempotency-Key` on POST and PATCH | [`idempotency_key`](Self::idempotency_key) | [`no_idempotency_key`](Self::no_idempotency_key) |
+/// | deadline | 30 s per call | [`deadline`](Self::deadline) | [`no_deadline`](Self::no_deadline) |
+/// | retry | 3 attempts, exponential 50 ms × 2 up to 5 s, full jitter, budget 20 % + 10/s | [`retry`](Self::retry), [`max_attempts`](Self::max_attempts) | [`no_retry`](Self::no_retry) |
+/// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
+/// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s × 2 up to 60 s | [`circuit_breaker`](Self::circuit_breaker), [`circuit_breaker_per_authority`](Self::circuit_breaker_per_authority) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
+/// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity> {
+    classifier: C,
+    retry_on: On,
+    replay: ReplaySpec<Rp>,
+    idempotent_paths: Vec<Box<str>>,
+    key: Kl,
+    outer: Ol,
+    deadline: Option<Duration>,
+    honor_incoming_timeout: bool,
+    retry: Option<RetryConfigBuilder>,
+    bulkhead: Option<BulkheadBuilder>,
+    breaker: BreakerSpec<Kf>,
+    attempt_timeout: Option<Duration>,
+}
+
+impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilienceBuilder")
+            .field("deadline", &self.deadline)
+            .field("retry", &self.retry.is_some())
+            .field("bulkhead", &self.bulkhead.is_some())
+            .field(
+                "circuit_breaker",
+                &match self.breaker {
+                    BreakerSpec::Off => "off",
+                    BreakerSpec::Single(_) => "single",
+                    BreakerSpec::Keyed { .. } => "keyed",
+                },
+            )
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
+    pub(crate) fn preset(
+        classifier: C,
+        retry_on: On,
+        make_replay: MakeReplay<Rp>,
+        key: Kl,
+        outer: Ol,
+    ) -> Self {
+        Self {
+            classifier,
+            retry_on,
+            replay: ReplaySpec::Preset(make_replay),
+            idempotent_paths: Vec::new(),
+            key,
+            outer,
+            deadline: Some(DEFAULT_DEADLINE),
+            honor_incoming_timeout: true,
+            retry: Some(RetryConfig::builder()),
+            bulkhead: None,
+            breaker: BreakerSpec::Single(CircuitBreakerConfig::builder()),
+            attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
+        }
+    }
+}
+
+impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
+    /// Bounds each whole call — every attempt and backoff — by `deadline`
+    /// (default 30 s); the layers inside see the time left. A shorter
+    /// `grpc-timeout` already on a gRPC request wins.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// No deadline on the whole call: only the attempt timeout bounds it.
+    pub fn no_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// Ignores the time limit already on a request (`grpc-timeout`): the
+    /// stack's own deadline alone counts (see
+    /// [`DeadlineLayer::ignore_incoming_timeout`]).
+    pub fn ignore_incoming_timeout(mut self) -> Self {
+        self.honor_incoming_timeout = false;
+        self
+    }
+
+    /// Bounds each attempt by `timeout` (default 10 s), or by the time left
+    /// before the deadline when that is shorter. A timed-out attempt is a
+    /// failure for the breaker.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// No per-attempt timeout: only the deadline bounds an attempt.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+
+    /// Retries with these settings (default: [`RetryConfig::builder`]'s).
+    pub fn retry(mut self, retry: RetryConfigBuilder) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Retries with the default settings but at most `n` attempts in all.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        let retry = self.retry.take().unwrap_or_default();
+        self.retry = Some(retry.max_attempts(n));
+        self
+    }
+
+    /// No retries: each call is one attempt.
+    pub fn no_retry(mut self) -> Self {
+        self.retry = None;
+        self
+    }
+
+    /// Requests to these exact paths are safe to repeat: for gRPC, the
+    /// methods that can run twice without harm (see
+    /// [`HttpReplay::idempotent_paths`](crate::retry::HttpReplay::idempotent_paths)).
+    /// Applies to the preset's own replay, not to one given with
+    /// [`replay`](Self::replay).
+    pub fn idempotent_paths<I, P>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<Box<str>>,
+    {
+        self.idempotent_paths
+            .extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// At most `max_concurrent` attempts in flight, rejected at once beyond
+    /// that (off by default).
+    pub fn bulkhead(mut self, max_concurrent: usize) -> Self {
+        self.bulkhead = Some(BulkheadLayer::builder(max_concurrent));
+        self
+    }
+
+    /// A bulkhead with these settings (a bounded wait, a name, …); the wait
+    /// never outlasts the call's deadline.
+    pub fn bulkhead_with(mut self, bulkhead: BulkheadBuilder) -> Self {
+        self.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// No bulkhead (the default).
+    pub fn no_bulkhead(mut self) -> Self {
+        self.bulkhead = None;
+        self
+    }
+
+    /// One breaker for every call, with these settings.
+    pub fn circuit_breaker(
+        self,
+        config: CircuitBreakerBuilder,
+    ) -> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
+        self.with_breaker(BreakerSpec::Single(config))
+    }
+
+    /// No circuit breaker.
+    pub fn no_circuit_breaker(self) -> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
+        self.with_breaker(BreakerSpec::Off)
+    }
+
+    /// One breaker per backend host (scheme + authority), for a client that
+    /// talks to many: a host that fails does not stop calls to the others.
+    /// Each breaker has `config`'s settings; at most 1,024 hosts keep a
+    /// breaker of their own (the rest share an overflow breaker), and a
+    /// breaker idle for 5 minutes is dropped.
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn circuit_breaker_per_authority(
+        self,
+        config: CircuitBreakerBuilder,
+    ) -> ResilienceBuilder<C, On, Rp, crate::circuit_breaker::keys::ByAuthority, Kl, Ol> {
+        self.with_breaker(BreakerSpec::Keyed {
+            config,
+            key: crate::circuit_breaker::keys::ByAuthority,
+            max_keys: 1024,
+            idle_timeout: Duration::from_secs(300),
+        })
+    }
+
+    fn with_breaker<Kf2>(
+        self,
+        breaker: BreakerSpec<Kf2>,
+    ) -> ResilienceBuilder<C, On, Rp, Kf2, Kl, Ol> {
+        ResilienceBuilder {
+            classifier: self.classifier,
+            retry_on: self.retry_on,
+            replay: self.replay,
+            idempotent_paths: self.idempotent_paths,
+            key: self.key,
+            outer: self.outer,
+            deadline: self.deadline,
+            honor_incoming_timeout: self.honor_incoming_timeout,
+            retry: self.retry,
+            bulkhead: self.bulkhead,
+            breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Replays requests with `replay` instead of the preset's (for example
+    /// `HttpReplay` in a gRPC stack over a hyper client, whose service takes
+    /// the replay body as it is).
+    pub fn replay<Rp2>(self, replay: Rp2) -> ResilienceBuilder<C, On, Rp2, Kf, Kl, Ol> {
+        ResilienceBuilder {
+            classifier: self.classifier,
+            retry_on: self.retry_on,
+            replay: ReplaySpec::Given(replay),
+            idempotent_paths: self.idempotent_paths,
+            key: self.key,
+            outer: self.outer,
+            deadline: self.deadline,
+            honor_incoming_timeout: self.honor_incoming_timeout,
+            retry: self.retry,
+            bulkhead: self.bulkhead,
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Decides which failures are retried with `retry_on` instead of the
+    /// preset's rule.
+    pub fn retry_on<On2>(self, retry_on: On2) -> ResilienceBuilder<C, On2, Rp, Kf, Kl, Ol> {
+        ResilienceBuilder {
+            classifier: self.classifier,
+            retry_on,
+            replay: self.replay,
+            idempotent_paths: self.idempotent_paths,
+            key: self.key,
+            outer: self.outer,
+            deadline: self.deadline,
+            honor_incoming_timeout: self.honor_incoming_timeout,
+            retry: self.retry,
+            bulkhead: self.bulkhead,
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl<C, On, Rp, Kf, Ol>
+    ResilienceBuilder<C, On, Rp, Kf, ToggleLayer<crate::idempotency::IdempotencyKeyLayer>, Ol>
+{
+    /// Sets `Idempotency-Key`s with `layer` (default:
+    /// `IdempotencyKeyLayer::new()`, a UUID v4 on POST and PATCH requests
+    /// that have none), so that those requests are retried and a server's
+    /// `IdempotencyLayer` runs each once.
+    pub fn idempotency_key(mut self, layer: crate::idempotency::IdempotencyKeyLayer) -> Self {
+        self.key = ToggleLayer::on(layer);
+        self
+    }
+
+    /// Sets no `Idempotency-Key`: a POST without one is then retried only
+    /// after a failure that proves it was not processed.
+    pub fn no_idempotency_key(mut self) -> Self {
+        self.key = ToggleLayer::off();
+        self
+    }
+}
+
+fn in_stack(piece: &str, err: InvalidConfig) -> InvalidConfig {
+    let field = err.field();
+    // The piece's own builders name their fields `retry.max_attempts`, …
+    let field = if field.starts_with(piece) {
+        format!("stack.{field}")
+    } else {
+        format!("stack.{piece}.{field}")
+    };
+    InvalidConfig::new(field, err.reason().to_owned())
+}
+
+impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol>
+where
+    C: Clone,
+    Rp: Clone,
+    Kf: BreakerKey + Send + Sync + 'static,
+    C: Send + Sync + 'static,
+{
+    /// Checks every setting and builds the layer and its handle.
+    ///
+    /// The pair is a layer too (the handle adds nothing), so
+    /// `.layer(ResilienceLayer::http().build()?)` works when the handle is
+    /// not needed.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`] naming the first bad field, prefixed `stack.`:
+    /// `stack.deadline` or `stack.attempt_timeout` for a zero duration,
+    /// `stack.retry.max_attempts`, `stack.circuit_breaker.failure_rate`,
+    /// `stack.bulkhead.max_concurrent`, … as the piece's own builder names it.
+    #[allow(clippy::type_complexity)]
+    pub fn build(
+        self,
+    ) -> Result<(ResilienceLayer<C, On, Rp, Kf, Kl, Ol>, ResilienceHandle), InvalidConfig> {
+        let deadline = match self.deadline {
+            Some(d) => {
+                let layer = DeadlineLayer::new(d).map_err(|_| {
+                    InvalidConfig::new(
+                        "stack.deadline",
+                        "must be greater than zero (a zero deadline fails every call; use `no_deadline` to leave it out)",
+                    )
+                })?;
+                Some(if self.honor_incoming_timeout {
+                    layer
+                } else {
+                    layer.ignore_incoming_timeout()
+                })
+            }
+            None => None,
+        };
+        let timeout = match self.attempt_timeout {
+            Some(d) => Some(
+                TimeoutLayer::new(d)
+                    .map_err(|_| {
+                        InvalidConfig::new(
+                            "stack.attempt_timeout",
+                            "must be greater than zero (a zero timeout fails every attempt; use `no_attempt_timeout` to leave it out)",
+                        )
+                    })?
+                    .deadline_aware(),
+            ),
+            None => None,
+        };
+        let config = match self.retry {
+            Some(builder) => Some(builder.build().map_err(|e| in_stack("retry", e))?),
+            None => None,
+        };
+        // Made even with retries off: it converts each request the same way.
+        let replay = match self.replay {
+            ReplaySpec::Preset(make) => make(
+                config.as_ref().unwrap_or(&RetryConfig::default()),
+                &self.idempotent_paths,
+            ),
+            ReplaySpec::Given(replay) => replay,
+        };
+        let retry =
+            config.map(|config| RetryLayer::with_policy(config, self.retry_on, replay.clone()));
+        let bulkhead = match self.bulkhead {
+            Some(builder) => Some(
+                builder
+                    .build()
+                    .map_err(|e| in_stack("bulkhead", e))?
+                    .deadline_aware(),
+            ),
+            None => None,
+        };
+        let (breaker, breaker_handles) = match self.breaker {
+            BreakerSpec::Off => (BreakerLayer::Off, BreakerHandles::Off),
+            BreakerSpec::Single(builder) => {
+                let config = builder
+                    .build()
+                    .map_err(|e| in_stack("circuit_breaker", e))?;
+                let layer = CircuitBreakerLayer::with_classifier(config, self.classifier);
+                let handle = layer.handle();
+                (BreakerLayer::Single(layer), BreakerHandles::Single(handle))
+            }
+            BreakerSpec::Keyed {
+                config,
+                key,
+                max_keys,
+                idle_timeout,
+            } => {
+                let config = config.build().map_err(|e| in_stack("circuit_breaker", e))?;
+                let layer = KeyedCircuitBreakerLayer::keyed_by(key)
+                    .config(config)
+                    .classifier(self.classifier)
+                    .max_keys(max_keys)
+                    .idle_timeout(idle_timeout)
+                    .build()
+                    .map_err(|e| in_stack("circuit_breaker", e))?;
+                let handle = KeyedBreakers::new(layer.handle());
+                (BreakerLayer::Keyed(layer), BreakerHandles::Keyed(handle))
+            }
+        };
+        let handle = ResilienceHandle::new(Parts {
+            deadline: deadline.as_ref().map(DeadlineLayer::timeout),
+            attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
+            retry: retry.as_ref().map(RetryLayer::handle),
+            bulkhead: bulkhead.as_ref().map(BulkheadLayer::handle),
+            breaker: breaker_handles,
+        });
+        let layer = ResilienceLayer {
+            outer: self.outer,
+            key: self.key,
+            deadline: ToggleLayer::new(deadline),
+            retry: RetryPiece::new(retry, replay),
+            bulkhead: ToggleLayer::new(bulkhead),
+            breaker,
+            timeout: ToggleLayer::new(timeout),
+            handle: handle.clone(),
+        };
+        Ok((layer, handle))
+    }
+}

@@ -1,0 +1,275 @@
+//! The preset stack: every layer of this crate in the right order, in one
+//! line, for HTTP, gRPC or any service.
+//!
+//! ```text
+//! IdempotencyKey → Deadline → Retry (+ budget) → Bulkhead → CircuitBreaker → Timeout → service
+//! ```
+//!
+//! [`ResilienceLayer::http`], [`ResilienceLayer::grpc`] and
+//! [`ResilienceLayer::new`] return a [`ResilienceBuilder`] in which each
+//! piece can be tuned or switched off; [`build`](ResilienceBuilder::build)
+//! checks every setting at once and returns the layer and a
+//! [`ResilienceHandle`] on every piece.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::retry::body::ReplayBody;
+//! use steadfast::stack::ResilienceLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let (resilience, handle) = ResilienceLayer::http()
+//!     .deadline(Duration::from_secs(5))
+//!     .bulkhead(64)
+//!     .build()?; // Err(InvalidConfig) names the bad field
+//! // The service receives the request with a replayable body.
+//! let backend = tower::service_fn(|_req: http::Request<ReplayBody<String>>| async {
+//!     Ok::<_, std::io::Error>(http::Response::new("product 1"))
+//! });
+//! let products = ServiceBuilder::new().layer(resilience).service(backend);
+//!
+//! let req = http::Request::get("http://products/api/1").body(String::new())?;
+//! let res = products.oneshot(req).await?;
+//! assert_eq!(*res.body(), "product 1");
+//! println!("{handle}"); // one line per piece: state, retries, rejections
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Ordering
+//!
+//! - **IdempotencyKey** outermost (HTTP): the key is set once, so every
+//!   attempt of a POST carries the same one and the server runs it once.
+//! - **Deadline** outside the retry: it bounds the whole call, backoff
+//!   included, and every layer inside sees the time left.
+//! - **Retry** outside the bulkhead and the breaker: a retry never hammers
+//!   an open breaker (its rejection is not retried, unless
+//!   [`wait_for_open_circuit`](crate::retry::RetryConfigBuilder::wait_for_open_circuit)
+//!   lets it wait out a short open period), and each attempt takes its own
+//!   bulkhead slot.
+//! - **Bulkhead** outside the breaker: it bounds attempts in flight; a call
+//!   the breaker rejects gives its slot straight back.
+//! - **CircuitBreaker** outside the timeout: a timed-out attempt counts as a
+//!   failure of the backend. Our own rejections (open, full, deadline) never
+//!   do.
+//! - **Timeout** innermost: it bounds one attempt by the smaller of its own
+//!   timeout and the time left, and writes that as `grpc-timeout` on gRPC
+//!   requests.
+//!
+//! # Errors
+//!
+//! The stack's error is [`BoxError`](crate::BoxError): the backend's own
+//! error, or one of our rejections — match them with
+//! [`is_caused_by`](crate::is_caused_by) (`CircuitOpen`, `BulkheadFull`,
+//! `DeadlineExceeded`, `Elapsed`).
+//!
+//! # Clone
+//!
+//! Every service the layer makes shares its breaker, budget and bulkhead:
+//! clone the service or layer it twice, the limits stay one.
+//!
+//! # Types
+//!
+//! The service type is named through the layer:
+//! [`HttpResilience<S>`](HttpResilience), [`GrpcResilience<S>`](GrpcResilience),
+//! or `<ResilienceLayer<..> as Layer<S>>::Service`. No piece boxes its
+//! future; a switched-off piece costs one branch.
+
+mod breaker;
+mod builder;
+mod handle;
+mod retry;
+mod toggle;
+
+use std::fmt;
+
+use tower_layer::{Identity, Layer};
+
+use crate::bulkhead::BulkheadLayer;
+use crate::deadline::RequestDeadline;
+use crate::retry::{CloneWithDeadline, RetryFailures};
+use crate::timeout::{DeadlineLayer, TimeoutLayer};
+
+pub use self::breaker::{Breaker, BreakerKey, BreakerLayer, NoKey};
+pub use self::builder::{ResilienceBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE};
+pub use self::handle::{KeyedBreakers, KeyedSnapshot, ResilienceHandle, ResilienceSnapshot};
+pub use self::retry::{RetryPiece, RetryToggle};
+pub use self::toggle::{Toggle, ToggleFuture, ToggleLayer};
+
+/// Every layer of this crate in the right order; see the [module docs](self).
+///
+/// Type parameters: the classifier `C` (what is a failure), the retry rule
+/// `On`, the replay `Rp`, the breaker key `Kf`, the key-setting layer `Kl`
+/// (HTTP) and an outermost layer `Ol` (the gRPC status mapping).
+pub struct ResilienceLayer<C, On, Rp, Kf: BreakerKey = NoKey, Kl = Identity, Ol = Identity> {
+    outer: Ol,
+    key: Kl,
+    deadline: ToggleLayer<DeadlineLayer>,
+    retry: RetryPiece<On, Rp>,
+    bulkhead: ToggleLayer<BulkheadLayer<RequestDeadline>>,
+    breaker: BreakerLayer<C, Kf>,
+    timeout: ToggleLayer<TimeoutLayer<RequestDeadline>>,
+    handle: ResilienceHandle,
+}
+
+/// The stack inside the key-setting and outermost layers.
+pub type Core<S, C, On, Rp, Kf = NoKey> = Toggle<
+    DeadlineLayer,
+    RetryToggle<
+        Toggle<
+            BulkheadLayer<RequestDeadline>,
+            Breaker<Toggle<TimeoutLayer<RequestDeadline>, S>, C, Kf>,
+        >,
+        On,
+        Rp,
+    >,
+>;
+
+impl<C, On, Rp: Clone, Kf: BreakerKey, Kl: Clone, Ol: Clone> Clone
+    for ResilienceLayer<C, On, Rp, Kf, Kl, Ol>
+{
+    fn clone(&self) -> Self {
+        Self {
+            outer: self.outer.clone(),
+            key: self.key.clone(),
+            deadline: self.deadline.clone(),
+            retry: self.retry.clone(),
+            bulkhead: self.bulkhead.clone(),
+            breaker: self.breaker.clone(),
+            timeout: self.timeout.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<C, On, Rp, Kf: BreakerKey, Kl, Ol> fmt::Debug for ResilienceLayer<C, On, Rp, Kf, Kl, Ol> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilienceLayer")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, On, Rp, Kf: BreakerKey, Kl, Ol> ResilienceLayer<C, On, Rp, Kf, Kl, Ol> {
+    /// The handle on every piece (the same one `build()` returned).
+    pub fn handle(&self) -> ResilienceHandle {
+        self.handle.clone()
+    }
+}
+
+impl<S, C, On, Rp, Kf, Kl, Ol> Layer<S> for ResilienceLayer<C, On, Rp, Kf, Kl, Ol>
+where
+    Rp: Clone,
+    Kf: BreakerKey,
+    Kl: Layer<Core<S, C, On, Rp, Kf>>,
+    Ol: Layer<Kl::Service>,
+{
+    type Service = Ol::Service;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let service = self.timeout.layer(inner);
+        let service = self.breaker.layer(service);
+        let service = self.bulkhead.layer(service);
+        let service = self.retry.layer(service);
+        let service = self.deadline.layer(service);
+        self.outer.layer(self.key.layer(service))
+    }
+}
+
+impl<C> ResilienceLayer<C, RetryFailures<C>, CloneWithDeadline> {
+    /// The preset for any service whose requests are `Clone` and carry a
+    /// [`Deadline`](crate::deadline::Deadline)
+    /// ([`CarriesDeadline`](crate::deadline::CarriesDeadline)): `classifier`
+    /// decides what is a failure, for the breaker and for retries alike.
+    #[allow(clippy::new_ret_no_self)] // `new` as in `http()` and `grpc()`: a builder
+    pub fn new(classifier: C) -> ResilienceBuilder<C, RetryFailures<C>, CloneWithDeadline>
+    where
+        C: Clone,
+    {
+        ResilienceBuilder::preset(
+            classifier.clone(),
+            RetryFailures::new(classifier),
+            |_, _| CloneWithDeadline,
+            Identity::new(),
+            Identity::new(),
+        )
+    }
+}
+
+#[cfg(feature = "http")]
+mod presets {
+    use super::*;
+    use crate::classify::{GrpcClassifier, HttpClassifier};
+    use crate::idempotency::IdempotencyKeyLayer;
+    use crate::retry::{GrpcRetryOn, HttpReplay, HttpRetryOn};
+
+    /// The key-setting piece of the HTTP preset.
+    pub type HttpKey = ToggleLayer<IdempotencyKeyLayer>;
+
+    /// The layer [`ResilienceLayer::http`] builds.
+    pub type HttpResilienceLayer<Kf = NoKey> =
+        ResilienceLayer<HttpClassifier, HttpRetryOn, HttpReplay, Kf, HttpKey>;
+
+    /// The service of [`HttpResilienceLayer`] around `S`.
+    pub type HttpResilience<S, Kf = NoKey> = <HttpResilienceLayer<Kf> as Layer<S>>::Service;
+
+    /// The layer [`ResilienceLayer::grpc`] builds.
+    pub type GrpcResilienceLayer<Kf = NoKey> =
+        ResilienceLayer<GrpcClassifier, GrpcRetryOn, HttpReplay, Kf>;
+
+    /// The service of [`GrpcResilienceLayer`] around `S`.
+    pub type GrpcResilience<S, Kf = NoKey> = <GrpcResilienceLayer<Kf> as Layer<S>>::Service;
+
+    fn http_replay(config: &crate::retry::RetryConfig, paths: &[Box<str>]) -> HttpReplay {
+        HttpReplay::new(config.max_replay_body).idempotent_paths(paths.iter().cloned())
+    }
+
+    impl ResilienceLayer<HttpClassifier, HttpRetryOn, HttpReplay, NoKey, HttpKey> {
+        /// The preset for HTTP clients: `http::Request<B>` (the service
+        /// receives `http::Request<ReplayBody<B>>`) or, with feature
+        /// `reqwest`, `reqwest::Request` around a `reqwest::Client`.
+        ///
+        /// Failures are 5xx, 408, 429 and transport errors
+        /// ([`HttpClassifier`]); retries follow [`HttpRetryOn`] and repeat
+        /// only requests that are safe to repeat (idempotent methods, or an
+        /// `Idempotency-Key`, which the stack sets on POST and PATCH).
+        pub fn http() -> ResilienceBuilder<HttpClassifier, HttpRetryOn, HttpReplay, NoKey, HttpKey>
+        {
+            ResilienceBuilder::preset(
+                HttpClassifier::new(),
+                HttpRetryOn::new(),
+                http_replay,
+                ToggleLayer::on(IdempotencyKeyLayer::new()),
+                Identity::new(),
+            )
+        }
+    }
+
+    impl ResilienceLayer<GrpcClassifier, GrpcRetryOn, HttpReplay> {
+        /// The preset for gRPC clients (`http::Request<B>` with `content-type:
+        /// application/grpc`).
+        ///
+        /// Failures are UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+        /// INTERNAL and UNKNOWN ([`GrpcClassifier`]); retries follow
+        /// [`GrpcRetryOn`]: a call is repeated after UNAVAILABLE, or after
+        /// any retryable failure when its method is listed in
+        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths).
+        pub fn grpc() -> ResilienceBuilder<GrpcClassifier, GrpcRetryOn, HttpReplay> {
+            ResilienceBuilder::preset(
+                GrpcClassifier::new(),
+                GrpcRetryOn::new(),
+                http_replay,
+                Identity::new(),
+                Identity::new(),
+            )
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+pub use self::presets::{
+    GrpcResilience, GrpcResilienceLayer, HttpKey, HttpResilience, HttpResilienceLayer,
+};

@@ -1,0 +1,129 @@
+//! The retry piece of the stack: on, or off with the same request type.
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::toggle::ToggleFuture;
+use crate::error::BoxError;
+use crate::retry::future::ResponseFuture;
+use crate::retry::{Replay, Retry, RetryLayer, RetryOn};
+
+/// The retry piece of [`ResilienceLayer`](super::ResilienceLayer).
+///
+/// Off, it still hands the inner service the request type retry would
+/// (`Rp::Request`, e.g. `http::Request<ReplayBody<B>>`), so that switching
+/// retries off does not change what the service behind must accept; the
+/// replay's stash is dropped at once.
+pub struct RetryPiece<On, Rp> {
+    retry: Option<RetryLayer<On, Rp>>,
+    replay: Rp,
+}
+
+impl<On, Rp> RetryPiece<On, Rp> {
+    pub(crate) fn new(retry: Option<RetryLayer<On, Rp>>, replay: Rp) -> Self {
+        Self { retry, replay }
+    }
+}
+
+impl<On, Rp: Clone> Clone for RetryPiece<On, Rp> {
+    fn clone(&self) -> Self {
+        Self {
+            retry: self.retry.clone(),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<On, Rp> fmt::Debug for RetryPiece<On, Rp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPiece")
+            .field("on", &self.retry.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, On, Rp: Clone> Layer<S> for RetryPiece<On, Rp> {
+    type Service = RetryToggle<S, On, Rp>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        match &self.retry {
+            Some(retry) => RetryToggle::On(retry.layer(inner)),
+            None => RetryToggle::Off {
+                inner,
+                replay: self.replay.clone(),
+            },
+        }
+    }
+}
+
+/// The service of a [`RetryPiece`].
+///
+/// # Clone
+///
+/// Clones share the retry layer's budget and counters.
+pub enum RetryToggle<S, On, Rp> {
+    /// Retries on.
+    On(Retry<S, On, Rp>),
+    /// Retries off: one attempt, the request converted as for a retry.
+    Off {
+        /// The inner service.
+        inner: S,
+        /// The replay that converts each request.
+        replay: Rp,
+    },
+}
+
+impl<S: Clone, On, Rp: Clone> Clone for RetryToggle<S, On, Rp> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::On(s) => Self::On(s.clone()),
+            Self::Off { inner, replay } => Self::Off {
+                inner: inner.clone(),
+                replay: replay.clone(),
+            },
+        }
+    }
+}
+
+impl<S: fmt::Debug, On, Rp> fmt::Debug for RetryToggle<S, On, Rp> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::On(s) => f.debug_tuple("On").field(s).finish(),
+            Self::Off { inner, .. } => f.debug_tuple("Off").field(inner).finish(),
+        }
+    }
+}
+
+impl<S, On, Rp, Req> Service<Req> for RetryToggle<S, On, Rp>
+where
+    Rp: Replay<Req>,
+    S: Service<Rp::Request> + Clone,
+    S::Error: Into<BoxError>,
+    On: RetryOn<S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ToggleFuture<ResponseFuture<S, On, Rp, Req>, S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            Self::On(s) => s.poll_ready(cx),
+            Self::Off { inner, .. } => inner.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self {
+            Self::On(s) => ToggleFuture::on(s.call(req)),
+            Self::Off { inner, replay } => {
+                let (request, _stash) = replay.prepare(req);
+                ToggleFuture::off(inner.call(request))
+            }
+        }
+    }
+}

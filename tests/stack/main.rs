@@ -1,0 +1,415 @@
+//! The preset stack: order, defaults, switch-offs, config errors and
+//! cancellation, on paused time with in-process backends.
+#![cfg(feature = "http")]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use steadfast::bulkhead::error::BulkheadFull;
+use steadfast::circuit_breaker::error::CircuitOpen;
+use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitState};
+use steadfast::retry::body::ReplayBody;
+use steadfast::retry::RetryConfig;
+use steadfast::stack::{HttpResilience, ResilienceLayer};
+use steadfast::timeout::error::{DeadlineExceeded, Elapsed};
+use steadfast::{is_caused_by, BoxError};
+use tokio::time::{self, Instant};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+type Req = Request<ReplayBody<String>>;
+
+/// What the backend saw: one entry per attempt.
+#[derive(Clone, Default)]
+struct Seen {
+    calls: Arc<AtomicUsize>,
+    keys: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl Seen {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// A backend answering `status` after `delay`.
+fn backend(
+    seen: &Seen,
+    status: StatusCode,
+    delay: Duration,
+) -> impl Service<Req, Response = Response<String>, Error = BoxError, Future = impl Send> + Clone {
+    let seen = seen.clone();
+    tower::service_fn(move |req: Req| {
+        let seen = seen.clone();
+        async move {
+            seen.calls.fetch_add(1, Ordering::SeqCst);
+            let key = req
+                .headers()
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_owned());
+            seen.keys.lock().unwrap().push(key);
+            if !delay.is_zero() {
+                time::sleep(delay).await;
+            }
+            let mut res = Response::new(String::from("ok"));
+            *res.status_mut() = status;
+            Ok::<_, BoxError>(res)
+        }
+    })
+}
+
+fn get(uri: &str) -> Request<String> {
+    Request::get(uri).body(String::new()).unwrap()
+}
+
+fn post(uri: &str) -> Request<String> {
+    Request::post(uri).body(String::from("{}")).unwrap()
+}
+
+fn no_jitter() -> RetryConfig {
+    RetryConfig::default()
+}
+
+#[tokio::test(start_paused = true)]
+async fn defaults_are_the_documented_ones() {
+    let (_layer, handle) = ResilienceLayer::http().build().unwrap();
+    assert_eq!(handle.deadline(), Some(Duration::from_secs(30)));
+    assert_eq!(handle.attempt_timeout(), Some(Duration::from_secs(10)));
+    assert!(
+        handle.bulkhead().is_none(),
+        "the bulkhead is off unless set"
+    );
+    let breaker = handle.circuit_breaker().expect("one breaker by default");
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    let retry = handle.retry().expect("retries on by default");
+    let budget = retry.budget().expect("a retry budget by default");
+    let _ = budget;
+    let text = handle.to_string();
+    for piece in ["deadline", "retry", "bulkhead", "breaker", "timeout"] {
+        assert!(text.contains(piece), "{piece} missing from:\n{text}");
+    }
+    assert!(text.lines().count() <= 6, "one line per piece:\n{text}");
+    let _ = no_jitter();
+}
+
+#[test]
+fn build_names_the_bad_field() {
+    let err = ResilienceLayer::http().max_attempts(0).build().unwrap_err();
+    assert_eq!(err.field(), "stack.retry.max_attempts");
+
+    let err = ResilienceLayer::grpc()
+        .circuit_breaker(CircuitBreakerConfig::builder().failure_rate(150.0))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "stack.circuit_breaker.failure_rate");
+
+    let err = ResilienceLayer::http().bulkhead(0).build().unwrap_err();
+    assert!(err.field().starts_with("stack.bulkhead."), "{err}");
+
+    let err = ResilienceLayer::http()
+        .deadline(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "stack.deadline");
+
+    let err = ResilienceLayer::http()
+        .attempt_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "stack.attempt_timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_recovers_through_retries_and_post_keeps_one_key() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http().build().unwrap();
+    let svc = layer.layer(backend(
+        &seen,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::ZERO,
+    ));
+
+    let res = svc.clone().oneshot(get("http://products/1")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.calls(), 3, "a GET is tried three times");
+
+    let res = svc.oneshot(post("http://products/orders")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        seen.calls(),
+        6,
+        "a POST with the stack's key is retried too"
+    );
+    let keys = seen.keys.lock().unwrap().clone();
+    assert_eq!(&keys[..3], &[None, None, None], "no key on a GET");
+    let key = keys[3].clone().expect("the POST carries a key");
+    assert!(
+        keys[3..].iter().all(|k| k.as_deref() == Some(key.as_str())),
+        "{keys:?}"
+    );
+    assert_eq!(handle.retry().unwrap().snapshot().retries, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_without_the_key_layer_is_sent_once() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .no_idempotency_key()
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(
+        &seen,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::ZERO,
+    ));
+    let res = svc.oneshot(post("http://products/orders")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.calls(), 1);
+    assert_eq!(seen.keys.lock().unwrap()[0], None);
+    assert_eq!(handle.retry().unwrap().snapshot().skipped_unsafe, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_retry_means_one_attempt_and_no_retry_handle() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http().no_retry().build().unwrap();
+    let svc = layer.layer(backend(
+        &seen,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::ZERO,
+    ));
+    let res = svc.oneshot(get("http://products/1")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.calls(), 1);
+    assert!(handle.retry().is_none());
+    assert!(handle.to_string().contains("retry     off"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_inside_the_breaker_is_a_failure() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .no_retry()
+        .attempt_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::from_secs(1)));
+    let start = Instant::now();
+    let err = svc.oneshot(get("http://products/1")).await.unwrap_err();
+    assert!(is_caused_by::<Elapsed>(err.as_ref()), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let breaker = handle.circuit_breaker().unwrap().snapshot();
+    assert_eq!(
+        breaker.failures, 1,
+        "a timed-out attempt is a backend failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_cuts_the_retries() {
+    let seen = Seen::default();
+    let (layer, _handle) = ResilienceLayer::http()
+        .deadline(Duration::from_millis(1_000))
+        .attempt_timeout(Duration::from_millis(400))
+        .retry(RetryConfig::builder().max_attempts(10))
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::from_secs(5)));
+    let start = Instant::now();
+    let err = svc.oneshot(get("http://products/1")).await.unwrap_err();
+    assert!(
+        start.elapsed() <= Duration::from_millis(1_000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        is_caused_by::<DeadlineExceeded>(err.as_ref()) || is_caused_by::<Elapsed>(err.as_ref()),
+        "{err}"
+    );
+    assert!(
+        seen.calls() >= 2 && seen.calls() <= 3,
+        "{} attempts",
+        seen.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_opens_and_retries_do_not_hammer_it() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .circuit_breaker(CircuitBreakerConfig::builder().consecutive_failures(3))
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(
+        &seen,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::ZERO,
+    ));
+    // Three attempts fail: the breaker opens on the third.
+    let res = svc.clone().oneshot(get("http://products/1")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(seen.calls(), 3);
+    assert_eq!(
+        handle.circuit_breaker().unwrap().state(),
+        CircuitState::Open
+    );
+    // The next call is rejected without reaching the backend, and the
+    // rejection is not retried.
+    let err = svc.oneshot(get("http://products/1")).await.unwrap_err();
+    assert!(is_caused_by::<CircuitOpen>(err.as_ref()), "{err}");
+    assert_eq!(seen.calls(), 3);
+    let snap = handle.snapshot();
+    assert_eq!(snap.circuit_breaker.as_ref().unwrap().rejected, 1);
+    assert_eq!(snap.circuit_breaker.as_ref().unwrap().failures, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_rejections_are_not_backend_failures() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .bulkhead(1)
+        .no_retry()
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::from_secs(1)));
+    let first = tokio::spawn(svc.clone().oneshot(get("http://products/1")));
+    tokio::task::yield_now().await;
+    let err = svc
+        .clone()
+        .oneshot(get("http://products/2"))
+        .await
+        .unwrap_err();
+    assert!(is_caused_by::<BulkheadFull>(err.as_ref()), "{err}");
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let snap = handle.snapshot();
+    let breaker = snap.circuit_breaker.unwrap();
+    assert_eq!((breaker.successes, breaker.failures), (1, 0));
+    assert_eq!(snap.bulkhead.unwrap().rejected_queue_full, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_call_anywhere_gives_everything_back() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .bulkhead(2)
+        .circuit_breaker(CircuitBreakerConfig::builder().consecutive_failures(100))
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(
+        &seen,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_millis(30),
+    ));
+    // Drop the call at many points: during an attempt, during a backoff.
+    for at_ms in [0u64, 1, 10, 29, 30, 31, 45, 60, 90, 120, 200] {
+        let fut = svc.clone().oneshot(get("http://products/1"));
+        let _ = time::timeout(Duration::from_millis(at_ms), fut).await;
+        let bulkhead = handle.bulkhead().unwrap();
+        assert_eq!(
+            bulkhead.in_flight(),
+            0,
+            "slot kept after a drop at {at_ms} ms"
+        );
+        assert_eq!(bulkhead.waiting(), 0);
+    }
+    let breaker = handle.circuit_breaker().unwrap().snapshot();
+    assert_eq!(breaker.state, CircuitState::Closed);
+    assert!(breaker.cancelled > 0, "drops are counted as cancelled");
+    // Every slot is free: two calls run at once.
+    let a = tokio::spawn(svc.clone().oneshot(get("http://products/1")));
+    let b = tokio::spawn(svc.clone().oneshot(get("http://products/2")));
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_breaker_per_authority() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .no_retry()
+        .circuit_breaker_per_authority(CircuitBreakerConfig::builder().consecutive_failures(2))
+        .build()
+        .unwrap();
+    let seen2 = seen.clone();
+    let inner = tower::service_fn(move |req: Req| {
+        let seen = seen2.clone();
+        async move {
+            seen.calls.fetch_add(1, Ordering::SeqCst);
+            let status = if req.uri().host() == Some("down") {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            let mut res = Response::new(String::new());
+            *res.status_mut() = status;
+            Ok::<_, BoxError>(res)
+        }
+    });
+    let svc = layer.layer(inner);
+    for _ in 0..2 {
+        let _ = svc.clone().oneshot(get("http://down/x")).await.unwrap();
+    }
+    let err = svc.clone().oneshot(get("http://down/x")).await.unwrap_err();
+    assert!(is_caused_by::<CircuitOpen>(err.as_ref()));
+    let res = svc.clone().oneshot(get("http://up/x")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the other host is unaffected");
+    let keyed = handle.keyed_circuit_breakers().expect("keyed breakers");
+    assert_eq!(keyed.len(), 2);
+    assert!(handle.circuit_breaker().is_none());
+    assert_eq!(seen.calls(), 3);
+}
+
+/// The pair `build()` returns is a layer, and the service type is nameable.
+#[tokio::test(start_paused = true)]
+async fn the_pair_is_a_layer_and_the_type_has_a_name() {
+    struct Client<S> {
+        products: HttpResilience<S>,
+    }
+    let seen = Seen::default();
+    let products = ServiceBuilder::new()
+        .layer(ResilienceLayer::http().build().unwrap())
+        .service(backend(&seen, StatusCode::OK, Duration::ZERO));
+    let client = Client { products };
+    let res = client
+        .products
+        .oneshot(get("http://products/1"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_share_one_stack() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http().bulkhead(8).build().unwrap();
+    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..20 {
+                let res = svc
+                    .clone()
+                    .oneshot(get(&format!("http://products/{i}/{j}")))
+                    .await;
+                match res {
+                    Ok(res) => assert_eq!(res.status(), StatusCode::OK),
+                    Err(e) => assert!(is_caused_by::<BulkheadFull>(e.as_ref()), "{e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let snap = handle.snapshot();
+    let bulkhead = snap.bulkhead.unwrap();
+    assert_eq!(bulkhead.in_flight, 0);
+    assert_eq!(
+        bulkhead.admitted + bulkhead.rejected(),
+        64 * 20,
+        "every call either ran or was rejected"
+    );
+    assert_eq!(seen.calls() as u64, bulkhead.admitted);
+}
