@@ -261,7 +261,7 @@ impl<K, F, C> KeyedCircuitBreakerBuilder<K, F, C> {
 /// breaker the request goes through.
 ///
 /// Every `Fn(&Req) -> K` is one; implement it by hand for a key that
-/// serves several request types at once, as [`keys::ByAuthority`] does for
+/// serves several request types at once, as `keys::ByAuthority` (feature `http`) does for
 /// `http::Request` and `reqwest::Request`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot compute a circuit-breaker key for `{Req}`",
@@ -369,7 +369,7 @@ impl<K, F> KeyedCircuitBreakerLayer<K, F, ErrorsAsFailures> {
 
     /// A builder keyed by `key_of`, a [`KeyOf`] that need not be a closure:
     /// one value that keys several request types, such as
-    /// [`keys::ByAuthority`] (feature `http`). Same defaults as
+    /// `keys::ByAuthority` (feature `http`). Same defaults as
     /// [`builder`](Self::builder).
     pub fn keyed_by(key_fn: F) -> KeyedCircuitBreakerBuilder<K, F, ErrorsAsFailures>
     where

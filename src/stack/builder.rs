@@ -45,17 +45,17 @@ enum BreakerSpec<Kf> {
 }
 
 /// The settings of a [`ResilienceLayer`], every one optional; made by
-/// [`ResilienceLayer::http`], [`ResilienceLayer::grpc`] or
+/// `ResilienceLayer::http`, `ResilienceLayer::grpc` (feature `http`) or
 /// [`ResilienceLayer::new`]. [`build`](Self::build) checks them all and
 /// names the first bad field (`stack.retry.max_attempts`, …).
 ///
 /// | piece | default | change | switch off |
 /// |---|---|---|---|
-/// | idempotency key (HTTP) | on: a UUID v4 `Idempotency-Key` on POST and PATCH | [`idempotency_key`](Self::idempotency_key) | [`no_idempotency_key`](Self::no_idempotency_key) |
+/// | idempotency key (HTTP) | on: a UUID v4 `Idempotency-Key` on POST and PATCH | `idempotency_key` | `no_idempotency_key` |
 /// | deadline | 30 s per call | [`deadline`](Self::deadline) | [`no_deadline`](Self::no_deadline) |
 /// | retry | 3 attempts, exponential 50 ms × 2 up to 5 s, full jitter, budget 20 % + 10/s | [`retry`](Self::retry), [`max_attempts`](Self::max_attempts) | [`no_retry`](Self::no_retry) |
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
-/// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s × 2 up to 60 s | [`circuit_breaker`](Self::circuit_breaker), [`circuit_breaker_per_authority`](Self::circuit_breaker_per_authority) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
+/// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s × 2 up to 60 s | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
 /// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
 pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity> {
     classifier: C,
@@ -174,7 +174,7 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
 
     /// Requests to these exact paths are safe to repeat: for gRPC, the
     /// methods that can run twice without harm (see
-    /// [`HttpReplay::idempotent_paths`](crate::retry::HttpReplay::idempotent_paths)).
+    /// `HttpReplay::idempotent_paths`).
     /// Applies to the preset's own replay, not to one given with
     /// [`replay`](Self::replay).
     pub fn idempotent_paths<I, P>(mut self, paths: I) -> Self

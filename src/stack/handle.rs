@@ -289,7 +289,7 @@ impl KeyedBreakers {
     }
 
     /// The breaker of `key` (for a stack keyed per authority, a
-    /// [`keys::AuthorityKey`](crate::circuit_breaker::keys)), if it has one;
+    /// `circuit_breaker::keys::AuthorityKey`), if it has one;
     /// `None` also for a key of another type.
     pub fn get<K: Any>(&self, key: &K) -> Option<CircuitBreakerHandle> {
         self.view.get(key)

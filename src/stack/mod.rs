@@ -5,7 +5,7 @@
 //! IdempotencyKey → Deadline → Retry (+ budget) → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
-//! [`ResilienceLayer::http`], [`ResilienceLayer::grpc`] and
+//! `ResilienceLayer::http`, `ResilienceLayer::grpc` (feature `http`) and
 //! [`ResilienceLayer::new`] return a [`ResilienceBuilder`] in which each
 //! piece can be tuned or switched off; [`build`](ResilienceBuilder::build)
 //! checks every setting at once and returns the layer and a
@@ -74,7 +74,7 @@
 //! # Types
 //!
 //! The service type is named through the layer:
-//! [`HttpResilience<S>`](HttpResilience), [`GrpcResilience<S>`](GrpcResilience),
+//! `HttpResilience<S>`, `GrpcResilience<S>` (feature `http`),
 //! or `<ResilienceLayer<..> as Layer<S>>::Service`. No piece boxes its
 //! future; a switched-off piece costs one branch.
 
