@@ -134,4 +134,5 @@ pub mod retry;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;
-pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};
+pub use crate::error::{cause_ref, is_caused_by, AsError, BoxError, InvalidConfig};
+pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};
