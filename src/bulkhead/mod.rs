@@ -54,7 +54,7 @@
 //! the per-attempt timeout:
 //!
 //! ```text
-//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
 //! It then limits *attempts* in flight: each retry takes a slot of its own
