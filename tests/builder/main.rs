@@ -32,6 +32,18 @@ impl Calls {
     }
 }
 
+/// `f` as a service that counts its calls in `calls`.
+fn counted<Req, F, Fut>(calls: &Calls, f: F) -> tower::util::ServiceFn<impl Fn(Req) -> Fut + Clone>
+where
+    F: Fn(Req) -> Fut + Clone,
+{
+    let calls = calls.clone();
+    service_fn(move |req| {
+        calls.hit();
+        f(req)
+    })
+}
+
 /// Trips after `n` consecutive failures, stays open 5 s.
 fn consecutive(n: u32) -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
@@ -61,13 +73,11 @@ fn is_circuit_open(err: &BoxError) -> bool {
 async fn circuit_breaker_counts_errors_and_opens() {
     support::trace_init();
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .circuit_breaker(consecutive(3))
-        .service_fn(move |()| {
-            c.hit();
-            async { Err::<(), _>(BoxError::from("down")) }
-        });
+        .service(counted(&calls, |()| async {
+            Err::<(), _>(BoxError::from("down"))
+        }));
     for _ in 0..3 {
         let err = svc.clone().oneshot(()).await.unwrap_err();
         assert!(!is_circuit_open(&err), "{err}");
@@ -83,13 +93,11 @@ async fn circuit_breaker_counts_errors_and_opens() {
 #[tokio::test(start_paused = true)]
 async fn circuit_breaker_sees_503_responses_as_successes() {
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .circuit_breaker(consecutive(3))
-        .service_fn(move |()| {
-            c.hit();
-            async { Ok::<_, BoxError>(status(503)) }
-        });
+        .service(counted(&calls, |()| async {
+            Ok::<_, BoxError>(status(503))
+        }));
     for _ in 0..10 {
         assert_eq!(svc.clone().oneshot(()).await.unwrap().status(), 503);
     }
@@ -105,13 +113,11 @@ fn status(code: u16) -> http::Response<()> {
 #[tokio::test(start_paused = true)]
 async fn http_circuit_breaker_opens_on_503_and_ignores_404() {
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .http_circuit_breaker(consecutive(3))
-        .service_fn(move |code: u16| {
-            c.hit();
-            async move { Ok::<_, BoxError>(status(code)) }
-        });
+        .service(counted(&calls, |code: u16| async move {
+            Ok::<_, BoxError>(status(code))
+        }));
     // 404s are the caller's mistake, not the backend's failure: they do
     // not break the run of 503s.
     for code in [503, 404, 503, 404, 404] {
@@ -138,13 +144,11 @@ async fn grpc_circuit_breaker_opens_on_unavailable_not_on_invalid_argument() {
     const UNAVAILABLE: i32 = 14;
     const INVALID_ARGUMENT: i32 = 3;
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .grpc_circuit_breaker(consecutive(2))
-        .service_fn(move |code: i32| {
-            c.hit();
-            async move { Ok::<_, BoxError>(grpc_status(code)) }
-        });
+        .service(counted(&calls, |code: i32| async move {
+            Ok::<_, BoxError>(grpc_status(code))
+        }));
     // HTTP 200 every time: only grpc-status tells the failures apart.
     for _ in 0..5 {
         svc.clone().oneshot(INVALID_ARGUMENT).await.unwrap();
@@ -290,13 +294,12 @@ mod http_requests {
     async fn deadline_ends_the_whole_call_and_zero_is_refused() {
         let budget = Duration::from_secs(2);
         let calls = Calls::default();
-        let c = calls.clone();
-        let svc = ServiceBuilder::new().deadline(budget).unwrap().service_fn(
-            move |_req: http::Request<Empty<Bytes>>| {
-                c.hit();
+        let svc = ServiceBuilder::new()
+            .deadline(budget)
+            .unwrap()
+            .service(counted(&calls, |_req: http::Request<Empty<Bytes>>| {
                 pending::<Result<http::Response<()>, BoxError>>()
-            },
-        );
+            }));
         let mut call = task::spawn(svc.oneshot(request(http::Method::GET)));
         assert_pending!(call.poll());
         tokio::time::advance(budget - Duration::from_millis(1)).await;
@@ -343,17 +346,13 @@ async fn attempt_timeout_fails_a_slow_attempt_and_zero_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn attempt_timeout_inside_the_breaker_counts_as_a_failure() {
     let calls = Calls::default();
-    let c = calls.clone();
     let breaker = CircuitBreakerLayer::new(consecutive(2));
     let handle = breaker.handle();
     let svc = ServiceBuilder::new()
         .layer(breaker)
         .attempt_timeout(Duration::from_millis(100))
         .unwrap()
-        .service_fn(move |()| {
-            c.hit();
-            pending::<Result<(), BoxError>>()
-        });
+        .service(counted(&calls, |()| pending::<Result<(), BoxError>>()));
     for _ in 0..2 {
         svc.clone().oneshot(()).await.unwrap_err();
     }
@@ -369,14 +368,10 @@ async fn attempt_timeout_inside_the_breaker_counts_as_a_failure() {
 #[tokio::test(start_paused = true)]
 async fn bulkhead_rejects_past_its_limit_and_zero_is_refused() {
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .bulkhead(2)
         .unwrap()
-        .service_fn(move |()| {
-            c.hit();
-            pending::<Result<(), BoxError>>()
-        });
+        .service(counted(&calls, |()| pending::<Result<(), BoxError>>()));
     let mut a = task::spawn(svc.clone().oneshot(()));
     let mut b = task::spawn(svc.clone().oneshot(()));
     assert_pending!(a.poll());
@@ -407,14 +402,12 @@ async fn bulkhead_rejects_past_its_limit_and_zero_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn reqwest_retries_repeats_a_get_answered_503() {
     let calls = Calls::default();
-    let c = calls.clone();
     let svc = ServiceBuilder::new()
         .reqwest_retries(three_attempts())
-        .service_fn(move |_req: reqwest::Request| {
-            c.hit();
+        .service(counted(&calls, |_req: reqwest::Request| async {
             let res = http::Response::builder().status(503).body("").unwrap();
-            async move { Ok::<_, BoxError>(reqwest::Response::from(res)) }
-        });
+            Ok::<_, BoxError>(reqwest::Response::from(res))
+        }));
     let get = reqwest::Request::new(
         reqwest::Method::GET,
         "http://products/api/1".parse().unwrap(),
