@@ -75,9 +75,9 @@ pub(crate) fn chain<'a>(
 /// [`Rejection::of(&err)`](crate::Rejection::of) takes it as it is.
 ///
 /// Implemented for [`BoxError`] and the other boxed `dyn Error`s, for
-/// `dyn Error` itself (pass a `&dyn Error` you hold as it is:
-/// `Rejection::of(err)`), for `Box<E>` of any error, and for
-/// `std::io::Error`.
+/// `dyn Error` itself, for `Box<E>` of any error, for `std::io::Error`,
+/// and for references to any of these (so `Rejection::of(&err)` works
+/// whether `err` is a `BoxError` or a `&dyn Error`).
 ///
 /// # Why not every `Error`?
 ///
@@ -155,6 +155,12 @@ impl<E: Error + 'static> AsError for Box<E> {
 impl AsError for std::io::Error {
     fn as_error(&self) -> &(dyn Error + 'static) {
         self
+    }
+}
+
+impl<T: AsError + ?Sized> AsError for &T {
+    fn as_error(&self) -> &(dyn Error + 'static) {
+        (**self).as_error()
     }
 }
 

@@ -89,9 +89,9 @@ impl Rejection {
     /// The first of this crate's rejections in `err` or its `source()`
     /// chain, or `None` when there is none (at most 64 errors deep).
     ///
-    /// `err` is anything [`AsError`]: `&BoxError`, `&std::io::Error`,
-    /// `&dyn Error` (pass a `&dyn Error` you already hold as it is:
-    /// `Rejection::of(err)`); any other error as `&err as &dyn Error`.
+    /// `err` is anything [`AsError`]: a `BoxError`, a `std::io::Error`, a
+    /// `dyn Error`, or a reference to one; any other error type as
+    /// `&err as &dyn Error` (or give it the one-line [`AsError`] impl).
     pub fn of<E: AsError + ?Sized>(err: &E) -> Option<Self> {
         chain(err.as_error()).find_map(|e| {
             if let Some(open) = e.downcast_ref::<CircuitOpen>() {

@@ -180,6 +180,7 @@ async fn a_rejection_is_found_through_boxes_wrappers_and_dyn_error() {
     assert_eq!(Rejection::of(&io), Some(expected));
     let dyn_err: &(dyn Error + 'static) = &io;
     assert_eq!(Rejection::of(dyn_err), Some(expected));
+    assert_eq!(Rejection::of(&dyn_err), Some(expected));
     let boxed: Box<dyn Error> = Box::new(io);
     assert_eq!(Rejection::of(&boxed), Some(expected));
     assert_eq!(Rejection::of(boxed.as_error()), Some(expected));
