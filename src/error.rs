@@ -58,10 +58,116 @@ impl fmt::Display for InvalidConfig {
 
 impl Error for InvalidConfig {}
 
+/// How deep the helpers here follow a `source()` chain: a bound against a
+/// hostile or cyclic chain (an error whose `source()` is itself), far beyond
+/// any real one.
+pub(crate) const MAX_CHAIN_DEPTH: usize = 64;
+
+/// `err`, then each error in its `source()` chain, at most
+/// [`MAX_CHAIN_DEPTH`] in all.
+pub(crate) fn chain<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&e| e.source()).take(MAX_CHAIN_DEPTH)
+}
+
+/// An error that can be looked at as a `&(dyn Error + 'static)`, so that
+/// [`Rejection::of(&err)`](crate::Rejection::of) takes it as it is.
+///
+/// Implemented for [`BoxError`] and the other boxed `dyn Error`s, for
+/// `dyn Error` itself, for `Box<E>` of any error, for `std::io::Error`,
+/// and for references to any of these (so `Rejection::of(&err)` works
+/// whether `err` is a `BoxError` or a `&dyn Error`).
+///
+/// # Why not every `Error`?
+///
+/// A blanket `impl<E: Error> AsError for E` would cover every error type,
+/// but Rust then refuses the impl for [`BoxError`] (std could one day make
+/// `Box<dyn Error + Send + Sync>` an `Error` itself, and the two would
+/// overlap). [`BoxError`] is what every layer of this crate returns, so it
+/// wins. For another error type — your own, or one from a transport — add
+/// the one-line impl, or pass it as a `&dyn Error`:
+///
+/// ```
+/// use std::error::Error;
+/// use steadfast::{AsError, Rejection};
+///
+/// #[derive(Debug)]
+/// struct CallFailed(steadfast::BoxError);
+/// # impl std::fmt::Display for CallFailed {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("call failed") }
+/// # }
+/// impl Error for CallFailed {
+///     fn source(&self) -> Option<&(dyn Error + 'static)> {
+///         Some(self.0.as_ref())
+///     }
+/// }
+///
+/// impl AsError for CallFailed {
+///     fn as_error(&self) -> &(dyn Error + 'static) {
+///         self
+///     }
+/// }
+///
+/// let err = CallFailed(steadfast::Elapsed::new(std::time::Duration::from_secs(2)).into());
+/// assert!(Rejection::of(&err).is_some());
+/// // Without the impl, as a `&dyn Error`:
+/// assert!(Rejection::of(&err as &dyn Error).is_some());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`Rejection::of` cannot read `{Self}` as an error chain",
+    label = "`{Self}` does not implement `steadfast::AsError`",
+    note = "pass it as a `&dyn std::error::Error` (`&err as &dyn std::error::Error`), or implement `AsError` for it in one line: `fn as_error(&self) -> &(dyn Error + 'static) {{ self }}`"
+)]
+pub trait AsError {
+    /// `self` as a trait object whose `source()` chain can be walked.
+    fn as_error(&self) -> &(dyn Error + 'static);
+}
+
+macro_rules! as_error_for_dyn {
+    ($($ty:ty),* $(,)?) => {$(
+        impl AsError for $ty {
+            fn as_error(&self) -> &(dyn Error + 'static) {
+                self
+            }
+        }
+
+        impl AsError for Box<$ty> {
+            fn as_error(&self) -> &(dyn Error + 'static) {
+                &**self
+            }
+        }
+    )*};
+}
+
+as_error_for_dyn!(
+    dyn Error + 'static,
+    dyn Error + Send + 'static,
+    dyn Error + Send + Sync + 'static,
+);
+
+impl<E: Error + 'static> AsError for Box<E> {
+    fn as_error(&self) -> &(dyn Error + 'static) {
+        &**self
+    }
+}
+
+impl AsError for std::io::Error {
+    fn as_error(&self) -> &(dyn Error + 'static) {
+        self
+    }
+}
+
+impl<T: AsError + ?Sized> AsError for &T {
+    fn as_error(&self) -> &(dyn Error + 'static) {
+        (**self).as_error()
+    }
+}
+
 /// Returns `true` if `err` or any error in its `source()` chain is an `E`.
 ///
 /// Layers wrap and box errors, so `err.is::<E>()` only looks at the outermost
-/// one; this walks the chain.
+/// one; this walks the chain (at most 64 errors deep).
 ///
 /// ```
 /// use steadfast::{is_caused_by, BoxError};
@@ -76,16 +182,10 @@ pub fn is_caused_by<E: Error + 'static>(err: &(dyn Error + 'static)) -> bool {
     cause_ref::<E>(err).is_some()
 }
 
-/// Finds the first `E` in `err` or its `source()` chain.
+/// Finds the first `E` in `err` or its `source()` chain (at most 64 errors
+/// deep).
 pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a E> {
-    let mut current: Option<&'a (dyn Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<E>() {
-            return Some(found);
-        }
-        current = e.source();
-    }
-    None
+    chain(err).find_map(|e| e.downcast_ref::<E>())
 }
 
 /// `true` when the error is a rejection produced by one of this crate's own
@@ -95,14 +195,5 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 /// `Elapsed` (a per-attempt timeout) is *not* one: a backend that does not
 /// answer in time has failed.
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
-    use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded};
-
-    let mut current: Option<&(dyn Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if e.is::<CircuitOpen>() || e.is::<BulkheadFull>() || e.is::<DeadlineExceeded>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    crate::rejection::Rejection::of(err).is_some_and(|r| !r.is_backend_failure())
 }

@@ -16,14 +16,14 @@
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
+//! | [`prelude`] | — | the layers, configs and error types of the common case, in one `use` |
 //!
 //!
 //! # Example
 //!
 //! ```
 //! use std::time::Duration;
-//! use steadfast::circuit_breaker::{error::CircuitOpen, CircuitBreakerConfig};
-//! use steadfast::ServiceBuilderExt;
+//! use steadfast::prelude::*;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -40,30 +40,47 @@
 //!
 //! match svc.oneshot(1).await {
 //!     Ok(product) => println!("{product}"),
-//!     Err(e) if e.is::<CircuitOpen>() => println!("serve the fallback"),
-//!     Err(e) => return Err(e),
+//!     Err(e) => match Rejection::of(&e) {
+//!         Some(Rejection::CircuitOpen { .. }) => println!("serve the fallback"),
+//!         _ => return Err(e),
+//!     },
 //! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! [`prelude`] brings in the layers, their configs, the error types and
+//! [`ServiceBuilderExt`]'s methods in one line. With tower-http's
+//! `ServiceBuilderExt` in the same file, import both as `_`
+//! (`use steadfast::ServiceBuilderExt as _; use tower_http::ServiceBuilderExt as _;`):
+//! by name they collide (E0252).
 //!
 //! # Ordering
 //!
 //! When several layers are stacked, outermost first:
 //!
 //! ```text
-//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
-//! Retry sits outside the breaker so a retry never hammers an open breaker;
-//! the per-attempt timeout sits inside it so timeouts count as failures.
+//! | position | why there |
+//! |---|---|
+//! | `IdempotencyKey` | outside retry, so every attempt carries the same key (and a keyed POST may be retried) |
+//! | `Deadline` | outside retry, so one deadline bounds every attempt and backoff sleep |
+//! | `Retry` | outside the breaker and the bulkhead, so it never re-sends their rejections and can wait out a short open period |
+//! | `Bulkhead` | inside retry, so it limits attempts in flight and a call backing off holds no slot |
+//! | `CircuitBreaker` | outside the timeout, so an attempt that times out counts as a failure |
+//! | `Timeout` | innermost, so it bounds one attempt, not the whole call |
 //!
 //! # Errors
 //!
 //! Layers that add failures of their own return [`BoxError`], and each
-//! failure is a small public struct to downcast (`err.is::<CircuitOpen>()`),
-//! or to find anywhere in a source chain with [`is_caused_by`]. Every
-//! `build()` returns [`InvalidConfig`] naming the field instead of panicking.
+//! failure is a small public struct — [`CircuitOpen`], [`BulkheadFull`],
+//! [`DeadlineExceeded`], [`Elapsed`] — to downcast (`err.is::<CircuitOpen>()`)
+//! or to find anywhere in a source chain with [`is_caused_by`].
+//! [`Rejection::of`] folds the four into one enum to `match` on. Every
+//! `build()` returns [`InvalidConfig`] naming the field instead of
+//! panicking.
 //!
 //! # Time
 //!
@@ -105,7 +122,6 @@
 //! [`BulkheadLayer`]: bulkhead::BulkheadLayer
 //! [`Deadline`]: deadline::Deadline
 //! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
-//! [`CircuitOpen`]: circuit_breaker::error::CircuitOpen
 //! [`tower::Service`]: tower_service::Service
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
@@ -130,9 +146,11 @@ pub mod classify;
 pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
+pub mod prelude;
 pub mod retry;
 pub mod stack;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;
-pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};
+pub use crate::error::{cause_ref, is_caused_by, AsError, BoxError, InvalidConfig};
+pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};

@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::error::{BulkheadFull, Rejection};
+use super::error::{BulkheadFull, FullReason};
 use super::permit::{Permit, Shared, Ticket};
 use super::policy::{HoldPermit, ReleaseOnResponse};
 use crate::error::BoxError;
@@ -194,7 +194,7 @@ where
                 Some(permit) => permit,
                 None => {
                     let waited = Instant::now().saturating_duration_since(*q.since);
-                    let full = q.shared.reject(Rejection::WaitTimedOut, waited);
+                    let full = q.shared.reject(FullReason::WaitTimedOut, waited);
                     return Poll::Ready(Kind::Rejected {
                         error: Some(Box::new(full)),
                     });

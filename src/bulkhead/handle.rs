@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::error::Rejection;
+use super::error::FullReason;
 use super::permit::Shared;
 use super::semaphore::MAX_PERMITS;
 use crate::error::InvalidConfig;
@@ -44,11 +44,11 @@ impl BulkheadHandle {
 
     /// Calls rejected with [`BulkheadFull`](super::error::BulkheadFull) for
     /// `reason`, since the bulkhead was made.
-    pub fn rejected(&self, reason: Rejection) -> u64 {
+    pub fn rejected(&self, reason: FullReason) -> u64 {
         let s = self.shared.totals();
         match reason {
-            Rejection::QueueFull => s.queue_full,
-            Rejection::WaitTimedOut => s.wait_timed_out,
+            FullReason::QueueFull => s.queue_full,
+            FullReason::WaitTimedOut => s.wait_timed_out,
         }
     }
 
@@ -150,9 +150,9 @@ pub struct BulkheadSnapshot {
     /// Of `admitted`, the calls that waited in the queue first.
     pub waited: u64,
     /// Calls rejected because they could not wait
-    /// ([`Rejection::QueueFull`]).
+    /// ([`FullReason::QueueFull`]).
     pub rejected_queue_full: u64,
-    /// Calls rejected after waiting too long ([`Rejection::WaitTimedOut`]).
+    /// Calls rejected after waiting too long ([`FullReason::WaitTimedOut`]).
     pub rejected_wait_timed_out: u64,
     /// Waiting calls whose future was dropped before they got a slot.
     pub cancelled_waiting: u64,

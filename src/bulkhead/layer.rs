@@ -73,7 +73,7 @@ impl<D, H> BulkheadLayer<D, H> {
     /// Queued calls never wait past the deadline their request carries
     /// ([`CarriesDeadline`](crate::deadline::CarriesDeadline)): the wait
     /// ends at the earlier of `max_wait` and the deadline, with
-    /// [`Rejection::WaitTimedOut`](super::error::Rejection::WaitTimedOut).
+    /// [`FullReason::WaitTimedOut`](super::error::FullReason::WaitTimedOut).
     /// A call that finds the bulkhead full after its deadline has passed is
     /// rejected at once. A free slot is taken whatever the deadline: the
     /// bulkhead is not a timeout.
@@ -84,7 +84,7 @@ impl<D, H> BulkheadLayer<D, H> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use steadfast::bulkhead::{error::{BulkheadFull, Rejection}, BulkheadLayer};
+    /// use steadfast::bulkhead::{error::{BulkheadFull, FullReason}, BulkheadLayer};
     /// use steadfast::deadline::{CarriesDeadline, Deadline};
     /// use tower::{service_fn, Layer, Service, ServiceExt};
     ///
@@ -106,7 +106,7 @@ impl<D, H> BulkheadLayer<D, H> {
     /// let start = tokio::time::Instant::now();
     /// let err = svc.ready().await?.call(req).await.unwrap_err();
     /// let full = err.downcast_ref::<BulkheadFull>().unwrap();
-    /// assert_eq!(full.reason(), Rejection::WaitTimedOut);
+    /// assert_eq!(full.reason(), FullReason::WaitTimedOut);
     /// assert_eq!(start.elapsed(), Duration::from_millis(300)); // not 10 s
     /// # Ok(())
     /// # }
@@ -196,7 +196,7 @@ impl BulkheadBuilder {
 
     /// How many calls may wait at once (default: no bound); a call that
     /// finds the queue full is rejected at once with
-    /// [`Rejection::QueueFull`](super::error::Rejection::QueueFull).
+    /// [`FullReason::QueueFull`](super::error::FullReason::QueueFull).
     /// Needs a non-zero [`max_wait`](Self::max_wait).
     pub fn max_waiting(mut self, max_waiting: usize) -> Self {
         self.max_waiting = Some(max_waiting);

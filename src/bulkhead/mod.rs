@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use steadfast::bulkhead::{error::{BulkheadFull, Rejection}, BulkheadLayer};
+//! use steadfast::bulkhead::{error::{BulkheadFull, FullReason}, BulkheadLayer};
 //! use tower::{service_fn, Layer, Service, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -37,11 +37,11 @@
 //!
 //! let full = d.await.unwrap_err();
 //! let full = full.downcast_ref::<BulkheadFull>().expect("rejected by the bulkhead");
-//! assert_eq!(full.reason(), Rejection::QueueFull);
+//! assert_eq!(full.reason(), FullReason::QueueFull);
 //!
 //! // No slot frees within 100 ms: the waiting call gives up.
 //! let timed_out = c.await.unwrap_err();
-//! assert_eq!(timed_out.downcast_ref::<BulkheadFull>().unwrap().reason(), Rejection::WaitTimedOut);
+//! assert_eq!(timed_out.downcast_ref::<BulkheadFull>().unwrap().reason(), FullReason::WaitTimedOut);
 //! assert_eq!(a.await?, 1_000);
 //! # drop(b);
 //! # Ok(())
@@ -54,7 +54,7 @@
 //! the per-attempt timeout:
 //!
 //! ```text
-//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
 //! It then limits *attempts* in flight: each retry takes a slot of its own
@@ -77,7 +77,7 @@
 //! * a slot is handed to it: it calls the inner service;
 //! * `max_wait` has passed since it joined, or the request's deadline has
 //!   passed ([`deadline_aware`](BulkheadLayer::deadline_aware)):
-//!   [`Rejection::WaitTimedOut`](error::Rejection::WaitTimedOut). The queue
+//!   [`FullReason::WaitTimedOut`](error::FullReason::WaitTimedOut). The queue
 //!   is looked at before the timer, so a slot handed over in the same
 //!   instant is used. The timer is tokio's (millisecond resolution) and
 //!   needs a runtime with time enabled;
@@ -99,9 +99,9 @@
 //! service's errors pass through (converted with `Into`), and a rejected
 //! call fails with [`BulkheadFull`](error::BulkheadFull), whose
 //! [`reason`](error::BulkheadFull::reason) says whether the call could not
-//! wait ([`QueueFull`](error::Rejection::QueueFull): the queue held
+//! wait ([`QueueFull`](error::FullReason::QueueFull): the queue held
 //! `max_waiting` callers, or `max_wait` is zero) or waited in vain
-//! ([`WaitTimedOut`](error::Rejection::WaitTimedOut)). A rejected call never
+//! ([`WaitTimedOut`](error::FullReason::WaitTimedOut)). A rejected call never
 //! reaches the inner service. Each rejection emits a `tracing` event at
 //! `DEBUG` level, target `steadfast::bulkhead`.
 //!

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::error::{BulkheadFull, Rejection};
+use super::error::{BulkheadFull, FullReason};
 use super::semaphore::Semaphore;
 use crate::metrics::{stripe_count, sum, thread_stripe, Count, Striped};
 
@@ -72,10 +72,10 @@ impl Shared {
     /// Counts, reports and builds a rejection.
     #[cold]
     #[inline(never)]
-    pub(crate) fn reject(&self, reason: Rejection, waited: Duration) -> BulkheadFull {
+    pub(crate) fn reject(&self, reason: FullReason, waited: Duration) -> BulkheadFull {
         match reason {
-            Rejection::QueueFull => self.count(|s| &s.queue_full),
-            Rejection::WaitTimedOut => self.count(|s| &s.wait_timed_out),
+            FullReason::QueueFull => self.count(|s| &s.queue_full),
+            FullReason::WaitTimedOut => self.count(|s| &s.wait_timed_out),
         }
         let max_concurrent = self.sem.limit();
         tracing::debug!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::error::{BulkheadFull, Rejection};
+use super::error::{BulkheadFull, FullReason};
 use super::future::ResponseFuture;
 use super::permit::{Nodes, Permit, Ticket};
 use super::policy::{HoldPermit, ReleaseOnResponse};
@@ -106,7 +106,7 @@ fn poll_reserve(wait: &mut ReadyWait, nodes: &Nodes, cx: &mut Context<'_>) -> Po
             return Poll::Ready(());
         }
         if shared.max_wait.is_zero() {
-            let full = shared.reject(Rejection::QueueFull, Duration::ZERO);
+            let full = shared.reject(FullReason::QueueFull, Duration::ZERO);
             wait.reserved = Some(Reserved::Rejected(full));
             return Poll::Ready(());
         }
@@ -119,7 +119,7 @@ fn poll_reserve(wait: &mut ReadyWait, nodes: &Nodes, cx: &mut Context<'_>) -> Po
                 return Poll::Ready(());
             }
             Admission::Full => {
-                let full = shared.reject(Rejection::QueueFull, Duration::ZERO);
+                let full = shared.reject(FullReason::QueueFull, Duration::ZERO);
                 wait.reserved = Some(Reserved::Rejected(full));
                 return Poll::Ready(());
             }
@@ -155,7 +155,7 @@ fn poll_reserve(wait: &mut ReadyWait, nodes: &Nodes, cx: &mut Context<'_>) -> Po
         Some(permit) => Reserved::Permit(permit),
         None => {
             let waited = Instant::now().saturating_duration_since(wait.since);
-            Reserved::Rejected(shared.reject(Rejection::WaitTimedOut, waited))
+            Reserved::Rejected(shared.reject(FullReason::WaitTimedOut, waited))
         }
     });
     wait.ticket = None;
@@ -215,13 +215,13 @@ where
 {
     let shared = this.nodes.shared();
     if shared.max_wait.is_zero() {
-        return ResponseFuture::rejected(shared.reject(Rejection::QueueFull, Duration::ZERO));
+        return ResponseFuture::rejected(shared.reject(FullReason::QueueFull, Duration::ZERO));
     }
     let now = Instant::now();
     let until = Deadline::after_from(now, shared.max_wait).earliest(D::default().deadline_of(&req));
     if until.is_expired_at(now) {
         // The request's deadline has passed: it cannot wait at all.
-        return ResponseFuture::rejected(shared.reject(Rejection::WaitTimedOut, Duration::ZERO));
+        return ResponseFuture::rejected(shared.reject(FullReason::WaitTimedOut, Duration::ZERO));
     }
     match shared
         .sem
@@ -229,7 +229,7 @@ where
     {
         Admission::Acquired => ResponseFuture::called(this.inner.call(req), this.nodes.acquired()),
         Admission::Full => {
-            ResponseFuture::rejected(shared.reject(Rejection::QueueFull, Duration::ZERO))
+            ResponseFuture::rejected(shared.reject(FullReason::QueueFull, Duration::ZERO))
         }
         Admission::Queued(id) => {
             // The readied service goes with the call; its clone stays.

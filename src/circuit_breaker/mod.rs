@@ -122,7 +122,7 @@
 //! timeout, so timeouts count as failures:
 //!
 //! ```text
-//! Metrics → IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
+//! IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
 //! # Clone

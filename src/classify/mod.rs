@@ -43,7 +43,7 @@
 //! classifier would say. A call whose future is dropped before it finishes
 //! (the caller gave up) is not classified at all.
 //!
-//! [`CircuitOpen`]: crate::circuit_breaker::error::CircuitOpen
+//! [`CircuitOpen`]: crate::CircuitOpen
 
 #[cfg(feature = "http")]
 mod grpc;

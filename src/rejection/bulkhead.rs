@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Why a [`BulkheadFull`] rejection happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Rejection {
+pub enum FullReason {
     /// Every slot was taken and the call could not wait: the wait queue
     /// held [`max_waiting`](crate::bulkhead::BulkheadBuilder::max_waiting) callers
     /// already, or the bulkhead does not queue at all (a zero
@@ -18,18 +18,18 @@ pub enum Rejection {
     WaitTimedOut,
 }
 
-impl Rejection {
+impl FullReason {
     /// The lowercase name used in events and metrics (`queue_full`,
     /// `wait_timed_out`).
     pub const fn as_str(self) -> &'static str {
         match self {
-            Rejection::QueueFull => "queue_full",
-            Rejection::WaitTimedOut => "wait_timed_out",
+            FullReason::QueueFull => "queue_full",
+            FullReason::WaitTimedOut => "wait_timed_out",
         }
     }
 }
 
-impl fmt::Display for Rejection {
+impl fmt::Display for FullReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -44,18 +44,18 @@ impl fmt::Display for Rejection {
 /// [`Ignored`](crate::classify::Outcome::Ignored) and retry never repeats it.
 ///
 /// ```
-/// use steadfast::bulkhead::error::{BulkheadFull, Rejection};
+/// use steadfast::bulkhead::error::{BulkheadFull, FullReason};
 ///
 /// fn shed(err: &steadfast::BoxError) -> bool {
 ///     // Map to `503 Service Unavailable` (or `429`), or serve a fallback.
 ///     err.downcast_ref::<BulkheadFull>()
-///         .is_some_and(|full| full.reason() == Rejection::QueueFull)
+///         .is_some_and(|full| full.reason() == FullReason::QueueFull)
 /// }
 /// # let _ = shed;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkheadFull {
-    reason: Rejection,
+    reason: FullReason,
     max_concurrent: usize,
     waited: Duration,
 }
@@ -65,7 +65,7 @@ impl BulkheadFull {
     /// after the call `waited` in the queue.
     ///
     /// The bulkhead makes these; building one by hand is for testing fallbacks.
-    pub const fn new(reason: Rejection, max_concurrent: usize, waited: Duration) -> Self {
+    pub const fn new(reason: FullReason, max_concurrent: usize, waited: Duration) -> Self {
         Self {
             reason,
             max_concurrent,
@@ -74,7 +74,7 @@ impl BulkheadFull {
     }
 
     /// Why the call was rejected.
-    pub const fn reason(&self) -> Rejection {
+    pub const fn reason(&self) -> FullReason {
         self.reason
     }
 
@@ -84,7 +84,7 @@ impl BulkheadFull {
     }
 
     /// How long the call waited in the queue before it was rejected: zero
-    /// for [`Rejection::QueueFull`].
+    /// for [`FullReason::QueueFull`].
     pub const fn waited(&self) -> Duration {
         self.waited
     }
@@ -93,12 +93,12 @@ impl BulkheadFull {
 impl fmt::Display for BulkheadFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.reason {
-            Rejection::QueueFull => write!(
+            FullReason::QueueFull => write!(
                 f,
                 "bulkhead full; all {} slots taken and no room to wait",
                 self.max_concurrent
             ),
-            Rejection::WaitTimedOut => write!(
+            FullReason::WaitTimedOut => write!(
                 f,
                 "bulkhead full; no slot of {} came free within {:.3?}",
                 self.max_concurrent, self.waited

@@ -5,14 +5,20 @@
 //! | type | re-exported by | a failure of the backend? |
 //! |---|---|---|
 //! | [`CircuitOpen`] (and [`CircuitState`]) | `circuit_breaker::error` (`circuit_breaker`) | no: never sent |
-//! | [`BulkheadFull`] (and [`Rejection`]) | `bulkhead::error` | no: never sent |
+//! | [`BulkheadFull`] (and [`FullReason`]) | `bulkhead::error` | no: never sent |
 //! | [`Elapsed`] | `timeout::error` | yes: the attempt took too long |
 //! | [`DeadlineExceeded`] | `timeout::error` | no: the caller's time ran out |
+//!
+//! [`Rejection`] folds all four into one enum to `match` on, found anywhere
+//! in an error's `source()` chain by [`Rejection::of`]. The crate root
+//! re-exports it and the four error types.
 
 mod bulkhead;
 mod circuit;
+mod of;
 mod timeout;
 
-pub use self::bulkhead::{BulkheadFull, Rejection};
+pub use self::bulkhead::{BulkheadFull, FullReason};
 pub use self::circuit::{CircuitOpen, CircuitState};
+pub use self::of::Rejection;
 pub use self::timeout::{DeadlineExceeded, Elapsed};

@@ -228,7 +228,7 @@
 //! the budget and the counters ([`RetryHandle`]). Each call keeps its own
 //! clone of the inner service, readied again before every retry.
 //!
-//! [`CircuitOpen`]: crate::circuit_breaker::error::CircuitOpen
+//! [`CircuitOpen`]: crate::CircuitOpen
 //! [`BoxError`]: crate::BoxError
 
 pub mod backoff;

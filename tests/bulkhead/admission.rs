@@ -13,13 +13,13 @@ async fn full_bulkhead_without_wait_rejects_at_once_and_never_calls_inner() {
     for i in 0..3 {
         let mut rejected = call(&mut svc, 100 + i).await;
         let err = full(assert_ready_err!(rejected.poll()));
-        assert_eq!(err.reason(), Rejection::QueueFull);
+        assert_eq!(err.reason(), FullReason::QueueFull);
         assert_eq!(err.max_concurrent(), 1);
         assert_eq!(err.waited(), Duration::ZERO);
     }
     assert_eq!(received(&mut handle).map(|r| r.0), Some(1));
     assert!(received(&mut handle).is_none());
-    assert_eq!(layer.handle().rejected(Rejection::QueueFull), 3);
+    assert_eq!(layer.handle().rejected(FullReason::QueueFull), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -29,7 +29,7 @@ async fn the_slot_is_taken_in_call_not_when_first_polled() {
     let _a = call(&mut svc, 1).await; // never polled
     assert_eq!(layer.handle().in_flight(), 1);
     let mut b = call(&mut svc, 2).await;
-    assert_eq!(reason(assert_ready_err!(b.poll())), Rejection::QueueFull);
+    assert_eq!(reason(assert_ready_err!(b.poll())), FullReason::QueueFull);
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +101,7 @@ async fn every_service_of_a_layer_and_every_clone_share_one_limit() {
     assert_eq!(bh.in_flight(), 3);
     for svc in [&mut one, &mut two, &mut three] {
         let mut d = call(svc, 4).await;
-        assert_eq!(reason(assert_ready_err!(d.poll())), Rejection::QueueFull);
+        assert_eq!(reason(assert_ready_err!(d.poll())), FullReason::QueueFull);
     }
 
     // Another layer is another limit.
@@ -120,6 +120,6 @@ async fn a_layer_clone_is_the_same_bulkhead() {
     let (mut b_svc, _h2) = service(&clone);
     let _a = call(&mut a_svc, 1).await;
     let mut b = call(&mut b_svc, 2).await;
-    assert_eq!(reason(assert_ready_err!(b.poll())), Rejection::QueueFull);
+    assert_eq!(reason(assert_ready_err!(b.poll())), FullReason::QueueFull);
     assert_eq!(clone.handle().in_flight(), 1);
 }

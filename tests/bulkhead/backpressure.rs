@@ -85,7 +85,7 @@ async fn a_timed_out_wait_is_ready_and_the_call_fails() {
     let err = full(assert_ready_err!(b.poll()));
     assert_eq!(
         (err.reason(), err.waited()),
-        (Rejection::WaitTimedOut, WAIT)
+        (FullReason::WaitTimedOut, WAIT)
     );
     assert!(received(&mut handle).is_none());
     assert_eq!(layer.handle().waiting(), 0);
@@ -103,7 +103,7 @@ async fn zero_max_wait_reserves_the_rejection_at_once() {
     assert_ready_ok!(poll_ready(&mut first));
     assert_ready_ok!(poll_ready(&mut second));
     let mut b = task::spawn(second.call(2));
-    assert_eq!(reason(assert_ready_err!(b.poll())), Rejection::QueueFull);
+    assert_eq!(reason(assert_ready_err!(b.poll())), FullReason::QueueFull);
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +117,7 @@ async fn a_full_queue_is_ready_and_the_call_fails() {
     assert_pending!(poll_ready(&mut second));
     assert_ready_ok!(poll_ready(&mut third));
     let mut c = task::spawn(third.call(3));
-    assert_eq!(reason(assert_ready_err!(c.poll())), Rejection::QueueFull);
+    assert_eq!(reason(assert_ready_err!(c.poll())), FullReason::QueueFull);
 }
 
 #[tokio::test(start_paused = true)]

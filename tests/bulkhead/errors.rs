@@ -9,18 +9,18 @@ use super::*;
 
 #[test]
 fn display_is_lowercase_and_says_why() {
-    let full = BulkheadFull::new(Rejection::QueueFull, 8, Duration::ZERO);
+    let full = BulkheadFull::new(FullReason::QueueFull, 8, Duration::ZERO);
     assert_eq!(
         full.to_string(),
         "bulkhead full; all 8 slots taken and no room to wait"
     );
-    let timed_out = BulkheadFull::new(Rejection::WaitTimedOut, 8, Duration::from_millis(250));
+    let timed_out = BulkheadFull::new(FullReason::WaitTimedOut, 8, Duration::from_millis(250));
     assert_eq!(
         timed_out.to_string(),
         "bulkhead full; no slot of 8 came free within 250.000ms"
     );
-    assert_eq!(Rejection::QueueFull.to_string(), "queue_full");
-    assert_eq!(Rejection::WaitTimedOut.as_str(), "wait_timed_out");
+    assert_eq!(FullReason::QueueFull.to_string(), "queue_full");
+    assert_eq!(FullReason::WaitTimedOut.as_str(), "wait_timed_out");
     assert!(std::error::Error::source(&full).is_none());
 }
 
@@ -41,12 +41,12 @@ impl std::error::Error for Wrapped {
 
 #[test]
 fn found_anywhere_in_a_source_chain() {
-    let inner: BoxError = Box::new(BulkheadFull::new(Rejection::QueueFull, 1, Duration::ZERO));
+    let inner: BoxError = Box::new(BulkheadFull::new(FullReason::QueueFull, 1, Duration::ZERO));
     let outer = Wrapped(inner);
     assert!(is_caused_by::<BulkheadFull>(&outer));
     assert_eq!(
         cause_ref::<BulkheadFull>(&outer).map(BulkheadFull::reason),
-        Some(Rejection::QueueFull)
+        Some(FullReason::QueueFull)
     );
 }
 
@@ -92,5 +92,5 @@ async fn retry_never_repeats_a_rejection() {
     let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
     assert!(is_caused_by::<BulkheadFull>(err.as_ref()), "{err}");
     assert_eq!(rh.snapshot().retries, 0);
-    assert_eq!(bh.rejected(Rejection::QueueFull), 1);
+    assert_eq!(bh.rejected(FullReason::QueueFull), 1);
 }

@@ -55,8 +55,8 @@ async fn snapshot_counts_every_path() {
     assert_eq!((s.rejected_queue_full, s.rejected_wait_timed_out), (1, 1));
     assert_eq!(s.rejected(), 2);
     assert_eq!(s.cancelled_waiting, 1);
-    assert_eq!(bh.rejected(Rejection::QueueFull), 1);
-    assert_eq!(bh.rejected(Rejection::WaitTimedOut), 1);
+    assert_eq!(bh.rejected(FullReason::QueueFull), 1);
+    assert_eq!(bh.rejected(FullReason::WaitTimedOut), 1);
     assert_eq!(
         s.to_string(),
         "inventory: 0/1 in flight, 0 waiting | admitted 2 (waited 1) | \
@@ -109,7 +109,7 @@ async fn lowering_the_limit_never_cuts_calls_short() {
     let mut rejected = call(&mut svc, 9).await;
     assert_eq!(
         reason(assert_ready_err!(rejected.poll())),
-        Rejection::QueueFull
+        FullReason::QueueFull
     );
 
     // Two finish: one is still in flight, the new limit.
@@ -121,7 +121,7 @@ async fn lowering_the_limit_never_cuts_calls_short() {
     let mut rejected = call(&mut svc, 9).await;
     assert_eq!(
         reason(assert_ready_err!(rejected.poll())),
-        Rejection::QueueFull
+        FullReason::QueueFull
     );
 
     sends.remove(0).send_response(0);

@@ -30,7 +30,7 @@ mod waiting;
 
 use std::time::Duration;
 
-use steadfast::bulkhead::error::{BulkheadFull, Rejection};
+use steadfast::bulkhead::error::{BulkheadFull, FullReason};
 use steadfast::bulkhead::future::ResponseFuture;
 use steadfast::bulkhead::{Bulkhead, BulkheadLayer};
 use steadfast::BoxError;
@@ -88,7 +88,7 @@ fn full(err: BoxError) -> BulkheadFull {
 }
 
 #[track_caller]
-fn reason(err: BoxError) -> Rejection {
+fn reason(err: BoxError) -> FullReason {
     full(err).reason()
 }
 
@@ -109,7 +109,7 @@ async fn smoke_limits_and_recovers() {
 
     let mut c = call(&mut svc, 3).await;
     let err = tokio_test::assert_ready_err!(c.poll());
-    assert_eq!(reason(err), Rejection::QueueFull);
+    assert_eq!(reason(err), FullReason::QueueFull);
 
     let (req, send) = received(&mut handle).expect("first request");
     assert_eq!(req, 1);

@@ -90,7 +90,7 @@ async fn max_wait_expires_at_exactly_the_virtual_instant() {
     advance(MS).await;
     assert!(b.is_woken());
     let err = full(assert_ready_err!(b.poll()));
-    assert_eq!(err.reason(), Rejection::WaitTimedOut);
+    assert_eq!(err.reason(), FullReason::WaitTimedOut);
     assert_eq!(err.waited(), WAIT);
     assert_eq!(start.elapsed(), WAIT);
     assert_eq!(layer.handle().waiting(), 0);
@@ -104,7 +104,10 @@ async fn the_wait_starts_in_call_not_at_the_first_poll() {
     let (_a, _send) = one_in_flight(&mut svc, &mut handle).await;
     let mut b = call(&mut svc, 1).await;
     advance(WAIT).await;
-    assert_eq!(reason(assert_ready_err!(b.poll())), Rejection::WaitTimedOut);
+    assert_eq!(
+        reason(assert_ready_err!(b.poll())),
+        FullReason::WaitTimedOut
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -122,7 +125,7 @@ async fn a_slot_handed_over_as_the_wait_runs_out_is_used() {
     assert_eq!(req, 1);
     send.send_response(1);
     assert_eq!(assert_ready_ok!(b.poll()), 1);
-    assert_eq!(layer.handle().rejected(Rejection::WaitTimedOut), 0);
+    assert_eq!(layer.handle().rejected(FullReason::WaitTimedOut), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,7 +140,7 @@ async fn max_waiting_bounds_the_queue() {
 
     let mut d = call(&mut svc, 3).await;
     let err = full(assert_ready_err!(d.poll()));
-    assert_eq!(err.reason(), Rejection::QueueFull);
+    assert_eq!(err.reason(), FullReason::QueueFull);
     assert_eq!(err.waited(), Duration::ZERO);
 
     // A waiter that leaves makes room.
@@ -269,7 +272,7 @@ async fn a_deadline_shorter_than_max_wait_cuts_the_wait() {
     assert_pending!(b.poll());
     advance(MS).await;
     let err = full(assert_ready_err!(b.poll()));
-    assert_eq!(err.reason(), Rejection::WaitTimedOut);
+    assert_eq!(err.reason(), FullReason::WaitTimedOut);
     assert_eq!(err.waited(), Duration::from_millis(250));
 
     // A deadline later than max_wait does not stretch the wait.
@@ -306,7 +309,7 @@ async fn an_expired_deadline_cannot_wait_but_takes_a_free_slot() {
     let err = full(assert_ready_err!(b.poll()));
     assert_eq!(
         (err.reason(), err.waited()),
-        (Rejection::WaitTimedOut, Duration::ZERO)
+        (FullReason::WaitTimedOut, Duration::ZERO)
     );
     assert_eq!(layer.handle().waiting(), 0);
 }

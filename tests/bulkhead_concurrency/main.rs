@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use steadfast::bulkhead::error::{BulkheadFull, Rejection};
+use steadfast::bulkhead::error::{BulkheadFull, FullReason};
 use steadfast::bulkhead::{Bulkhead, BulkheadHandle, BulkheadLayer};
 use steadfast::BoxError;
 use tower::{Layer, Service, ServiceExt};
@@ -197,7 +197,7 @@ async fn rejecting_at_once_never_exceeds_the_limit_and_counts_every_call() {
                 let full = e
                     .downcast_ref::<BulkheadFull>()
                     .expect("only rejections fail");
-                assert_eq!(full.reason(), Rejection::QueueFull);
+                assert_eq!(full.reason(), FullReason::QueueFull);
                 rejected += 1;
             }
         }
