@@ -44,7 +44,9 @@ impl<B> Service<Request<B>> for Backend {
 }
 
 fn get() -> Request<Empty<Bytes>> {
-    Request::get("http://products/api/1").body(Empty::new()).unwrap()
+    Request::get("http://products/api/1")
+        .body(Empty::new())
+        .unwrap()
 }
 
 /// tower's retry policy for the comparison: never retries, clones a GET.
@@ -109,23 +111,54 @@ macro_rules! cases {
             layer.layer(Backend)
         });
         $with!("x_only_deadline", {
-            let (layer, _) = ResilienceLayer::http().no_retry().no_circuit_breaker().no_attempt_timeout().no_idempotency_key().build().unwrap();
+            let (layer, _) = ResilienceLayer::http()
+                .no_retry()
+                .no_circuit_breaker()
+                .no_attempt_timeout()
+                .no_idempotency_key()
+                .build()
+                .unwrap();
             layer.layer(Backend)
         });
         $with!("x_only_retry", {
-            let (layer, _) = ResilienceLayer::http().no_deadline().no_circuit_breaker().no_attempt_timeout().no_idempotency_key().build().unwrap();
+            let (layer, _) = ResilienceLayer::http()
+                .no_deadline()
+                .no_circuit_breaker()
+                .no_attempt_timeout()
+                .no_idempotency_key()
+                .build()
+                .unwrap();
             layer.layer(Backend)
         });
         $with!("x_only_breaker", {
-            let (layer, _) = ResilienceLayer::http().no_deadline().no_retry().no_attempt_timeout().no_idempotency_key().build().unwrap();
+            let (layer, _) = ResilienceLayer::http()
+                .no_deadline()
+                .no_retry()
+                .no_attempt_timeout()
+                .no_idempotency_key()
+                .build()
+                .unwrap();
             layer.layer(Backend)
         });
         $with!("x_only_timeout", {
-            let (layer, _) = ResilienceLayer::http().no_deadline().no_retry().no_circuit_breaker().no_idempotency_key().build().unwrap();
+            let (layer, _) = ResilienceLayer::http()
+                .no_deadline()
+                .no_retry()
+                .no_circuit_breaker()
+                .no_idempotency_key()
+                .build()
+                .unwrap();
             layer.layer(Backend)
         });
         $with!("x_nothing", {
-            let (layer, _) = ResilienceLayer::http().no_deadline().no_retry().no_circuit_breaker().no_attempt_timeout().no_idempotency_key().build().unwrap();
+            let (layer, _) = ResilienceLayer::http()
+                .no_deadline()
+                .no_retry()
+                .no_circuit_breaker()
+                .no_attempt_timeout()
+                .no_idempotency_key()
+                .build()
+                .unwrap();
             layer.layer(Backend)
         });
         $with!("preset_http_no_retry", {

@@ -9,6 +9,7 @@
 //!
 //! | module | layer | what it does |
 //! |---|---|---|
+//! | [`stack`] | [`ResilienceLayer`] | the preset: every layer below in the right order, in one line, for HTTP (`http::Request`, `reqwest::Request`), gRPC or any service |
 //! | [`circuit_breaker`] | [`CircuitBreakerLayer`], [`KeyedCircuitBreakerLayer`] | stops calling a failing backend, probes it, resumes |
 //! | [`retry`] | [`RetryLayer`] | sends failed calls again: backoff with jitter, a retry budget, server hints, safe replay |
 //! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
@@ -57,7 +58,8 @@
 //!
 //! # Ordering
 //!
-//! When several layers are stacked, outermost first:
+//! [`ResilienceLayer`] composes them in this order; when you stack layers by
+//! hand, outermost first:
 //!
 //! ```text
 //! IdempotencyKey → Deadline → Retry → Bulkhead → CircuitBreaker → Timeout → service
@@ -154,3 +156,4 @@ pub mod timeout;
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, AsError, BoxError, InvalidConfig};
 pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};
+pub use crate::stack::{ResilienceHandle, ResilienceLayer};

@@ -25,6 +25,7 @@
 //!
 //! It brings in:
 //!
+//! * the preset stack: [`ResilienceLayer`] and its [`ResilienceHandle`];
 //! * the layers: [`CircuitBreakerLayer`], [`KeyedCircuitBreakerLayer`],
 //!   [`RetryLayer`], [`TimeoutLayer`], [`DeadlineLayer`], [`BulkheadLayer`],
 //!   and with feature `http` `IdempotencyKeyLayer` and `IdempotencyLayer`;
@@ -61,6 +62,4 @@ pub use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};
 pub use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
 // === the preset stack ===
-// When `src/stack/` lands, add `ResilienceLayer` and its handle here, e.g.
-// `pub use crate::stack::{ResilienceHandle, ResilienceLayer};`, and list them
-// in the module docs above.
+pub use crate::stack::{ResilienceHandle, ResilienceLayer};
