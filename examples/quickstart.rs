@@ -1,6 +1,7 @@
-//! The main demo: a flaky in-process "products" service behind the whole
-//! stack — deadline, retries with a budget, bulkhead, circuit breaker,
-//! per-attempt timeout — driven through five phases, printing a timeline.
+//! The main demo: a flaky in-process "products" service behind the preset
+//! stack (`ResilienceLayer`: deadline, retries with a budget, bulkhead,
+//! circuit breaker, per-attempt timeout), driven through five phases,
+//! printing a timeline.
 //!
 //! - healthy;
 //! - a blip (one attempt in three fails): retries absorb it, callers see no
@@ -22,14 +23,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use steadfast::bulkhead::{error::BulkheadFull, BulkheadLayer};
-use steadfast::circuit_breaker::error::CircuitOpen;
-use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, Window};
+use steadfast::bulkhead::BulkheadLayer;
+use steadfast::circuit_breaker::{CircuitBreakerConfig, Window};
+use steadfast::classify::ErrorsAsFailures;
 use steadfast::deadline::{CarriesDeadline, Deadline};
-use steadfast::retry::{Backoff, CloneWithDeadline, Jitter, RetryBudget, RetryConfig, RetryLayer};
-use steadfast::timeout::error::Elapsed;
-use steadfast::timeout::{DeadlineLayer, TimeoutLayer};
-use steadfast::BoxError;
+use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
+use steadfast::{BoxError, Rejection, ResilienceLayer};
 use tokio::time::{self, Instant};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
@@ -71,12 +70,29 @@ struct Tally {
 
 impl Tally {
     fn record(&mut self, result: &Result<String, BoxError>) {
-        match result {
-            Ok(_) => self.ok += 1,
-            Err(e) if e.is::<CircuitOpen>() => self.open += 1,
-            Err(e) if e.is::<BulkheadFull>() => self.shed += 1,
-            Err(e) if e.is::<Elapsed>() => self.timed_out += 1,
-            Err(_) => self.failed += 1,
+        let Err(e) = result else {
+            self.ok += 1;
+            return;
+        };
+        match Rejection::of(e) {
+            Some(Rejection::CircuitOpen { .. }) => self.open += 1,
+            Some(Rejection::BulkheadFull { .. }) => self.shed += 1,
+            Some(Rejection::TimedOut { .. } | Rejection::DeadlineExceeded { .. }) => {
+                self.timed_out += 1
+            }
+            _ => self.failed += 1,
+        }
+    }
+}
+
+/// Counts the backend's attempts that were cut short: dropped unfinished,
+/// as the per-attempt timeout drops them.
+struct CutIfDropped(Option<Arc<AtomicU32>>);
+
+impl Drop for CutIfDropped {
+    fn drop(&mut self) {
+        if let Some(cut) = self.0.take() {
+            cut.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -90,13 +106,16 @@ async fn main() -> Result<(), BoxError> {
     // fails, during the outage every one does, and in the slow phase each
     // takes 400 ms.
     let hits = Arc::new(AtomicU32::new(0));
-    let counter = hits.clone();
+    let timeouts = Arc::new(AtomicU32::new(0));
+    let (counter, cut) = (hits.clone(), timeouts.clone());
     let products = service_fn(move |req: GetProduct| {
         let n = counter.fetch_add(1, Ordering::Relaxed);
+        let mut guard = CutIfDropped(Some(cut.clone()));
         async move {
             let t = secs();
             let latency = if SLOW.contains(&t) { 400 } else { 10 };
             time::sleep(Duration::from_millis(latency)).await;
+            guard.0 = None; // finished: not cut
             if OUTAGE.contains(&t) || (BLIP.contains(&t) && n % 3 == 0) {
                 Err::<String, BoxError>("connection refused".into())
             } else {
@@ -105,74 +124,53 @@ async fn main() -> Result<(), BoxError> {
         }
     });
 
-    let breaker = CircuitBreakerLayer::new(
-        CircuitBreakerConfig::builder()
-            .name("products")
-            // Trip on 50 % failed attempts over the last 2 s (at least 10).
-            .failure_rate(50.0)
-            .window(Window::time(Duration::from_secs(2), 10))
-            .minimum_calls(10)
-            .without_consecutive_failures()
-            // Open for 1 s, doubling on each failed probe, at most 4 s.
-            .open_duration(Duration::from_secs(1))
-            .max_open_duration(Duration::from_secs(4))
-            .open_jitter(0.1)
-            .jitter_seed(42)
-            .on_transition(move |t| println!("{:>7.3}s  ** {t}", secs()))
-            .build()?,
-    );
-    let breaker_handle = breaker.handle();
-
-    // Up to 3 attempts, 10 ms × 2 backoff with jitter; retries may add 20 %
-    // of the last 10 s of calls plus 1 per second. An open breaker's or a
-    // full bulkhead's rejection is not retried: it fails fast.
-    let retry = RetryLayer::new(
-        RetryConfig::builder()
-            .max_attempts(3)
-            .backoff(
-                Backoff::exponential(Duration::from_millis(10), 2.0)
-                    .max_delay(Duration::from_millis(100))
-                    .jitter(Jitter::Full),
-            )
-            .budget(
-                RetryBudget::builder()
-                    .percent(20.0)
-                    .min_per_second(1)
-                    .window(Duration::from_secs(10))
-                    .build()?,
-            )
-            .seed(7)
-            .build()?,
-    )
-    .with_replay(CloneWithDeadline); // retries never sleep past the deadline
-    let retries = retry.handle();
-
-    // At most 4 attempts in flight; a fifth waits up to 20 ms, then is shed.
-    let bulkhead = BulkheadLayer::builder(4)
-        .max_wait(Duration::from_millis(20))
-        .build()?
-        .deadline_aware();
-    let bulkhead_handle = bulkhead.handle();
-
-    // Outermost first: the whole call within 1 s, retries, the bulkhead
-    // (it limits attempts), the breaker, and 250 ms per attempt (inside the
-    // breaker, so a timeout counts as a failure).
-    // Counts the attempts the per-attempt timeout cut short.
-    let timeouts = Arc::new(AtomicU32::new(0));
-    let timed_out = timeouts.clone();
-    let svc = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(1))?)
-        .layer(retry)
-        .layer(bulkhead)
-        .layer(breaker)
-        .map_err(move |e: BoxError| {
-            if e.is::<Elapsed>() {
-                timed_out.fetch_add(1, Ordering::Relaxed);
-            }
-            e
-        })
-        .layer(TimeoutLayer::new(Duration::from_millis(250))?.deadline_aware())
-        .service(products);
+    // The preset, outermost first: the whole call within 1 s, up to 3
+    // attempts, at most 4 attempts in flight, the breaker, 250 ms per
+    // attempt (inside the breaker, so a timeout counts as a failure).
+    let (resilience, handle) = ResilienceLayer::new(ErrorsAsFailures)
+        .deadline(Duration::from_secs(1))
+        // Up to 3 attempts, 10 ms × 2 backoff with jitter; retries may add
+        // 20 % of the last 10 s of calls plus 1 per second. An open
+        // breaker's or a full bulkhead's rejection is not retried.
+        .retry(
+            RetryConfig::builder()
+                .max_attempts(3)
+                .backoff(
+                    Backoff::exponential(Duration::from_millis(10), 2.0)
+                        .max_delay(Duration::from_millis(100))
+                        .jitter(Jitter::Full),
+                )
+                .budget(
+                    RetryBudget::builder()
+                        .percent(20.0)
+                        .min_per_second(1)
+                        .window(Duration::from_secs(10))
+                        .build()?,
+                )
+                .seed(7),
+        )
+        // A fifth attempt waits up to 20 ms for a slot, then is shed.
+        .bulkhead_with(BulkheadLayer::builder(4).max_wait(Duration::from_millis(20)))
+        .circuit_breaker(
+            CircuitBreakerConfig::builder()
+                .name("products")
+                // Trip on 50 % failed attempts over the last 2 s (at least 10).
+                .failure_rate(50.0)
+                .window(Window::time(Duration::from_secs(2), 10))
+                .minimum_calls(10)
+                .without_consecutive_failures()
+                // Open for 1 s, doubling on each failed probe, at most 4 s.
+                .open_duration(Duration::from_secs(1))
+                .max_open_duration(Duration::from_secs(4))
+                .open_jitter(0.1)
+                .jitter_seed(42)
+                .on_transition(move |t| println!("{:>7.3}s  ** {t}", secs())),
+        )
+        .attempt_timeout(Duration::from_millis(250))
+        .build()?; // Err(InvalidConfig) would name the bad field
+    let svc = ServiceBuilder::new().layer(resilience).service(products);
+    let breaker = handle.circuit_breaker().expect("the breaker is on").clone();
+    let retries = handle.retry().expect("retries are on").clone();
 
     println!(
         "one attempt in three fails {}-{}s; down {}-{}s; slow (400 ms) {}-{}s; a call every {EVERY:?}\n",
@@ -214,7 +212,7 @@ async fn main() -> Result<(), BoxError> {
                 timeouts.swap(0, Ordering::Relaxed),
                 now.retries - last.retries,
                 now.refused_by_budget - last.refused_by_budget,
-                breaker_handle.state()
+                breaker.state()
             );
             last = now;
             next_report += Duration::from_secs(1);
@@ -222,12 +220,6 @@ async fn main() -> Result<(), BoxError> {
     }
     tasks.await;
 
-    println!("\nbreaker:  {}", breaker_handle.snapshot());
-    println!("retry:    {}", retries.snapshot());
-    let b = bulkhead_handle.snapshot();
-    println!(
-        "bulkhead: max {} | admitted {} | shed: queue full {}, wait timed out {}",
-        b.max_concurrent, b.admitted, b.rejected_queue_full, b.rejected_wait_timed_out
-    );
+    println!("\n{handle}");
     Ok(())
 }
