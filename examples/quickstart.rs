@@ -89,6 +89,12 @@ impl Tally {
 /// as the per-attempt timeout drops them.
 struct CutIfDropped(Option<Arc<AtomicU32>>);
 
+impl CutIfDropped {
+    fn finished(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for CutIfDropped {
     fn drop(&mut self) {
         if let Some(cut) = self.0.take() {
@@ -115,7 +121,7 @@ async fn main() -> Result<(), BoxError> {
             let t = secs();
             let latency = if SLOW.contains(&t) { 400 } else { 10 };
             time::sleep(Duration::from_millis(latency)).await;
-            guard.0 = None; // finished: not cut
+            guard.finished();
             if OUTAGE.contains(&t) || (BLIP.contains(&t) && n % 3 == 0) {
                 Err::<String, BoxError>("connection refused".into())
             } else {
