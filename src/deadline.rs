@@ -153,6 +153,22 @@ impl Deadline {
 /// }
 /// # let _ = |q: Query| q.sql;
 /// ```
+///
+/// A layer that needs a deadline does not compile around a request type
+/// that carries none, and the error names this trait ("`u32` cannot carry
+/// a deadline: it does not implement `CarriesDeadline`"):
+///
+/// ```compile_fail,E0277
+/// use std::time::Duration;
+/// use steadfast::timeout::DeadlineLayer;
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = DeadlineLayer::new(Duration::from_secs(1))
+///     .unwrap()
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry a deadline: it does not implement `CarriesDeadline`",
     label = "this request type carries no `Deadline`",

@@ -259,9 +259,11 @@ where
 
 impl<S, D, H, Req> Service<Req> for Bulkhead<S, D, H>
 where
+    // First, so that the compiler names it when `.oneshot(req)` does not
+    // resolve for a deadline-aware bulkhead.
+    D: DeadlineOf<Req> + Default,
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    D: DeadlineOf<Req> + Default,
     H: HoldPermit<S::Response>,
 {
     type Response = H::Response;

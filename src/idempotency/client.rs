@@ -95,6 +95,20 @@ use super::key::IDEMPOTENCY_KEY;
 /// Implemented for `http::Request<B>` and `reqwest::Request` (feature
 /// `reqwest`); implement it for another client's request type to put
 /// [`IdempotencyKeyLayer`] in front of that client.
+///
+/// Any other request type is a compile error that names this trait
+/// ("`u32` cannot carry an `Idempotency-Key`: it does not implement
+/// `KeyedRequest`"):
+///
+/// ```compile_fail,E0277
+/// use steadfast::idempotency::IdempotencyKeyLayer;
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = IdempotencyKeyLayer::new()
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry an `Idempotency-Key`: it does not implement `KeyedRequest`",
     label = "the key layer cannot read the method or set the headers of this request type",

@@ -26,6 +26,19 @@ pub enum NotReplayable {
 /// [`CloneWithDeadline`] (`Req: Clone + CarriesDeadline`), `HttpReplay`
 /// (`http::Request<B>`, feature `http`, and `reqwest::Request`, feature
 /// `reqwest`) and `ReqwestReplay` (`reqwest::Request`).
+///
+/// A request type the replay does not know is a compile error that names
+/// this trait ("the retry layer cannot replay a `u32` with `HttpReplay`"):
+///
+/// ```compile_fail,E0277
+/// use steadfast::retry::{RetryConfig, RetryLayer};
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = RetryLayer::http(RetryConfig::default())
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "the retry layer cannot replay a `{Req}` with `{Self}`",
     label = "`{Self}` does not implement `Replay<{Req}>`",
