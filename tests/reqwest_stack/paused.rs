@@ -105,6 +105,16 @@ impl FakeClient {
     }
 }
 
+/// A 1 s deadline; up to 10 attempts, 100 ms apart.
+const ONE_SECOND: Stack = Stack {
+    keys: true,
+    deadline: Duration::from_secs(1),
+    max_attempts: 10,
+    backoff: Duration::from_millis(100),
+    slots: 8,
+    max_wait: Duration::ZERO,
+};
+
 fn get(url: &str) -> reqwest::Request {
     reqwest::Request::new(reqwest::Method::GET, url.parse().unwrap())
 }
@@ -114,13 +124,7 @@ async fn each_attempt_gets_the_time_left_as_its_timeout() {
     // 300 ms attempts, 100 ms apart, within a 1 s deadline: [0, 300]
     // [400, 700] [800, 1100), the last cut at 1 s.
     let fake = FakeClient::new(ms(300), &[503]);
-    let stack = Stack {
-        deadline: Duration::from_secs(1),
-        max_attempts: 10,
-        backoff: ms(100),
-        ..Stack::default()
-    };
-    let (svc, handles) = stack.around(fake.service());
+    let (svc, handles) = ONE_SECOND.around(fake.service());
     let mut req = get("http://products/products/7");
     // A looser timeout of the caller's: the deadline's is tighter and wins.
     *req.timeout_mut() = Some(Duration::from_secs(5));
@@ -141,13 +145,7 @@ async fn a_tighter_timeout_of_the_callers_bounds_the_whole_call() {
     // than the 1 s deadline: [0, 150] [250, 400]; a third would start at
     // 500 ms, at the deadline, so the last 503 is returned at 400 ms.
     let fake = FakeClient::new(ms(150), &[503]);
-    let stack = Stack {
-        deadline: Duration::from_secs(1),
-        max_attempts: 10,
-        backoff: ms(100),
-        ..Stack::default()
-    };
-    let (svc, handles) = stack.around(fake.service());
+    let (svc, handles) = ONE_SECOND.around(fake.service());
     let mut req = get("http://products/products/7");
     *req.timeout_mut() = Some(ms(500));
 
