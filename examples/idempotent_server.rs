@@ -4,8 +4,9 @@
 //! - The server: `IdempotencyLayer` on an axum router, over a `MemoryStore`;
 //!   over a `RedisStore` instead when the crate is built with the `redis`
 //!   feature and `REDIS_URL` is set (many replicas then share one Redis).
-//! - The client: `reqwest` wrapped in the client's `IdempotencyKeyLayer`,
-//!   which gives each POST a fresh random key.
+//! - The client: a `reqwest::Client`, with `reqwest::Request`s going
+//!   through the client's `IdempotencyKeyLayer`, which gives each POST a
+//!   fresh random key.
 //!
 //! It then sends, to 127.0.0.1 only:
 //!
@@ -18,8 +19,8 @@
 //!    through, unprotected, and creates order 2.
 //!
 //! ```text
-//! cargo run --example idempotent_server
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example idempotent_server --features redis
+//! cargo run --example idempotent_server --features reqwest
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example idempotent_server --features reqwest,redis
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +31,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use http::{HeaderValue, Request};
+use http::HeaderValue;
 use steadfast::idempotency::store::{MemoryStore, Store};
 use steadfast::idempotency::{IdempotencyKeyLayer, IdempotencyLayer};
 use steadfast::BoxError;
@@ -118,16 +119,16 @@ async fn serve<St: Store>(store: St) -> Result<String, BoxError> {
     Ok(format!("http://{addr}"))
 }
 
-/// The client's transport: sends an `http::Request` with `reqwest` and
-/// reads the whole answer.
+/// The client's transport: sends a `reqwest::Request` with `reqwest`,
+/// noting the key it carried, and reads the whole answer.
 fn transport(
     client: reqwest::Client,
-) -> impl Service<Request<String>, Response = Exchange, Error = BoxError, Future: Send> + Clone {
-    tower::service_fn(move |req: Request<String>| {
+) -> impl Service<reqwest::Request, Response = Exchange, Error = BoxError, Future: Send> + Clone {
+    tower::service_fn(move |req: reqwest::Request| {
         let client = client.clone();
         async move {
             let key = req.headers().get("idempotency-key").cloned();
-            let res = client.execute(reqwest::Request::try_from(req)?).await?;
+            let res = client.execute(req).await?;
             let status = res.status();
             let replayed = res
                 .headers()
@@ -144,13 +145,19 @@ fn transport(
     })
 }
 
-fn order(base: &str, item: &str, key: Option<&HeaderValue>) -> Result<Request<String>, BoxError> {
-    let mut req =
-        Request::post(format!("{base}/orders")).header("content-type", "application/json");
+fn order(
+    client: &reqwest::Client,
+    base: &str,
+    item: &str,
+    key: Option<&HeaderValue>,
+) -> Result<reqwest::Request, BoxError> {
+    let mut req = client
+        .post(format!("{base}/orders"))
+        .header("content-type", "application/json");
     if let Some(key) = key {
         req = req.header("idempotency-key", key);
     }
-    Ok(req.body(item.to_owned())?)
+    Ok(req.body(item.to_owned()).build()?)
 }
 
 fn order_id(body: &str) -> Option<&str> {
@@ -163,7 +170,8 @@ async fn demo<St: Store>(store: St, name: &str) -> Result<(), BoxError> {
     println!("server on {base}, store: {name}\n");
 
     // No proxy lookups: the example talks to 127.0.0.1 only.
-    let http = transport(reqwest::Client::builder().no_proxy().build()?);
+    let reqwest = reqwest::Client::builder().no_proxy().build()?;
+    let http = transport(reqwest.clone());
     // One key per call; it would sit outside a retry layer, so every retry
     // of the call carries the same key.
     let mut client = IdempotencyKeyLayer::new().layer(http.clone());
@@ -171,7 +179,7 @@ async fn demo<St: Store>(store: St, name: &str) -> Result<(), BoxError> {
     let first = client
         .ready()
         .await?
-        .call(order(&base, "{\"sku\":42}", None)?)
+        .call(order(&reqwest, &base, "{\"sku\":42}", None)?)
         .await?;
     first.print("1. POST /orders {\"sku\":42}; the key layer adds a key");
     let key = first.key.clone().ok_or("the key layer adds a key")?;
@@ -185,7 +193,7 @@ async fn demo<St: Store>(store: St, name: &str) -> Result<(), BoxError> {
     let again = client
         .ready()
         .await?
-        .call(order(&base, "{\"sku\":42}", Some(&key))?)
+        .call(order(&reqwest, &base, "{\"sku\":42}", Some(&key))?)
         .await?;
     again.print("\n2. the same POST again, same key (a retry)");
     ensure(
@@ -197,7 +205,7 @@ async fn demo<St: Store>(store: St, name: &str) -> Result<(), BoxError> {
     let other = client
         .ready()
         .await?
-        .call(order(&base, "{\"sku\":7}", Some(&key))?)
+        .call(order(&reqwest, &base, "{\"sku\":7}", Some(&key))?)
         .await?;
     other.print("\n3. a different body under the same key");
     ensure(other.status == 422, "a reused key with another body is 422")?;
@@ -207,7 +215,7 @@ async fn demo<St: Store>(store: St, name: &str) -> Result<(), BoxError> {
     let unkeyed = bare
         .ready()
         .await?
-        .call(order(&base, "{\"sku\":42}", None)?)
+        .call(order(&reqwest, &base, "{\"sku\":42}", None)?)
         .await?;
     unkeyed.print("\n4. POST /orders with no key (not through the key layer)");
     ensure(

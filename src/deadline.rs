@@ -12,6 +12,32 @@
 //! For `http::Request<B>` the deadline lives in the request's extensions (feature
 //! `http`). Other request types carry it by implementing [`CarriesDeadline`].
 //!
+//! # `reqwest::Request` (feature `reqwest`)
+//!
+//! A `reqwest::Request` keeps its extensions private, so it carries its
+//! deadline in the one place it has for one: its own total timeout
+//! (`reqwest::Request::timeout_mut`). The request's timeout is read as the
+//! deadline of the whole call (`now + timeout`), and setting a deadline
+//! writes the time left as the timeout. So:
+//!
+//! - a request with no timeout, outside any `DeadlineLayer`, has no
+//!   deadline;
+//! - a timeout the caller set with `RequestBuilder::timeout` bounds the
+//!   whole call, retries included, and wins over a `DeadlineLayer`'s when
+//!   it is tighter (as [`tighten_deadline`](CarriesDeadline::tighten_deadline)
+//!   does for every request type);
+//! - every attempt the retry layer sends after a backoff gets the time left
+//!   *then* as its timeout, and a call that waited for a bulkhead slot the
+//!   time left after the wait: reqwest itself stops at the deadline, and
+//!   bounds the reading of the response body by it too.
+//!
+//! A timeout is relative, so it holds the deadline only while the request
+//! moves through the layers without waiting: a layer of your own that
+//! keeps a request for a while must set the deadline again before sending
+//! it on. A per-request timeout replaces the client's own
+//! (`ClientBuilder::timeout`) for that request: bound single attempts with
+//! a `TimeoutLayer` instead.
+//!
 //! ```
 //! use std::time::Duration;
 //! use steadfast::deadline::{CarriesDeadline, Deadline};
@@ -104,8 +130,10 @@ impl Deadline {
 /// A request that can carry a [`Deadline`].
 ///
 /// Implemented for `http::Request<B>` (feature `http`), where the deadline is
-/// kept in the request's extensions. Implement it for your own request type
-/// to let the deadline layer and retry see it.
+/// kept in the request's extensions, and for `reqwest::Request` (feature
+/// `reqwest`), where it is the request's own timeout (see the
+/// [module docs](self#reqwestrequest-feature-reqwest)). Implement it for your
+/// own request type to let the deadline layer and retry see it.
 ///
 /// ```
 /// use steadfast::deadline::{CarriesDeadline, Deadline};
@@ -125,6 +153,28 @@ impl Deadline {
 /// }
 /// # let _ = |q: Query| q.sql;
 /// ```
+///
+/// A layer that needs a deadline does not compile around a request type
+/// that carries none, and the error names this trait ("`u32` cannot carry
+/// a deadline: it does not implement `CarriesDeadline`"):
+///
+/// ```compile_fail,E0277
+/// use std::time::Duration;
+/// use steadfast::timeout::DeadlineLayer;
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = DeadlineLayer::new(Duration::from_secs(1))
+///     .unwrap()
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry a deadline: it does not implement `CarriesDeadline`",
+    label = "this request type carries no `Deadline`",
+    note = "`DeadlineLayer`, `TimeoutLayer::deadline_aware`, `BulkheadLayer::deadline_aware` and `CloneWithDeadline` need requests that implement `steadfast::deadline::CarriesDeadline`",
+    note = "it is implemented for `http::Request<B>` (feature `http`) and `reqwest::Request` (feature `reqwest`); implement it for your own request type, or leave these layers out"
+)]
 pub trait CarriesDeadline {
     /// The deadline the request carries, if any.
     fn deadline(&self) -> Option<Deadline>;
@@ -184,6 +234,32 @@ impl<B> CarriesDeadline for http::Request<B> {
     }
 }
 
+/// The deadline is the request's own total timeout: see the
+/// [module docs](self#reqwestrequest-feature-reqwest).
+#[cfg(feature = "reqwest")]
+impl CarriesDeadline for reqwest::Request {
+    /// `now + timeout`, or `None` without a timeout.
+    #[inline]
+    fn deadline(&self) -> Option<Deadline> {
+        self.timeout()
+            .map(|timeout| Deadline::after_from(Instant::now(), *timeout))
+    }
+
+    /// Writes the time left before `deadline` as the request's timeout
+    /// (zero once it has passed).
+    #[inline]
+    fn set_deadline(&mut self, deadline: Deadline) {
+        *self.timeout_mut() = Some(deadline.remaining());
+    }
+
+    /// The next hop is reqwest itself: `remaining` becomes the request's
+    /// timeout.
+    #[inline]
+    fn propagate_timeout(&mut self, remaining: Duration) {
+        *self.timeout_mut() = Some(remaining);
+    }
+}
+
 #[cfg(feature = "http")]
 fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
@@ -194,9 +270,23 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
 /// Reads the deadline of a request for layers that take any request type:
 /// [`NoDeadline`] for types that carry none, [`RequestDeadline`] for those
 /// that implement [`CarriesDeadline`].
+#[diagnostic::on_unimplemented(
+    message = "this layer cannot read the deadline of a `{Req}`",
+    label = "`{Self}` does not read deadlines from `{Req}`",
+    note = "a deadline-aware layer (`RequestDeadline`) needs requests that implement `steadfast::deadline::CarriesDeadline`: `http::Request<B>` (feature `http`), `reqwest::Request` (feature `reqwest`) or your own; without `.deadline_aware()` the layer takes any request"
+)]
 pub trait DeadlineOf<Req> {
     /// The deadline `req` carries, if any.
     fn deadline_of(&self, req: &Req) -> Option<Deadline>;
+
+    /// Tells the next hop the time left before `deadline`, after `req` has
+    /// waited (in a bulkhead's queue): what [`CarriesDeadline::propagate_timeout`]
+    /// writes (gRPC: `grpc-timeout`; reqwest: the request's timeout) was
+    /// the time left before the wait. Does nothing by default.
+    #[inline]
+    fn refresh(&self, req: &mut Req, deadline: Deadline) {
+        let _ = (req, deadline);
+    }
 }
 
 /// Reads no deadline: works for every request type.
@@ -218,6 +308,11 @@ impl<Req: CarriesDeadline> DeadlineOf<Req> for RequestDeadline {
     #[inline]
     fn deadline_of(&self, req: &Req) -> Option<Deadline> {
         req.deadline()
+    }
+
+    #[inline]
+    fn refresh(&self, req: &mut Req, deadline: Deadline) {
+        req.propagate_timeout(deadline.remaining());
     }
 }
 

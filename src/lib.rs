@@ -109,7 +109,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
-//! | `reqwest` | no | `RetryLayer::reqwest`: retries for `reqwest::Client`, replaying requests with `try_clone` |
+//! | `reqwest` | no | `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
 //!
 //! # Minimum supported Rust version

@@ -14,6 +14,7 @@ use tower_service::Service;
 use super::error::{BulkheadFull, FullReason};
 use super::permit::{Permit, Shared, Ticket};
 use super::policy::{HoldPermit, ReleaseOnResponse};
+use crate::deadline::Deadline;
 use crate::error::BoxError;
 
 pin_project! {
@@ -54,6 +55,10 @@ pin_project! {
     }
 }
 
+/// A queued request's deadline, and how to tell the next hop the time left
+/// before it once the wait is over.
+pub(crate) type Refresh<Req> = (Deadline, fn(&mut Req, Deadline));
+
 pin_project! {
     /// A call waiting for a slot: boxed, so the fast path's future stays small.
     struct Queued<S, Req> {
@@ -63,6 +68,9 @@ pin_project! {
         shared: Arc<Shared>,
         since: Instant,
         until: Instant,
+        // The request's deadline, and how to tell the next hop the time
+        // left before it once the wait is over.
+        refresh: Option<Refresh<Req>>,
         #[pin]
         sleep: Option<Sleep>,
     }
@@ -93,6 +101,7 @@ where
         shared: Arc<Shared>,
         since: Instant,
         until: Instant,
+        refresh: Option<Refresh<Req>>,
     ) -> Self {
         Self::new(Kind::Waiting {
             queued: Box::pin(Queued {
@@ -102,6 +111,7 @@ where
                 shared,
                 since,
                 until,
+                refresh,
                 sleep: None,
             }),
         })
@@ -202,9 +212,12 @@ where
             }
         }
     };
-    let (Some(mut service), Some(request)) = (q.service.take(), q.request.take()) else {
+    let (Some(mut service), Some(mut request)) = (q.service.take(), q.request.take()) else {
         unreachable!("a queued call is started once")
     };
+    if let Some((deadline, refresh)) = q.refresh.take() {
+        refresh(&mut request, deadline);
+    }
     Poll::Ready(Kind::Called {
         future: service.call(request),
         permit: Some(permit),

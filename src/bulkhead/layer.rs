@@ -76,7 +76,10 @@ impl<D, H> BulkheadLayer<D, H> {
     /// [`FullReason::WaitTimedOut`](super::error::FullReason::WaitTimedOut).
     /// A call that finds the bulkhead full after its deadline has passed is
     /// rejected at once. A free slot is taken whatever the deadline: the
-    /// bulkhead is not a timeout.
+    /// bulkhead is not a timeout. A call that waited tells the next hop the
+    /// time left after its wait
+    /// ([`DeadlineOf::refresh`](crate::deadline::DeadlineOf::refresh): a
+    /// gRPC request's `grpc-timeout`, a `reqwest::Request`'s timeout).
     ///
     /// The services then need `Req: CarriesDeadline`. In the
     /// [`wait_in_poll_ready`](Self::wait_in_poll_ready) mode the request is

@@ -206,6 +206,10 @@ impl<S: fmt::Debug, D, H> fmt::Debug for Bulkhead<S, D, H> {
     }
 }
 
+fn refresh_deadline<D: DeadlineOf<Req> + Default, Req>(req: &mut Req, deadline: Deadline) {
+    D::default().refresh(req, deadline);
+}
+
 /// Every slot is taken (or owed to waiters): reject, or join the queue.
 #[inline(never)]
 fn call_slow<S, D, H, Req>(this: &mut Bulkhead<S, D, H>, req: Req) -> ResponseFuture<S, Req, H>
@@ -218,7 +222,8 @@ where
         return ResponseFuture::rejected(shared.reject(FullReason::QueueFull, Duration::ZERO));
     }
     let now = Instant::now();
-    let until = Deadline::after_from(now, shared.max_wait).earliest(D::default().deadline_of(&req));
+    let deadline = D::default().deadline_of(&req);
+    let until = Deadline::after_from(now, shared.max_wait).earliest(deadline);
     if until.is_expired_at(now) {
         // The request's deadline has passed: it cannot wait at all.
         return ResponseFuture::rejected(shared.reject(FullReason::WaitTimedOut, Duration::ZERO));
@@ -236,16 +241,29 @@ where
             let clone = this.inner.clone();
             let service = mem::replace(&mut this.inner, clone);
             let ticket = Ticket::new(this.nodes.local().clone(), id);
-            ResponseFuture::waiting(service, req, ticket, shared.clone(), now, until.instant())
+            // After the wait, the next hop is told the time left then.
+            let refresh =
+                deadline.map(|d| (d, refresh_deadline::<D, Req> as fn(&mut Req, Deadline)));
+            ResponseFuture::waiting(
+                service,
+                req,
+                ticket,
+                shared.clone(),
+                now,
+                until.instant(),
+                refresh,
+            )
         }
     }
 }
 
 impl<S, D, H, Req> Service<Req> for Bulkhead<S, D, H>
 where
+    // First, so that the compiler names it when `.oneshot(req)` does not
+    // resolve for a deadline-aware bulkhead.
+    D: DeadlineOf<Req> + Default,
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    D: DeadlineOf<Req> + Default,
     H: HoldPermit<S::Response>,
 {
     type Response = H::Response;

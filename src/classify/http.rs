@@ -5,8 +5,14 @@ use super::{Classify, Outcome};
 /// The head of an HTTP response: what [`HttpClassifier`] and
 /// [`GrpcClassifier`](super::GrpcClassifier) look at.
 ///
-/// Implemented for `http::Response<B>` and `http::response::Parts`; implement
-/// it for other client response types to classify them the same way.
+/// Implemented for `http::Response<B>`, `http::response::Parts` and
+/// `reqwest::Response` (feature `reqwest`); implement it for other client
+/// response types to classify them the same way.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an HTTP response head",
+    label = "`{Self}` does not implement `HttpResponseHead`",
+    note = "the HTTP and gRPC classifiers and retry rules read a status and headers through `steadfast::classify::HttpResponseHead`: `http::Response<B>`, `http::response::Parts` and `reqwest::Response` (feature `reqwest`) implement it"
+)]
 pub trait HttpResponseHead {
     /// The response status.
     fn status(&self) -> StatusCode;

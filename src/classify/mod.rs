@@ -81,6 +81,12 @@ impl Outcome {
 ///
 /// Implemented by [`ErrorsAsFailures`], `HttpClassifier`,
 /// `GrpcClassifier` (feature `http`) and every `Fn(&Result<Res, Err>) -> Outcome`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify a `Result<{Res}, {Err}>`",
+    label = "`{Self}` does not implement `Classify<{Res}, {Err}>`",
+    note = "`HttpClassifier` and `GrpcClassifier` classify responses that implement `steadfast::classify::HttpResponseHead`: `http::Response<B>` and `reqwest::Response` (feature `reqwest`); `ErrorsAsFailures` classifies any result",
+    note = "closures `Fn(&Result<Res, Err>) -> Outcome` implement `Classify` too"
+)]
 pub trait Classify<Res, Err> {
     /// Decides what the finished call means.
     fn classify(&self, result: &Result<Res, Err>) -> Outcome;

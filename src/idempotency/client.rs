@@ -1,8 +1,9 @@
 //! The client side: give every non-idempotent request an `Idempotency-Key`.
 //!
 //! [`IdempotencyKeyLayer`] adds an `Idempotency-Key` header to each
-//! `http::Request<B>` whose method is in its set (POST and PATCH by
-//! default) and that has none yet. A key the caller set is kept as it is.
+//! request whose method is in its set (POST and PATCH by default) and that
+//! has none yet: `http::Request<B>`, `reqwest::Request` (feature
+//! `reqwest`), or any request type that implements [`KeyedRequest`]. A key the caller set is kept as it is.
 //! The key is a fresh random UUIDv4 written as an RFC 8941 sf-string
 //! (`"0f8e…"`), as the IETF httpapi draft asks;
 //! [`unquoted`](IdempotencyKeyLayer::unquoted) writes the bare UUID for
@@ -80,8 +81,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::request::Parts;
-use http::{HeaderValue, Method, Request};
+use http::{HeaderMap, HeaderValue, Method};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 use tower_layer::Layer;
@@ -89,20 +89,106 @@ use tower_service::Service;
 
 use super::key::IDEMPOTENCY_KEY;
 
+/// A request the key layer can give an `Idempotency-Key`: its method, its
+/// path and its headers.
+///
+/// Implemented for `http::Request<B>` and `reqwest::Request` (feature
+/// `reqwest`); implement it for another client's request type to put
+/// [`IdempotencyKeyLayer`] in front of that client.
+///
+/// Any other request type is a compile error that names this trait
+/// ("`u32` cannot carry an `Idempotency-Key`: it does not implement
+/// `KeyedRequest`"):
+///
+/// ```compile_fail,E0277
+/// use steadfast::idempotency::IdempotencyKeyLayer;
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = IdempotencyKeyLayer::new()
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry an `Idempotency-Key`: it does not implement `KeyedRequest`",
+    label = "the key layer cannot read the method or set the headers of this request type",
+    note = "`IdempotencyKeyLayer` needs requests that implement `steadfast::idempotency::KeyedRequest`: `http::Request<B>` and `reqwest::Request` (feature `reqwest`), or your own"
+)]
+pub trait KeyedRequest {
+    /// The request method: only the layer's methods get a key.
+    fn method(&self) -> &Method;
+
+    /// The path of the request's URL, for [`MakeKey`]s that build keys
+    /// from it.
+    fn path(&self) -> &str;
+
+    /// The request headers: a request that has an `Idempotency-Key` keeps
+    /// it.
+    fn headers(&self) -> &HeaderMap;
+
+    /// The request headers, to add the key to.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+}
+
+impl<B> KeyedRequest for http::Request<B> {
+    #[inline]
+    fn method(&self) -> &Method {
+        http::Request::method(self)
+    }
+
+    #[inline]
+    fn path(&self) -> &str {
+        self.uri().path()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        http::Request::headers(self)
+    }
+
+    #[inline]
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        http::Request::headers_mut(self)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl KeyedRequest for reqwest::Request {
+    #[inline]
+    fn method(&self) -> &Method {
+        reqwest::Request::method(self)
+    }
+
+    #[inline]
+    fn path(&self) -> &str {
+        self.url().path()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        reqwest::Request::headers(self)
+    }
+
+    #[inline]
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        reqwest::Request::headers_mut(self)
+    }
+}
+
 /// Makes the `Idempotency-Key` value of a request that has none.
 ///
-/// It is called once per call (not per retry), with the request's method,
-/// URI and headers. Closures `FnMut(&http::request::Parts) -> HeaderValue`
-/// implement it.
+/// It is called once per call (not per retry), with the request, whatever
+/// its type ([`KeyedRequest`]). Closures `FnMut(&dyn KeyedRequest) ->
+/// HeaderValue` implement it.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
 /// use http::HeaderValue;
-/// use steadfast::idempotency::client::IdempotencyKeyLayer;
+/// use steadfast::idempotency::{client::IdempotencyKeyLayer, KeyedRequest};
 ///
 /// // Keys "order-1", "order-2", … (for a test double; use unique keys in production).
 /// let next = AtomicU64::new(1);
-/// let layer = IdempotencyKeyLayer::with_maker(move |_: &http::request::Parts| {
+/// let layer = IdempotencyKeyLayer::with_maker(move |_: &dyn KeyedRequest| {
 ///     let n = next.fetch_add(1, Ordering::Relaxed);
 ///     HeaderValue::try_from(format!("\"order-{n}\"")).expect("ASCII")
 /// });
@@ -110,14 +196,14 @@ use super::key::IDEMPOTENCY_KEY;
 /// ```
 pub trait MakeKey {
     /// The key for this request, written as the header value to send.
-    fn make_key(&mut self, request: &Parts) -> HeaderValue;
+    fn make_key(&mut self, request: &dyn KeyedRequest) -> HeaderValue;
 }
 
 impl<F> MakeKey for F
 where
-    F: FnMut(&Parts) -> HeaderValue,
+    F: FnMut(&dyn KeyedRequest) -> HeaderValue,
 {
-    fn make_key(&mut self, request: &Parts) -> HeaderValue {
+    fn make_key(&mut self, request: &dyn KeyedRequest) -> HeaderValue {
         self(request)
     }
 }
@@ -150,7 +236,7 @@ impl UuidV4 {
 }
 
 impl MakeKey for UuidV4 {
-    fn make_key(&mut self, _request: &Parts) -> HeaderValue {
+    fn make_key(&mut self, _request: &dyn KeyedRequest) -> HeaderValue {
         let mut buf = [0u8; 38];
         let uuid = if self.unquoted {
             write_uuid(&mut buf[..36], random_uuid_v4());
@@ -330,10 +416,11 @@ impl<S: fmt::Debug, M> fmt::Debug for SetIdempotencyKey<S, M> {
     }
 }
 
-impl<S, M, B> Service<Request<B>> for SetIdempotencyKey<S, M>
+impl<S, M, Req> Service<Req> for SetIdempotencyKey<S, M>
 where
-    S: Service<Request<B>>,
+    S: Service<Req>,
     M: MakeKey,
+    Req: KeyedRequest,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -344,14 +431,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        if !self.methods.contains(req.method()) || req.headers().contains_key(&IDEMPOTENCY_KEY) {
-            return self.inner.call(req);
+    fn call(&mut self, mut req: Req) -> Self::Future {
+        if self.methods.contains(req.method()) && !req.headers().contains_key(&IDEMPOTENCY_KEY) {
+            let key = self.maker.make_key(&req);
+            req.headers_mut().insert(IDEMPOTENCY_KEY, key);
         }
-        let (mut parts, body) = req.into_parts();
-        let key = self.maker.make_key(&parts);
-        parts.headers.insert(IDEMPOTENCY_KEY, key);
-        self.inner.call(Request::from_parts(parts, body))
+        self.inner.call(req)
     }
 }
 
@@ -359,15 +444,15 @@ where
 mod tests {
     use super::*;
 
-    fn parts() -> Parts {
-        Request::post("/").body(()).unwrap().into_parts().0
+    fn post() -> http::Request<()> {
+        http::Request::post("/").body(()).unwrap()
     }
 
     #[test]
     fn uuid_shape() {
         let mut maker = UuidV4::new();
         for _ in 0..100 {
-            let value = maker.make_key(&parts());
+            let value = maker.make_key(&post());
             let s = value.to_str().unwrap();
             assert_eq!(s.len(), 38);
             assert!(s.starts_with('"') && s.ends_with('"'));
@@ -400,7 +485,7 @@ mod tests {
         let mut maker = UuidV4::new().unquoted();
         let mut seen = std::collections::HashSet::new();
         for _ in 0..1000 {
-            assert!(seen.insert(maker.make_key(&parts())));
+            assert!(seen.insert(maker.make_key(&post())));
         }
     }
 }

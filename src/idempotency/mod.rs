@@ -267,7 +267,7 @@ pub mod key;
 mod server;
 pub mod store;
 
-pub use self::client::{IdempotencyKeyLayer, MakeKey, SetIdempotencyKey, UuidV4};
+pub use self::client::{IdempotencyKeyLayer, KeyedRequest, MakeKey, SetIdempotencyKey, UuidV4};
 pub use self::key::{IdempotencyKey, InvalidKey};
 pub use self::server::future;
 pub use self::server::{

@@ -220,7 +220,9 @@ where
                     .next
                     .take()
                     .expect("retry ResponseFuture: a next request is set before readying");
-                this.shared.replay.before_retry(&mut request);
+                this.shared
+                    .replay
+                    .before_retry(&mut request, *this.deadline);
                 if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
                     pending.spend();
                 }

@@ -22,7 +22,8 @@ use crate::classify::ErrorsAsFailures;
 /// | [`with_policy`](RetryLayer::with_policy) | any | your [`RetryOn`](super::RetryOn) and [`Replay`](super::Replay) |
 /// | `http` (feature `http`) | `http::Request<B>`, body buffered up to the cap | transport errors, 408, 429, 502, 503, 504, `Retry-After`; requests not safe to repeat only when never sent |
 /// | `grpc` (feature `http`) | gRPC `http::Request<B>` | UNAVAILABLE, `grpc-retry-pushback-ms`, errors that prove the call was never sent; calls marked idempotent also after timeouts and transport errors |
-/// | `reqwest` (feature `reqwest`) | `reqwest::Request`, `try_clone` | as `http` |
+/// | `http` (feature `reqwest`) | `reqwest::Request`, `try_clone`; each retry's timeout is the time left | as `http` |
+/// | `reqwest` (feature `reqwest`) | `reqwest::Request`, as `http` without idempotent paths | as `http` |
 ///
 /// See the [module docs](super#the-safe-method-rule) for what makes a
 /// request safe to repeat.
@@ -91,6 +92,13 @@ impl RetryLayer<super::HttpRetryOn, super::HttpReplay> {
     /// ([`ReplayBody`](super::body::ReplayBody)): a hyper client built for
     /// that body type, or `.map_request(..)` to convert it (for a tonic
     /// `Channel`: `req.map(tonic::body::Body::new)`).
+    ///
+    /// With feature `reqwest` the same layer takes `reqwest::Request` and
+    /// wraps a plain `reqwest::Client`: requests are replayed with
+    /// `try_clone` (a streaming body is sent once) and each retry gets the
+    /// time left before the deadline as its timeout. As the layer then
+    /// serves two request types, `svc.ready()` cannot always infer which:
+    /// name it (`ServiceExt::<Req>::ready(&mut svc)`), or use `oneshot`.
     ///
     /// ```
     /// use bytes::Bytes;
@@ -167,7 +175,10 @@ impl<On: Clone> RetryLayer<On, super::HttpReplay> {
 #[cfg(feature = "reqwest")]
 impl RetryLayer<super::HttpRetryOn, super::ReqwestReplay> {
     /// Retries `reqwest::Request` calls through a `reqwest::Client` by the
-    /// HTTP rule; requests are replayed with `try_clone`.
+    /// HTTP rule; requests are replayed with `try_clone`. The same as
+    /// [`http`](RetryLayer::http) without
+    /// [`idempotent_paths`](RetryLayer::idempotent_paths), and a type that
+    /// serves `reqwest::Request` only.
     pub fn reqwest(config: RetryConfig) -> Self {
         Self::with_policy(config, super::HttpRetryOn::new(), super::ReqwestReplay)
     }

@@ -56,8 +56,9 @@
 //!   codes through `GrpcRetryOn`) and errors that prove the call was never
 //!   sent are retried, and for calls marked idempotent any transport error
 //!   or timeout; each retry carries `grpc-previous-rpc-attempts`;
-//! - `RetryLayer::reqwest` (feature `reqwest`): `reqwest::Request` through a
-//!   `reqwest::Client`, by the HTTP rule.
+//! - `RetryLayer::http` serves `reqwest::Request` too (feature `reqwest`),
+//!   through a `reqwest::Client`, by the same rule; `RetryLayer::reqwest`
+//!   is the same without idempotent paths.
 //!
 //! Never retried: a call the caller dropped, and rejections by this crate's
 //! own layers — [`CircuitOpen`] fails fast, so does a full bulkhead. With
@@ -198,10 +199,13 @@
 //! # Deadlines
 //!
 //! When the request carries a [`Deadline`](crate::deadline::Deadline)
-//! (`http::Request` extensions, or [`CloneWithDeadline`] for request types
-//! that implement [`CarriesDeadline`](crate::deadline::CarriesDeadline)), no
-//! backoff sleep runs past it and no attempt starts after it: the call
-//! returns the last result instead.
+//! (`http::Request` extensions, a `reqwest::Request`'s timeout, or
+//! [`CloneWithDeadline`] for request types that implement
+//! [`CarriesDeadline`](crate::deadline::CarriesDeadline)), no backoff sleep
+//! runs past it and no attempt starts after it: the call returns the last
+//! result instead. Each retry tells the next hop the time left when it is
+//! sent: gRPC requests as `grpc-timeout`, a `reqwest::Request` as its
+//! timeout, so reqwest stops at the deadline too.
 //!
 //! # HTTP
 //!

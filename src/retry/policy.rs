@@ -46,6 +46,12 @@ impl Verdict {
 /// Implemented by [`RetryFailures`] (a classifier's failures), [`RetryIf`] (a
 /// predicate), `HttpRetryOn` and `GrpcRetryOn` (feature `http`), and by any
 /// `Fn(&Result<Res, BoxError>) -> Verdict`.
+#[diagnostic::on_unimplemented(
+    message = "the retry layer cannot judge a `{Res}` response with `{Self}`",
+    label = "`{Self}` does not implement `RetryOn<{Res}>`",
+    note = "`HttpRetryOn` and `GrpcRetryOn` judge responses that implement `steadfast::classify::HttpResponseHead`: `http::Response<B>` and `reqwest::Response` (feature `reqwest`); `RetryFailures<C>` and `RetryIf<F>` any response their classifier or predicate takes",
+    note = "for other responses use `RetryLayer::new`, `RetryLayer::retry_if` or `RetryLayer::with_policy`"
+)]
 pub trait RetryOn<Res> {
     /// The verdict on one finished attempt.
     fn verdict(&self, result: &Result<Res, BoxError>) -> Verdict;

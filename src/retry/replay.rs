@@ -24,8 +24,27 @@ pub enum NotReplayable {
 /// what later attempts need (a `Stash`); `replay` makes each later attempt
 /// from it. Implementations: [`CloneRequest`] (any `Req: Clone`),
 /// [`CloneWithDeadline`] (`Req: Clone + CarriesDeadline`), `HttpReplay`
-/// (`http::Request<B>`, feature `http`) and `ReqwestReplay`
-/// (`reqwest::Request`, feature `reqwest`).
+/// (`http::Request<B>`, feature `http`, and `reqwest::Request`, feature
+/// `reqwest`) and `ReqwestReplay` (`reqwest::Request`).
+///
+/// A request type the replay does not know is a compile error that names
+/// this trait ("the retry layer cannot replay a `u32` with `HttpReplay`"):
+///
+/// ```compile_fail,E0277
+/// use steadfast::retry::{RetryConfig, RetryLayer};
+/// use tower::Layer;
+/// # fn assert_service<S: tower::Service<u32>>(_: S) {}
+///
+/// let svc = RetryLayer::http(RetryConfig::default())
+///     .layer(tower::service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// assert_service(svc);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "the retry layer cannot replay a `{Req}` with `{Self}`",
+    label = "`{Self}` does not implement `Replay<{Req}>`",
+    note = "`Retry` sends a request again through a `steadfast::retry::Replay`: `CloneRequest` replays any `Req: Clone`, `CloneWithDeadline` any `Req: Clone + CarriesDeadline`, `HttpReplay` (`RetryLayer::http`, `RetryLayer::grpc`) `http::Request<B>` and `reqwest::Request` (feature `reqwest`)",
+    note = "pick a replay with `RetryLayer::with_replay`, or implement `Replay<{Req}>` for your own"
+)]
 pub trait Replay<Req> {
     /// The request the inner service receives.
     type Request;
@@ -60,12 +79,14 @@ pub trait Replay<Req> {
     }
 
     /// Called on each retry's request just before it is sent, after the
-    /// backoff sleep: the place to write what changes with time (the
-    /// built-in replays write the time left as `grpc-timeout`). Does nothing
-    /// by default.
+    /// backoff sleep, with the call's `deadline` (as
+    /// [`deadline`](Self::deadline) read it before the first attempt): the
+    /// place to write what changes with time (the built-in replays write
+    /// the time left as `grpc-timeout`, or as a `reqwest::Request`'s
+    /// timeout). Does nothing by default.
     #[inline]
-    fn before_retry(&self, request: &mut Self::Request) {
-        let _ = request;
+    fn before_retry(&self, request: &mut Self::Request, deadline: Option<Deadline>) {
+        let _ = (request, deadline);
     }
 }
 
@@ -120,12 +141,19 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
         CloneRequest.replay(stash, attempt)
     }
 
-    fn before_retry(&self, request: &mut Req) {
-        // Tell the next hop what is left now, not what was left at the first
-        // attempt (gRPC: `grpc-timeout`).
-        if let Some(deadline) = request.deadline() {
-            request.propagate_timeout(deadline.remaining());
-        }
+    #[inline]
+    fn before_retry(&self, request: &mut Req, deadline: Option<Deadline>) {
+        refresh_deadline(request, deadline);
+    }
+}
+
+/// Tells the next hop what is left now, after the backoff, not what was
+/// left at the first attempt (gRPC: `grpc-timeout`; reqwest: the request's
+/// timeout).
+#[inline]
+fn refresh_deadline<Req: CarriesDeadline>(request: &mut Req, deadline: Option<Deadline>) {
+    if let Some(deadline) = deadline {
+        request.propagate_timeout(deadline.remaining());
     }
 }
 
@@ -210,6 +238,12 @@ mod http_impl {
     /// (`content-type: application/grpc*`) get `grpc-previous-rpc-attempts`
     /// on every retry. A body larger than the cap streams through once and
     /// the request is not retried.
+    ///
+    /// It replays `reqwest::Request` too (feature `reqwest`), by
+    /// `try_clone`: the same rule for what is safe to repeat (no
+    /// extensions there, so no `Idempotent` marker), a streaming body sent
+    /// once, and each retry's timeout set to the time left before the
+    /// deadline ([`CarriesDeadline`](crate::deadline::CarriesDeadline)).
     #[derive(Debug, Clone)]
     pub struct HttpReplay {
         cap: usize,
@@ -262,10 +296,19 @@ mod http_impl {
                 .is_some_and(|paths| paths.binary_search_by(|p| (**p).cmp(path)).is_ok())
         }
 
+        /// Safe to repeat by method, key or path.
+        pub(crate) fn is_safe_to_repeat(
+            &self,
+            method: &Method,
+            headers: &HeaderMap,
+            path: &str,
+        ) -> bool {
+            is_safe(method, headers) || self.is_idempotent_path(path)
+        }
+
         fn is_idempotent(&self, parts: &http::request::Parts) -> bool {
-            is_safe(&parts.method, &parts.headers)
+            self.is_safe_to_repeat(&parts.method, &parts.headers, parts.uri.path())
                 || parts.extensions.get::<super::Idempotent>().is_some()
-                || self.is_idempotent_path(parts.uri.path())
         }
     }
 
@@ -343,11 +386,9 @@ mod http_impl {
             Some(req)
         }
 
-        fn before_retry(&self, request: &mut Self::Request) {
-            // The time left now, after the backoff, not at the first attempt.
-            if let Some(deadline) = request.deadline() {
-                request.propagate_timeout(deadline.remaining());
-            }
+        #[inline]
+        fn before_retry(&self, request: &mut Self::Request, deadline: Option<Deadline>) {
+            super::refresh_deadline(request, deadline);
         }
     }
 }
@@ -357,29 +398,23 @@ pub use self::reqwest_impl::ReqwestReplay;
 
 #[cfg(feature = "reqwest")]
 mod reqwest_impl {
-    use super::http_impl::is_safe;
-    use super::{NotReplayable, Replay};
-    use crate::deadline::Deadline;
+    use super::{HttpReplay, NotReplayable, Replay};
+    use crate::deadline::{CarriesDeadline, Deadline};
 
-    /// Replays `reqwest::Request` through [`reqwest::Request::try_clone`].
-    ///
-    /// A request with a streaming body cannot be cloned: it is sent once and
-    /// not retried. A request is safe to repeat when its method is
-    /// idempotent or it carries an `Idempotency-Key`; any other is retried
-    /// only after a failure that proves it was never sent (a connect error,
-    /// see [`is_not_sent`](crate::classify::is_not_sent)).
-    /// `reqwest::Request` has no public extensions, so it carries no
-    /// [`Deadline`].
-    #[derive(Debug, Clone, Copy, Default)]
-    pub struct ReqwestReplay;
-
-    impl Replay<reqwest::Request> for ReqwestReplay {
+    /// `reqwest::Request` through [`reqwest::Request::try_clone`]: a request
+    /// with a streaming body cannot be cloned, so it is sent once and not
+    /// retried. Safe to repeat by method, `Idempotency-Key` or
+    /// [`idempotent_paths`](HttpReplay::idempotent_paths) (reqwest requests
+    /// have no public extensions, so no [`Idempotent`](super::Idempotent)).
+    /// The deadline is the request's timeout, and each retry gets the time
+    /// left as its timeout ([`CarriesDeadline`]).
+    impl Replay<reqwest::Request> for HttpReplay {
         type Request = reqwest::Request;
         type Stash = reqwest::Request;
 
         #[inline]
-        fn deadline(&self, _req: &reqwest::Request) -> Option<Deadline> {
-            None
+        fn deadline(&self, req: &reqwest::Request) -> Option<Deadline> {
+            req.deadline()
         }
 
         fn prepare(
@@ -394,11 +429,60 @@ mod reqwest_impl {
 
         #[inline]
         fn idempotent(&self, stash: &reqwest::Request) -> bool {
-            is_safe(stash.method(), stash.headers())
+            self.is_safe_to_repeat(stash.method(), stash.headers(), stash.url().path())
         }
 
+        #[inline]
         fn replay(&self, stash: &mut reqwest::Request, _attempt: u32) -> Option<reqwest::Request> {
             stash.try_clone()
+        }
+
+        #[inline]
+        fn before_retry(&self, request: &mut reqwest::Request, deadline: Option<Deadline>) {
+            super::refresh_deadline(request, deadline);
+        }
+    }
+
+    /// Replays `reqwest::Request` as [`HttpReplay`] does, with no
+    /// idempotent paths; kept for [`RetryLayer::reqwest`](crate::retry::RetryLayer::reqwest).
+    /// [`RetryLayer::http`](crate::retry::RetryLayer::http) serves
+    /// `reqwest::Request` as well, and is what the preset uses.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct ReqwestReplay;
+
+    /// What `ReqwestReplay` forwards to.
+    const PLAIN: HttpReplay = HttpReplay::new(0);
+
+    impl Replay<reqwest::Request> for ReqwestReplay {
+        type Request = reqwest::Request;
+        type Stash = reqwest::Request;
+
+        #[inline]
+        fn deadline(&self, req: &reqwest::Request) -> Option<Deadline> {
+            <HttpReplay as Replay<reqwest::Request>>::deadline(&PLAIN, req)
+        }
+
+        #[inline]
+        fn prepare(
+            &self,
+            req: reqwest::Request,
+        ) -> (reqwest::Request, Result<reqwest::Request, NotReplayable>) {
+            <HttpReplay as Replay<reqwest::Request>>::prepare(&PLAIN, req)
+        }
+
+        #[inline]
+        fn idempotent(&self, stash: &reqwest::Request) -> bool {
+            <HttpReplay as Replay<reqwest::Request>>::idempotent(&PLAIN, stash)
+        }
+
+        #[inline]
+        fn replay(&self, stash: &mut reqwest::Request, attempt: u32) -> Option<reqwest::Request> {
+            <HttpReplay as Replay<reqwest::Request>>::replay(&PLAIN, stash, attempt)
+        }
+
+        #[inline]
+        fn before_retry(&self, request: &mut reqwest::Request, deadline: Option<Deadline>) {
+            <HttpReplay as Replay<reqwest::Request>>::before_retry(&PLAIN, request, deadline);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::error::{DeadlineExceeded, Elapsed};
 use crate::error::BoxError;
@@ -46,9 +46,15 @@ pin_project! {
     /// against a timer.
     ///
     /// The inner future is polled first, so a response that is ready when
-    /// the timer also is wins. When the timer wins, the inner future is
-    /// dropped at once (its connection or permit is released then, not when
-    /// this future is dropped).
+    /// the timer also is wins. An *error* that arrives once the timer is
+    /// due is reported as the timer's error ([`Elapsed`] or
+    /// [`DeadlineExceeded`]): it is the inner service's own timer for the
+    /// same instant (a `reqwest::Request`'s timeout, which this crate sets
+    /// to the time left; tonic's `grpc-timeout`), so the caller, retry and
+    /// the breaker see one error for one cause, whichever timer the runtime
+    /// woke first. When the timer wins, the inner future is dropped at once
+    /// (its connection or permit is released then, not when this future is
+    /// dropped).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Inner<F>,
@@ -91,7 +97,14 @@ where
         match this.inner.as_mut().project() {
             InnerProj::Running { future } => {
                 if let Poll::Ready(result) = future.poll(cx) {
-                    return Poll::Ready(result.map_err(Into::into));
+                    return Poll::Ready(match result {
+                        Ok(response) => Ok(response),
+                        Err(_) if Instant::now() >= this.sleep.deadline() => {
+                            this.inner.set(Inner::Done);
+                            Err(this.limit.error())
+                        }
+                        Err(e) => Err(e.into()),
+                    });
                 }
             }
             InnerProj::Done => panic!("timeout ResponseFuture polled after completion"),

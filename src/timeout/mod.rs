@@ -82,8 +82,14 @@
 //! readiness (a full bulkhead) is not charged to the attempt — put the
 //! deadline outside to bound that too. The response future polls the inner
 //! future first and the timer second, so a response that is ready when the
-//! timer also fires wins. When the timer wins, the inner future is dropped
-//! at once. A timer is only registered with tokio's timer when the inner
+//! timer also fires wins. An error that arrives once the timer is due is
+//! reported as the timer's ([`Elapsed`] or [`DeadlineExceeded`]): the
+//! inner service's own timer for the same instant fired first (a
+//! `reqwest::Request` gets the time left as its timeout, see
+//! [`deadline`](crate::deadline#reqwestrequest-feature-reqwest); tonic
+//! enforces `grpc-timeout`): one cause gives the caller, retry and the
+//! breaker one error, whichever timer the runtime woke first. When the
+//! timer wins, the inner future is dropped at once. A timer is only registered with tokio's timer when the inner
 //! future is not ready on its first poll.
 //!
 //! # gRPC

@@ -62,9 +62,11 @@ impl<S: fmt::Debug, D> fmt::Debug for Timeout<S, D> {
 
 impl<S, D, Req> Service<Req> for Timeout<S, D>
 where
+    // First, so that the compiler names it when `.oneshot(req)` does not
+    // resolve for a deadline-aware timeout.
+    D: DeadlineOf<Req>,
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    D: DeadlineOf<Req>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -148,9 +150,11 @@ impl<S: fmt::Debug> fmt::Debug for WithDeadline<S> {
 
 impl<S, Req> Service<Req> for WithDeadline<S>
 where
+    // First, so that a request type without a deadline is what the
+    // compiler names when `.oneshot(req)` does not resolve.
+    Req: CarriesDeadline,
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    Req: CarriesDeadline,
 {
     type Response = S::Response;
     type Error = BoxError;

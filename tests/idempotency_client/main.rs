@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
-use steadfast::idempotency::client::{IdempotencyKeyLayer, MakeKey, SetIdempotencyKey, UuidV4};
+use steadfast::idempotency::client::{
+    IdempotencyKeyLayer, KeyedRequest, MakeKey, SetIdempotencyKey, UuidV4,
+};
 use steadfast::idempotency::key::{self, IDEMPOTENCY_KEY};
 use steadfast::retry::body::ReplayBody;
 use steadfast::retry::{Backoff, RetryConfig, RetryLayer};
@@ -191,8 +193,8 @@ async fn the_method_set_is_configurable() {
 #[tokio::test(start_paused = true)]
 async fn a_custom_maker_sees_the_request() {
     let (inner, seen) = recorder();
-    let maker = |parts: &http::request::Parts| {
-        HeaderValue::try_from(format!("\"{}{}\"", parts.method, parts.uri.path())).unwrap()
+    let maker = |req: &dyn KeyedRequest| {
+        HeaderValue::try_from(format!("\"{}{}\"", req.method(), req.path())).unwrap()
     };
     let mut svc = IdempotencyKeyLayer::with_maker(maker).layer(inner);
     svc.ready()
@@ -217,7 +219,7 @@ async fn a_custom_maker_sees_the_request() {
 struct Counter(u32);
 
 impl MakeKey for Counter {
-    fn make_key(&mut self, _: &http::request::Parts) -> HeaderValue {
+    fn make_key(&mut self, _: &dyn KeyedRequest) -> HeaderValue {
         self.0 += 1;
         HeaderValue::from(self.0)
     }

@@ -56,6 +56,19 @@ fn config(max_attempts: u32, backoff: Duration) -> RetryConfig {
         .unwrap()
 }
 
+/// `svc.ready()`, with the request type named: `HttpReplay` replays
+/// `reqwest::Request` too (feature `reqwest`), so a retry service's request
+/// type is not inferred from the service alone.
+async fn ready<S>(svc: &mut S) -> &mut S
+where
+    S: Service<http::Request<Empty<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    ServiceExt::<http::Request<Empty<Bytes>>>::ready(svc)
+        .await
+        .unwrap()
+}
+
 fn get() -> http::Request<Empty<Bytes>> {
     http::Request::get("http://svc/items/1")
         .body(Empty::new())
@@ -100,7 +113,7 @@ async fn retry_stops_when_the_next_attempt_would_start_at_the_deadline() {
         .unwrap()
         .layer(retry.layer(failing_after::<ReplayBody<Empty<Bytes>>>(&log, ms(400))));
     let start = Instant::now();
-    let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+    let mut fut = task::spawn(ready(&mut svc).await.call(get()));
 
     let err = finishes_at(&mut fut, start + ms(900)).await.unwrap_err();
     assert!(!err.is::<DeadlineExceeded>());
@@ -123,7 +136,7 @@ async fn an_attempt_in_flight_at_the_deadline_is_cut_exactly_at_the_deadline() {
             let mut svc = DeadlineLayer::new(Duration::from_secs(1))
                 .unwrap()
                 .layer(retry.layer(failing_after::<ReplayBody<Empty<Bytes>>>(&log, ms(300))));
-            let mut fut = task::spawn(svc.ready().await.unwrap().call(get()));
+            let mut fut = task::spawn(ready(&mut svc).await.call(get()));
             let err = finishes_at(&mut fut, start + Duration::from_secs(1))
                 .await
                 .unwrap_err();
@@ -194,7 +207,7 @@ async fn each_retried_grpc_attempt_carries_the_time_left() {
     let start = Instant::now();
     let mut req = grpc_request().map(|()| Empty::<Bytes>::new());
     req.extensions_mut().insert(steadfast::retry::Idempotent);
-    let mut fut = task::spawn(svc.ready().await.unwrap().call(req));
+    let mut fut = task::spawn(ready(&mut svc).await.call(req));
 
     let _ = finishes_at(&mut fut, start + ms(900)).await;
     let sent: Vec<_> = log.get().into_iter().map(|s| s.grpc_timeout).collect();
