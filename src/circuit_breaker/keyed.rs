@@ -620,21 +620,44 @@ pub mod keys {
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
     pub struct ByAuthority;
 
-    impl<B> super::KeyOf<Request<B>> for ByAuthority {
+    /// A request whose backend host [`ByAuthority`] can read:
+    /// `http::Request<B>` and `reqwest::Request` (feature `reqwest`).
+    /// Sealed. One `KeyOf` implementation covers them all, so a service keyed
+    /// by authority still infers its request type from the call.
+    pub trait HasAuthority: sealed::Sealed {
+        /// The request's scheme and authority.
+        fn authority_key(&self) -> AuthorityKey;
+    }
+
+    mod sealed {
+        pub trait Sealed {}
+    }
+
+    impl<Req: HasAuthority> super::KeyOf<Req> for ByAuthority {
         type Key = AuthorityKey;
 
         #[inline]
-        fn key_of(&self, req: &Request<B>) -> AuthorityKey {
-            authority(req)
+        fn key_of(&self, req: &Req) -> AuthorityKey {
+            req.authority_key()
+        }
+    }
+
+    impl<B> sealed::Sealed for Request<B> {}
+
+    impl<B> HasAuthority for Request<B> {
+        #[inline]
+        fn authority_key(&self) -> AuthorityKey {
+            authority(self)
         }
     }
 
     #[cfg(feature = "reqwest")]
-    impl super::KeyOf<reqwest::Request> for ByAuthority {
-        type Key = AuthorityKey;
+    impl sealed::Sealed for reqwest::Request {}
 
-        fn key_of(&self, req: &reqwest::Request) -> AuthorityKey {
-            let url = req.url();
+    #[cfg(feature = "reqwest")]
+    impl HasAuthority for reqwest::Request {
+        fn authority_key(&self) -> AuthorityKey {
+            let url = self.url();
             let authority = url.host_str().and_then(|host| {
                 // `host_str` keeps an IPv6 address's brackets.
                 let text = match url.port() {

@@ -232,6 +232,13 @@ mod presets {
         /// receives `http::Request<ReplayBody<B>>`) or, with feature
         /// `reqwest`, `reqwest::Request` around a `reqwest::Client`.
         ///
+        /// With feature `reqwest` the stack serves both request types, so
+        /// `svc.ready()` cannot tell which one is meant: call
+        /// `svc.oneshot(req)`, name the type
+        /// (`ServiceExt::<reqwest::Request>::ready(&mut svc)`), or use
+        /// [`reqwest`](ResilienceLayer::reqwest), which takes only
+        /// `reqwest::Request`.
+        ///
         /// Failures are 5xx, 408, 429 and transport errors
         /// ([`HttpClassifier`]); retries follow [`HttpRetryOn`] and repeat
         /// only requests that are safe to repeat (idempotent methods, or an
@@ -242,6 +249,44 @@ mod presets {
                 HttpClassifier::new(),
                 HttpRetryOn::new(),
                 http_replay,
+                ToggleLayer::on(IdempotencyKeyLayer::new()),
+                Identity::new(),
+            )
+        }
+    }
+
+    /// The layer [`ResilienceLayer::reqwest`] builds (feature `reqwest`).
+    #[cfg(feature = "reqwest")]
+    pub type ReqwestResilienceLayer<Kf = NoKey> =
+        ResilienceLayer<HttpClassifier, HttpRetryOn, crate::retry::ReqwestReplay, Kf, HttpKey>;
+
+    /// The service of [`ReqwestResilienceLayer`] around `S` (a `reqwest::Client`).
+    #[cfg(feature = "reqwest")]
+    pub type ReqwestResilience<S, Kf = NoKey> = <ReqwestResilienceLayer<Kf> as Layer<S>>::Service;
+
+    #[cfg(feature = "reqwest")]
+    impl ResilienceLayer<HttpClassifier, HttpRetryOn, crate::retry::ReqwestReplay, NoKey, HttpKey> {
+        /// The HTTP preset for `reqwest::Request` alone, around a
+        /// `reqwest::Client` (feature `reqwest`): the same pieces and defaults
+        /// as [`http`](ResilienceLayer::http), requests replayed with
+        /// `try_clone`, each attempt's reqwest timeout set to the time left.
+        ///
+        /// `http()` takes `reqwest::Request` too; this one takes nothing
+        /// else, so `svc.ready().await?.call(req)` infers the request type
+        /// (with `http()` and feature `reqwest`, name it or use `oneshot`).
+        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths) does not
+        /// apply: a request is safe to repeat by method or key.
+        pub fn reqwest() -> ResilienceBuilder<
+            HttpClassifier,
+            HttpRetryOn,
+            crate::retry::ReqwestReplay,
+            NoKey,
+            HttpKey,
+        > {
+            ResilienceBuilder::preset(
+                HttpClassifier::new(),
+                HttpRetryOn::new(),
+                |_, _| crate::retry::ReqwestReplay,
                 ToggleLayer::on(IdempotencyKeyLayer::new()),
                 Identity::new(),
             )

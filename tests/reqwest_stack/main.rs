@@ -20,6 +20,7 @@ mod support;
 
 mod network;
 mod paused;
+mod preset;
 mod server;
 
 use std::future::Future;
