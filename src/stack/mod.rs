@@ -318,3 +318,5 @@ mod presets {
 pub use self::presets::{
     GrpcResilience, GrpcResilienceLayer, HttpKey, HttpResilience, HttpResilienceLayer,
 };
+#[cfg(feature = "reqwest")]
+pub use self::presets::{ReqwestResilience, ReqwestResilienceLayer};
