@@ -144,6 +144,21 @@ pub trait CarriesDeadline {
         let _ = remaining;
     }
 
+    /// Tells the next hop that this attempt may take at most `limit`,
+    /// keeping a shorter limit the request already carries
+    /// ([`incoming_timeout`](Self::incoming_timeout)): what a deadline-aware
+    /// per-attempt timeout writes (for gRPC requests: `grpc-timeout`). By
+    /// default, [`propagate_timeout`](Self::propagate_timeout) unless the
+    /// request carries a shorter limit.
+    fn propagate_attempt_timeout(&mut self, limit: Duration) {
+        if self
+            .incoming_timeout()
+            .is_none_or(|current| current > limit)
+        {
+            self.propagate_timeout(limit);
+        }
+    }
+
     /// Sets `deadline` unless the request already carries an earlier one;
     /// returns the deadline in force.
     fn tighten_deadline(&mut self, deadline: Deadline) -> Deadline {
@@ -182,6 +197,24 @@ impl<B> CarriesDeadline for http::Request<B> {
                 .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::format(remaining));
         }
     }
+
+    /// Writes `limit` as `grpc-timeout` on gRPC requests unless the request
+    /// already carries a shorter one (tonic's `set_timeout`, or a time left
+    /// written further out); other requests are left alone after one look
+    /// at their `content-type`.
+    fn propagate_attempt_timeout(&mut self, limit: Duration) {
+        if !is_grpc(self.headers()) {
+            return;
+        }
+        let current = self
+            .headers()
+            .get(grpc_timeout::GRPC_TIMEOUT)
+            .and_then(|v| grpc_timeout::parse(v.as_bytes()));
+        if current.is_none_or(|current| current > limit) {
+            self.headers_mut()
+                .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::format(limit));
+        }
+    }
 }
 
 #[cfg(feature = "http")]
@@ -197,6 +230,16 @@ fn is_grpc(headers: &http::HeaderMap) -> bool {
 pub trait DeadlineOf<Req> {
     /// The deadline `req` carries, if any.
     fn deadline_of(&self, req: &Req) -> Option<Deadline>;
+
+    /// Tells the next hop that the attempt `req` starts may take at most
+    /// `limit` — the per-attempt timeout or the time left, whichever is
+    /// shorter. [`RequestDeadline`] writes it through
+    /// [`CarriesDeadline::propagate_attempt_timeout`] (for gRPC requests:
+    /// `grpc-timeout`); does nothing by default.
+    #[inline]
+    fn propagate_attempt_timeout(&self, req: &mut Req, limit: Duration) {
+        let _ = (req, limit);
+    }
 }
 
 /// Reads no deadline: works for every request type.
@@ -218,6 +261,11 @@ impl<Req: CarriesDeadline> DeadlineOf<Req> for RequestDeadline {
     #[inline]
     fn deadline_of(&self, req: &Req) -> Option<Deadline> {
         req.deadline()
+    }
+
+    #[inline]
+    fn propagate_attempt_timeout(&self, req: &mut Req, limit: Duration) {
+        req.propagate_attempt_timeout(limit);
     }
 }
 
