@@ -16,6 +16,7 @@
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
+//! | [`stack`] | `GrpcStatusLayer` (feature `tonic`) | where the layers meet the clients they wrap: our errors as a `tonic::Status` with the right code |
 //!
 //!
 //! # Example
@@ -92,10 +93,12 @@
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
 //! | `reqwest` | no | `RetryLayer::reqwest`: retries for `reqwest::Client`, replaying requests with `try_clone` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
+//! | `tonic` | no | tonic's core only (no transport): `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.85 (the `redis` feature needs 1.88, the `redis` crate's). Raising
+//! Rust 1.85 (the `redis` and `tonic` features need 1.88, the `redis` and
+//! `tonic` crates'). Raising
 //! it is not a breaking change, but is noted in the changelog.
 //!
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer
@@ -131,6 +134,7 @@ pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod retry;
+pub mod stack;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;
