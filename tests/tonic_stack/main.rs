@@ -231,14 +231,14 @@ async fn each_attempt_carries_the_attempt_timeout_when_more_time_is_left() {
 
 #[tokio::test]
 async fn grpc_timeout_shrinks_with_the_time_left_and_never_exceeds_the_attempt_timeout() {
-    // 1 s for the call, 800 ms per attempt, attempts at least 300 ms apart:
-    // the first is told 800 ms (less than the time left), the next ones at
-    // most what is left, at least 300 ms less each time.
+    // 2 s for the call, 1.6 s per attempt, attempts at least 600 ms apart:
+    // the first is told 1.6 s (less than the time left), the next ones at
+    // most what is left, at least 600 ms less each time.
     let server = ProductServer::always(Answer::Fail(Code::Unavailable)).await;
     let setup = Setup {
-        deadline: ms(1_000),
-        attempt: ms(800),
-        backoff: ms(300),
+        deadline: ms(2_000),
+        attempt: ms(1_600),
+        backoff: ms(600),
         ..Setup::default()
     };
     let mut client = connect(&server, setup).await;
@@ -250,11 +250,11 @@ async fn grpc_timeout_shrinks_with_the_time_left_and_never_exceeds_the_attempt_t
     let calls = server.calls();
     assert_eq!(calls.len(), 3);
     let sent: Vec<_> = calls.into_iter().map(|c| c.grpc_timeout).collect();
-    assert_eq!(sent[0].as_deref(), Some("800000u"));
+    assert_eq!(sent[0].as_deref(), Some("1600000u"));
     let t = parsed(&sent);
-    assert!(t[1] <= ms(700), "{t:?}");
-    assert!(t[2] <= t[1] - ms(300), "{t:?}");
-    assert!(t.iter().all(|t| *t <= ms(800) && !t.is_zero()), "{t:?}");
+    assert!(t[1] <= ms(1_400), "{t:?}");
+    assert!(t[2] <= t[1] - ms(600), "{t:?}");
+    assert!(t.iter().all(|t| *t <= ms(1_600) && !t.is_zero()), "{t:?}");
 }
 
 #[tokio::test]
@@ -324,14 +324,14 @@ async fn the_breaker_trips_on_sustained_unavailable_and_rejects_with_unavailable
 async fn a_slow_server_gives_deadline_exceeded_and_an_unsafe_call_is_not_resent() {
     let server = ProductServer::always(Answer::Hang).await;
     let setup = Setup {
-        attempt: ms(200),
+        attempt: ms(500),
         ..Setup::default()
     };
     let mut client = connect(&server, setup).await;
 
     let status = client.create_fails().await;
     assert_eq!(status.code(), Code::DeadlineExceeded);
-    // Our attempt timer and the Channel's (the same 200 ms, written as
+    // Our attempt timer and the Channel's (the same 500 ms, written as
     // `grpc-timeout`) race; either error means the same.
     assert!(
         is_caused_by::<Elapsed>(&status) || is_caused_by::<TimeoutExpired>(&status),
@@ -348,11 +348,11 @@ async fn a_slow_server_gives_deadline_exceeded_and_an_unsafe_call_is_not_resent(
 
 #[tokio::test]
 async fn the_deadline_cuts_a_slow_call_with_deadline_exceeded() {
-    // The call has 400 ms, each attempt up to 5 s: the deadline is what
+    // The call has 600 ms, each attempt up to 5 s: the deadline is what
     // runs out, during the first attempt.
     let server = ProductServer::always(Answer::Hang).await;
     let setup = Setup {
-        deadline: ms(400),
+        deadline: ms(600),
         attempt: Duration::from_secs(5),
         ..Setup::default()
     };
@@ -366,7 +366,7 @@ async fn the_deadline_cuts_a_slow_call_with_deadline_exceeded() {
     );
     let calls = server.calls();
     assert_eq!(calls.len(), 1, "no time left for another attempt");
-    assert!(parsed(&[calls[0].grpc_timeout.clone()])[0] <= ms(400));
+    assert!(parsed(&[calls[0].grpc_timeout.clone()])[0] <= ms(600));
 }
 
 #[tokio::test]
@@ -376,7 +376,7 @@ async fn tonics_own_timeout_is_an_attempt_timeout() {
     let server = ProductServer::always(Answer::Hang).await;
 
     // Bare tonic calls that CANCELLED.
-    let mut bare = ProductServiceClient::new(channel(&server, Some(ms(100))).await);
+    let mut bare = ProductServiceClient::new(channel(&server, Some(ms(300))).await);
     let status = bounded(bare.create_product(create())).await.unwrap_err();
     assert_eq!(status.code(), Code::Cancelled);
 
@@ -384,7 +384,7 @@ async fn tonics_own_timeout_is_an_attempt_timeout() {
     // caller, a failure for the breaker, and an unsafe call is not resent.
     let setup = Setup {
         attempt: Duration::from_secs(5),
-        endpoint_timeout: Some(ms(100)),
+        endpoint_timeout: Some(ms(300)),
         ..Setup::default()
     };
     let mut client = connect(&server, setup).await;
@@ -404,7 +404,7 @@ async fn tonics_own_timeout_is_an_attempt_timeout() {
     // With `retry_timeouts`, it is retried like `Elapsed` would be.
     let setup = Setup {
         attempt: Duration::from_secs(5),
-        endpoint_timeout: Some(ms(100)),
+        endpoint_timeout: Some(ms(300)),
         max_attempts: 2,
         retry_timeouts: true,
         ..Setup::default()
@@ -422,8 +422,8 @@ async fn a_call_dropped_by_its_caller_records_nothing() {
     let server = ProductServer::always(Answer::Hang).await;
     let mut client = connect(&server, Setup::default()).await;
 
-    // The caller gives up after 200 ms, long before any of our timers.
-    let gave_up = tokio::time::timeout(ms(200), client.products.create_product(create())).await;
+    // The caller gives up after 400 ms, long before any of our timers.
+    let gave_up = tokio::time::timeout(ms(400), client.products.create_product(create())).await;
     assert!(gave_up.is_err());
     assert_eq!(server.calls().len(), 1);
     let breaker = client.breaker.snapshot();
