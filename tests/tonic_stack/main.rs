@@ -20,6 +20,8 @@ mod product;
 use std::future::Future;
 use std::time::Duration;
 
+use steadfast::bulkhead::error::BulkheadFull;
+use steadfast::bulkhead::BulkheadLayer;
 use steadfast::circuit_breaker::error::CircuitOpen;
 use steadfast::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer, CircuitState,
@@ -442,6 +444,31 @@ async fn a_call_dropped_by_its_caller_records_nothing() {
         .await
         .unwrap();
     assert_eq!(server.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_full_bulkhead_rejects_with_unavailable() {
+    let server = ProductServer::always(Answer::Hang).await;
+    let stack = ServiceBuilder::new()
+        .layer(GrpcStatusLayer::new())
+        .layer(BulkheadLayer::new(1).unwrap())
+        .service(channel(&server, None).await);
+    let mut first = ProductServiceClient::new(stack);
+    let mut second = first.clone();
+
+    // One call holds the only slot, hanging on the server.
+    let in_flight = tokio::spawn(async move { first.get_product(get(1)).await });
+    bounded(server.received(1)).await;
+
+    let status = bounded(second.get_product(get(2))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(
+        status.message(),
+        "bulkhead full; all 1 slots taken and no room to wait"
+    );
+    assert!(is_caused_by::<BulkheadFull>(&status));
+    assert_eq!(server.calls().len(), 1, "the rejected call was never sent");
+    in_flight.abort();
 }
 
 /// Without the status layer a rejection of ours reaches a tonic caller as

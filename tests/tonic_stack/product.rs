@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::body::Body;
 use tonic::{Code, Status};
 
@@ -156,6 +156,8 @@ pub type Plan = Arc<dyn Fn(&'static str, usize) -> Answer + Send + Sync>;
 struct Backend {
     plan: Plan,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// The number of calls received, for tests that wait for one.
+    count: Arc<watch::Sender<usize>>,
 }
 
 impl Backend {
@@ -175,6 +177,7 @@ impl Backend {
             previous_attempts: header("grpc-previous-rpc-attempts"),
         });
         drop(calls);
+        self.count.send_replace(n + 1);
         (self.plan)(path, n)
     }
 
@@ -266,6 +269,7 @@ impl tower_service::Service<http::Request<Body>> for ProductServiceServer {
 pub struct ProductServer {
     addr: SocketAddr,
     calls: Arc<Mutex<Vec<Call>>>,
+    count: watch::Receiver<usize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -277,9 +281,11 @@ impl ProductServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let (count, counted) = watch::channel(0);
         let backend = Backend {
             plan: Arc::new(plan),
             calls: calls.clone(),
+            count: Arc::new(count),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
@@ -294,6 +300,7 @@ impl ProductServer {
         Self {
             addr,
             calls,
+            count: counted,
             _stop: stop,
         }
     }
@@ -318,6 +325,12 @@ impl ProductServer {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits until the server has received `n` calls.
+    pub async fn received(&self, n: usize) {
+        let mut count = self.count.clone();
+        count.wait_for(|c| *c >= n).await.unwrap();
     }
 
     /// The calls received so far, in order.
