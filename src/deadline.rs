@@ -194,6 +194,21 @@ pub trait CarriesDeadline {
         let _ = remaining;
     }
 
+    /// Tells the next hop that this attempt may take at most `limit`,
+    /// keeping a shorter limit the request already carries
+    /// ([`incoming_timeout`](Self::incoming_timeout)): what a deadline-aware
+    /// per-attempt timeout writes (for gRPC requests: `grpc-timeout`). By
+    /// default, [`propagate_timeout`](Self::propagate_timeout) unless the
+    /// request carries a shorter limit.
+    fn propagate_attempt_timeout(&mut self, limit: Duration) {
+        if self
+            .incoming_timeout()
+            .is_none_or(|current| current > limit)
+        {
+            self.propagate_timeout(limit);
+        }
+    }
+
     /// Sets `deadline` unless the request already carries an earlier one;
     /// returns the deadline in force.
     fn tighten_deadline(&mut self, deadline: Deadline) -> Deadline {
@@ -230,6 +245,24 @@ impl<B> CarriesDeadline for http::Request<B> {
         if is_grpc(self.headers()) {
             self.headers_mut()
                 .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::format(remaining));
+        }
+    }
+
+    /// Writes `limit` as `grpc-timeout` on gRPC requests unless the request
+    /// already carries a shorter one (tonic's `set_timeout`, or a time left
+    /// written further out); other requests are left alone after one look
+    /// at their `content-type`.
+    fn propagate_attempt_timeout(&mut self, limit: Duration) {
+        if !is_grpc(self.headers()) {
+            return;
+        }
+        let current = self
+            .headers()
+            .get(grpc_timeout::GRPC_TIMEOUT)
+            .and_then(|v| grpc_timeout::parse(v.as_bytes()));
+        if current.is_none_or(|current| current > limit) {
+            self.headers_mut()
+                .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::format(limit));
         }
     }
 }
@@ -287,6 +320,16 @@ pub trait DeadlineOf<Req> {
     fn refresh(&self, req: &mut Req, deadline: Deadline) {
         let _ = (req, deadline);
     }
+
+    /// Tells the next hop that the attempt `req` starts may take at most
+    /// `limit` — the per-attempt timeout or the time left, whichever is
+    /// shorter. [`RequestDeadline`] writes it through
+    /// [`CarriesDeadline::propagate_attempt_timeout`] (for gRPC requests:
+    /// `grpc-timeout`); does nothing by default.
+    #[inline]
+    fn propagate_attempt_timeout(&self, req: &mut Req, limit: Duration) {
+        let _ = (req, limit);
+    }
 }
 
 /// Reads no deadline: works for every request type.
@@ -313,6 +356,10 @@ impl<Req: CarriesDeadline> DeadlineOf<Req> for RequestDeadline {
     #[inline]
     fn refresh(&self, req: &mut Req, deadline: Deadline) {
         req.propagate_timeout(deadline.remaining());
+    }
+
+    fn propagate_attempt_timeout(&self, req: &mut Req, limit: Duration) {
+        req.propagate_attempt_timeout(limit);
     }
 }
 

@@ -197,3 +197,35 @@ pub fn cause_ref<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Opti
 pub(crate) fn is_own_rejection(err: &(dyn Error + 'static)) -> bool {
     crate::rejection::Rejection::of(err).is_some_and(|r| !r.is_backend_failure())
 }
+
+/// `true` when `err`, or an error in its `source()` chain, says an attempt
+/// ran out of time: our [`Elapsed`](crate::rejection::Elapsed), or (feature
+/// `tonic`) tonic's own `TimeoutExpired`, which a tonic `Channel` raises
+/// when the request's `grpc-timeout` passes.
+///
+/// The one test for "the attempt timed out": the retry layer (which never
+/// repeats a call that is not safe to repeat after one, unless
+/// `retry_timeouts`) and the gRPC status mapping
+/// ([`GrpcCode::of_error`](crate::classify::GrpcCode::of_error)) read it,
+/// so that the two timers, ours and tonic's, mean the same wherever one of
+/// them fires first.
+pub(crate) fn is_attempt_timeout(err: &(dyn Error + 'static)) -> bool {
+    let mut current: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if is_attempt_timeout_link(e) {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// One link of [`is_attempt_timeout`]'s chain.
+#[inline]
+pub(crate) fn is_attempt_timeout_link(e: &(dyn Error + 'static)) -> bool {
+    #[cfg(feature = "tonic")]
+    if e.is::<tonic::TimeoutExpired>() {
+        return true;
+    }
+    e.is::<crate::rejection::Elapsed>()
+}

@@ -18,6 +18,7 @@
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
 //! | [`prelude`] | — | the layers, configs and error types of the common case, in one `use` |
+//! | [`stack`] | `GrpcStatusLayer` (feature `tonic`) | where the layers meet the clients they wrap: our errors as a `tonic::Status` with the right code |
 //!
 //!
 //! # Example
@@ -111,10 +112,12 @@
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
 //! | `reqwest` | no | `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
+//! | `tonic` | no | tonic's core only (no transport): `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.85 (the `redis` feature needs 1.88, the `redis` crate's). Raising
+//! Rust 1.85 (the `redis` and `tonic` features need 1.88, the `redis` and
+//! `tonic` crates'). Raising
 //! it is not a breaking change, but is noted in the changelog.
 //!
 //! [`CircuitBreakerLayer`]: circuit_breaker::CircuitBreakerLayer

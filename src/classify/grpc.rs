@@ -1,3 +1,4 @@
+use std::error::Error;
 use std::fmt;
 
 use http::{HeaderMap, StatusCode};
@@ -114,6 +115,38 @@ impl GrpcCode {
         None
     }
 
+    /// The code a gRPC caller should see for an error of this crate's
+    /// layers, found anywhere in `err`'s `source()` chain; `None` for every
+    /// other error.
+    ///
+    /// | error | code |
+    /// |---|---|
+    /// | `CircuitOpen`, `BulkheadFull` | `Unavailable`: never sent, try again later |
+    /// | `DeadlineExceeded`, `Elapsed` | `DeadlineExceeded` |
+    /// | tonic's `TimeoutExpired` (feature `tonic`) | `DeadlineExceeded`, as `Elapsed`: the `Channel`'s twin of our attempt timer (tonic itself says `Cancelled`) |
+    ///
+    /// The first of these errors in the chain decides. The table behind
+    /// `GrpcStatusLayer` (feature `tonic`), for services that build their
+    /// own `Status` or trailers.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::circuit_breaker::{error::CircuitOpen, CircuitState};
+    /// use steadfast::classify::GrpcCode;
+    /// use steadfast::timeout::error::Elapsed;
+    /// use steadfast::BoxError;
+    ///
+    /// let open: BoxError = Box::new(CircuitOpen::new(CircuitState::Open, None));
+    /// assert_eq!(GrpcCode::of_error(open.as_ref()), Some(GrpcCode::Unavailable));
+    /// let late: BoxError = Box::new(Elapsed::new(Duration::from_millis(300)));
+    /// assert_eq!(GrpcCode::of_error(late.as_ref()), Some(GrpcCode::DeadlineExceeded));
+    /// let other: BoxError = std::io::Error::other("connection reset").into();
+    /// assert_eq!(GrpcCode::of_error(other.as_ref()), None);
+    /// ```
+    pub fn of_error(err: &(dyn Error + 'static)) -> Option<Self> {
+        own_error_in(err).map(|(code, _)| code)
+    }
+
     /// The numeric value.
     pub const fn as_i32(self) -> i32 {
         self as i32
@@ -122,6 +155,32 @@ impl GrpcCode {
     const fn bit(self) -> u32 {
         1 << (self as u8)
     }
+}
+
+/// The first error of this crate's layers in `err`'s chain, with the gRPC
+/// code it maps to: the one table behind [`GrpcCode::of_error`] and the
+/// tonic status mapping.
+pub(crate) fn own_error_in<'a>(
+    err: &'a (dyn Error + 'static),
+) -> Option<(GrpcCode, &'a (dyn Error + 'static))> {
+    use crate::error::is_attempt_timeout_link;
+    use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded};
+
+    let mut current: Option<&'a (dyn Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let code = if e.is::<CircuitOpen>() || e.is::<BulkheadFull>() {
+            Some(GrpcCode::Unavailable)
+        } else if e.is::<DeadlineExceeded>() || is_attempt_timeout_link(e) {
+            Some(GrpcCode::DeadlineExceeded)
+        } else {
+            None
+        };
+        if let Some(code) = code {
+            return Some((code, e));
+        }
+        current = e.source();
+    }
+    None
 }
 
 impl fmt::Display for GrpcCode {

@@ -53,6 +53,8 @@ pub mod hints;
 mod http;
 pub mod sent;
 
+#[cfg(feature = "tonic")]
+pub(crate) use self::grpc::own_error_in;
 #[cfg(feature = "http")]
 pub use self::grpc::{GrpcClassifier, GrpcCode};
 #[cfg(feature = "http")]

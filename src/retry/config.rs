@@ -181,7 +181,9 @@ impl RetryConfigBuilder {
 
     /// Also retries a request that is *not* safe to repeat (a POST without
     /// an `Idempotency-Key`, a gRPC call not marked idempotent) after its
-    /// attempt timed out ([`Elapsed`](crate::Elapsed)).
+    /// attempt timed out ([`Elapsed`](crate::Elapsed), or
+    /// with feature `tonic` the `TimeoutExpired` of a tonic `Channel` whose
+    /// `grpc-timeout` timer fired first).
     ///
     /// Off by default, and only right when the backend can take the same
     /// call twice: a timed-out attempt may well have been processed, so a

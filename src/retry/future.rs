@@ -21,8 +21,8 @@ use super::policy::{RetryOn, Verdict};
 use super::replay::{NotReplayable, Replay};
 use super::service::Shared;
 use crate::deadline::Deadline;
-use crate::error::{cause_ref, is_caused_by, is_own_rejection, BoxError};
-use crate::rejection::{CircuitOpen, Elapsed};
+use crate::error::{cause_ref, is_attempt_timeout, is_own_rejection, BoxError};
+use crate::rejection::CircuitOpen;
 
 /// A budget withdrawal for an attempt not sent yet: dropping it (the caller
 /// cancelled during the backoff) gives the retry back.
@@ -385,7 +385,9 @@ where
     if shared.on.not_processed(result) {
         return true;
     }
-    shared.config.retry_timeouts && matches!(result, Err(e) if is_caused_by::<Elapsed>(e.as_ref()))
+    // An attempt timeout: ours (`Elapsed`) or, for tonic, the `Channel`'s own
+    // `grpc-timeout` timer, which may fire first.
+    shared.config.retry_timeouts && matches!(result, Err(e) if is_attempt_timeout(e.as_ref()))
 }
 
 #[inline]

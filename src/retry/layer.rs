@@ -24,6 +24,7 @@ use crate::classify::ErrorsAsFailures;
 /// | `grpc` (feature `http`) | gRPC `http::Request<B>` | UNAVAILABLE, `grpc-retry-pushback-ms`, errors that prove the call was never sent; calls marked idempotent also after timeouts and transport errors |
 /// | `http` (feature `reqwest`) | `reqwest::Request`, `try_clone`; each retry's timeout is the time left | as `http` |
 /// | `reqwest` (feature `reqwest`) | `reqwest::Request`, as `http` without idempotent paths | as `http` |
+/// | `tonic` (feature `tonic`) | `http::Request<tonic::body::Body>`, passed on as that type (`restore_body`) | as `grpc` |
 ///
 /// See the [module docs](super#the-safe-method-rule) for what makes a
 /// request safe to repeat.
@@ -54,6 +55,11 @@ impl<On, Rp> RetryLayer<On, Rp> {
     /// The configuration.
     pub fn config(&self) -> &RetryConfig {
         &self.shared.config
+    }
+
+    /// How requests are sent again.
+    pub fn replay(&self) -> &Rp {
+        &self.shared.replay
     }
 }
 
@@ -90,8 +96,9 @@ impl RetryLayer<super::HttpRetryOn, super::HttpReplay> {
     ///
     /// The inner service receives `http::Request<ReplayBody<B>>`
     /// ([`ReplayBody`](super::body::ReplayBody)): a hyper client built for
-    /// that body type, or `.map_request(..)` to convert it (for a tonic
-    /// `Channel`: `req.map(tonic::body::Body::new)`).
+    /// that body type. A client whose body type is fixed (a tonic
+    /// `Channel`) takes [`restore_body`](RetryLayer::restore_body), which
+    /// passes on `http::Request<B>` instead.
     ///
     /// With feature `reqwest` the same layer takes `reqwest::Request` and
     /// wraps a plain `reqwest::Client`: requests are replayed with

@@ -59,6 +59,10 @@
 //! - `RetryLayer::http` serves `reqwest::Request` too (feature `reqwest`),
 //!   through a `reqwest::Client`, by the same rule; `RetryLayer::reqwest`
 //!   is the same without idempotent paths.
+//! - `RetryLayer::tonic` (feature `tonic`): gRPC calls through a tonic
+//!   `Channel`, by the gRPC rule; the channel receives its own
+//!   `http::Request<tonic::body::Body>` (`RestoreBody`), so a generated
+//!   client takes the wrapped channel as it is.
 //!
 //! Never retried: a call the caller dropped, and rejections by this crate's
 //! own layers — [`CircuitOpen`] fails fast, so does a full bulkhead. With
@@ -90,7 +94,8 @@
 //! - for gRPC, a status in the retry codes (UNAVAILABLE by default): a
 //!   service lists as retryable the codes it answers without acting.
 //!
-//! Never after an attempt timeout (`Elapsed`), a reset or closed connection
+//! Never after an attempt timeout (`Elapsed`, or a tonic `Channel`'s own
+//! `TimeoutExpired`, feature `tonic`), a reset or closed connection
 //! or any other error that may come after the server ran the call — unless
 //! you opt in with [`retry_timeouts`](RetryConfigBuilder::retry_timeouts)
 //! (timeouts only) or mark the call idempotent. A skipped retry is counted
@@ -245,6 +250,8 @@ mod handle;
 mod layer;
 mod policy;
 mod replay;
+#[cfg(feature = "http")]
+mod restore;
 mod service;
 
 pub use self::backoff::{Backoff, Delays, Jitter};
@@ -260,4 +267,6 @@ pub use self::replay::ReqwestReplay;
 pub use self::replay::{CloneRequest, CloneWithDeadline, Idempotent, NotReplayable, Replay};
 #[cfg(feature = "http")]
 pub use self::replay::{HttpReplay, HttpStash};
+#[cfg(feature = "http")]
+pub use self::restore::{FromReplayBody, RestoreBody};
 pub use self::service::Retry;

@@ -151,7 +151,10 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
 /// left at the first attempt (gRPC: `grpc-timeout`; reqwest: the request's
 /// timeout).
 #[inline]
-fn refresh_deadline<Req: CarriesDeadline>(request: &mut Req, deadline: Option<Deadline>) {
+pub(super) fn refresh_deadline<Req: CarriesDeadline>(
+    request: &mut Req,
+    deadline: Option<Deadline>,
+) {
     if let Some(deadline) = deadline {
         request.propagate_timeout(deadline.remaining());
     }

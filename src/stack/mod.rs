@@ -83,6 +83,8 @@ mod builder;
 mod handle;
 mod retry;
 mod toggle;
+#[cfg(feature = "tonic")]
+mod tonic;
 
 use std::fmt;
 
@@ -98,6 +100,8 @@ pub use self::builder::{ResilienceBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEAD
 pub use self::handle::{KeyedBreakers, KeyedSnapshot, ResilienceHandle, ResilienceSnapshot};
 pub use self::retry::{RetryPiece, RetryToggle};
 pub use self::toggle::{Toggle, ToggleFuture, ToggleLayer};
+#[cfg(feature = "tonic")]
+pub use self::tonic::{try_status_from, GrpcStatus, GrpcStatusFuture, GrpcStatusLayer};
 
 /// Every layer of this crate in the right order; see the [module docs](self).
 ///
@@ -204,7 +208,26 @@ mod presets {
     use super::*;
     use crate::classify::{GrpcClassifier, HttpClassifier};
     use crate::idempotency::IdempotencyKeyLayer;
-    use crate::retry::{GrpcRetryOn, HttpReplay, HttpRetryOn};
+    use crate::retry::{GrpcRetryOn, HttpReplay, HttpRetryOn, RestoreBody};
+
+    /// The outermost piece of the gRPC preset: with feature `tonic`,
+    /// [`GrpcStatusLayer`](super::GrpcStatusLayer), which turns our
+    /// rejections into a `tonic::Status` with the right code; without it,
+    /// nothing.
+    #[cfg(feature = "tonic")]
+    pub type GrpcOuter = super::GrpcStatusLayer;
+    /// The outermost piece of the gRPC preset: with feature `tonic`,
+    /// `GrpcStatusLayer`, which turns our rejections into a `tonic::Status`
+    /// with the right code; without it, nothing.
+    #[cfg(not(feature = "tonic"))]
+    pub type GrpcOuter = Identity;
+
+    fn grpc_outer() -> GrpcOuter {
+        #[cfg(feature = "tonic")]
+        return super::GrpcStatusLayer::new();
+        #[cfg(not(feature = "tonic"))]
+        return Identity::new();
+    }
 
     /// The key-setting piece of the HTTP preset.
     pub type HttpKey = ToggleLayer<IdempotencyKeyLayer>;
@@ -218,7 +241,7 @@ mod presets {
 
     /// The layer [`ResilienceLayer::grpc`] builds.
     pub type GrpcResilienceLayer<Kf = NoKey> =
-        ResilienceLayer<GrpcClassifier, GrpcRetryOn, HttpReplay, Kf>;
+        ResilienceLayer<GrpcClassifier, GrpcRetryOn, RestoreBody, Kf, Identity, GrpcOuter>;
 
     /// The service of [`GrpcResilienceLayer`] around `S`.
     pub type GrpcResilience<S, Kf = NoKey> = <GrpcResilienceLayer<Kf> as Layer<S>>::Service;
@@ -293,22 +316,37 @@ mod presets {
         }
     }
 
-    impl ResilienceLayer<GrpcClassifier, GrpcRetryOn, HttpReplay> {
-        /// The preset for gRPC clients (`http::Request<B>` with `content-type:
-        /// application/grpc`).
+    impl ResilienceLayer<GrpcClassifier, GrpcRetryOn, RestoreBody, NoKey, Identity, GrpcOuter> {
+        /// The preset for gRPC clients: `http::Request<B>` with
+        /// `content-type: application/grpc`, around a tonic `Channel`.
         ///
         /// Failures are UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
         /// INTERNAL and UNKNOWN ([`GrpcClassifier`]); retries follow
         /// [`GrpcRetryOn`]: a call is repeated after UNAVAILABLE, or after
         /// any retryable failure when its method is listed in
-        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths).
-        pub fn grpc() -> ResilienceBuilder<GrpcClassifier, GrpcRetryOn, HttpReplay> {
+        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths). Every
+        /// attempt's `grpc-timeout` is the smaller of the time left and the
+        /// attempt timeout.
+        ///
+        /// The service behind receives the caller's own request type
+        /// ([`RestoreBody`]): `http::Request<tonic::body::Body>` for a tonic
+        /// `Channel`, so a generated client takes the wrapped channel as it
+        /// is. With feature `tonic`, our rejections reach the caller as a
+        /// `tonic::Status` (UNAVAILABLE for an open breaker or a full
+        /// bulkhead, DEADLINE_EXCEEDED for timeouts) with our error as its
+        /// source. Over a hyper client whose body type cannot be rebuilt
+        /// ([`FromReplayBody`](crate::retry::FromReplayBody)), replay with
+        /// `.replay(HttpReplay::new(cap))`: the service then receives
+        /// `http::Request<ReplayBody<B>>`.
+        pub fn grpc(
+        ) -> ResilienceBuilder<GrpcClassifier, GrpcRetryOn, RestoreBody, NoKey, Identity, GrpcOuter>
+        {
             ResilienceBuilder::preset(
                 GrpcClassifier::new(),
                 GrpcRetryOn::new(),
-                http_replay,
+                |config, paths| RestoreBody::from(http_replay(config, paths)),
                 Identity::new(),
-                Identity::new(),
+                grpc_outer(),
             )
         }
     }
@@ -316,7 +354,7 @@ mod presets {
 
 #[cfg(feature = "http")]
 pub use self::presets::{
-    GrpcResilience, GrpcResilienceLayer, HttpKey, HttpResilience, HttpResilienceLayer,
+    GrpcOuter, GrpcResilience, GrpcResilienceLayer, HttpKey, HttpResilience, HttpResilienceLayer,
 };
 #[cfg(feature = "reqwest")]
 pub use self::presets::{ReqwestResilience, ReqwestResilienceLayer};

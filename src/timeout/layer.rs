@@ -38,6 +38,12 @@ impl TimeoutLayer {
     /// `min(timeout, time left)`. Needs requests that implement
     /// [`CarriesDeadline`] (`http::Request` does).
     ///
+    /// The next hop is told the same limit
+    /// ([`CarriesDeadline::propagate_attempt_timeout`][propagate]): a gRPC request
+    /// leaves with `grpc-timeout` = `min(timeout, time left)`, unless it
+    /// already carries a shorter one.
+    ///
+    /// [propagate]: crate::deadline::CarriesDeadline::propagate_attempt_timeout
     /// [`Deadline`]: crate::deadline::Deadline
     /// [`CarriesDeadline`]: crate::deadline::CarriesDeadline
     pub fn deadline_aware(self) -> TimeoutLayer<RequestDeadline> {

@@ -103,6 +103,36 @@
 //! values are ignored and long ones never extend the layer's own timeout. See
 //! `deadline::grpc_timeout` (feature `http`).
 //!
+//! A deadline-aware [`Timeout`] ([`TimeoutLayer::deadline_aware`]) writes
+//! what *its* timer allows into each gRPC request it passes on: the shorter
+//! of the time left and the attempt timeout. With a 2 s deadline and 300 ms
+//! per attempt the server sees `300000u` on every attempt, and less once
+//! fewer than 300 ms are left, never the 2 s the call has in all. A shorter
+//! `grpc-timeout` already on the request is kept.
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::timeout::{DeadlineLayer, TimeoutLayer};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[cfg(not(feature = "http"))] fn main() {}
+//! # #[cfg(feature = "http")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! let backend = tower::service_fn(|req: http::Request<()>| async move {
+//!     Ok::<_, std::io::Error>(req.headers()["grpc-timeout"].clone())
+//! });
+//! let attempt = TimeoutLayer::new(Duration::from_millis(300))?.deadline_aware();
+//! let svc = DeadlineLayer::new(Duration::from_secs(2))?.layer(attempt.layer(backend));
+//!
+//! let call = http::Request::post("http://products/shop.Products/Get")
+//!     .header("content-type", "application/grpc")
+//!     .body(())?;
+//! assert_eq!(svc.oneshot(call).await?, "300000u");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Errors
 //!
 //! Both layers box errors ([`BoxError`](crate::BoxError)); downcast to

@@ -78,7 +78,7 @@ where
     }
 
     #[inline]
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, mut req: Req) -> Self::Future {
         // The timer starts here, in `call`, not in `poll_ready`.
         let now = Instant::now();
         let (at, limit) = match self.deadline.deadline_of(&req) {
@@ -90,6 +90,10 @@ where
                 Limit::Attempt(self.timeout),
             ),
         };
+        // The next hop gets what this timer allows (gRPC: `grpc-timeout`),
+        // not the whole call's time left; nothing without `deadline_aware`.
+        self.deadline
+            .propagate_attempt_timeout(&mut req, at.saturating_duration_since(now));
         match runtime::checked_already() {
             // This task's runtime has a timer: the sleep is made in place.
             Ok(()) => {

@@ -308,6 +308,74 @@ proptest! {
     }
 }
 
+/// A transport error that wraps another, as tonic's and hyper's do.
+#[derive(Debug)]
+struct Wrapped(BoxError);
+
+impl fmt::Display for Wrapped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("transport error")
+    }
+}
+
+impl Error for Wrapped {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+#[test]
+fn grpc_code_of_our_errors_anywhere_in_the_chain() {
+    use std::time::Duration;
+    use steadfast::bulkhead::error::{BulkheadFull, Rejection};
+    use steadfast::circuit_breaker::{error::CircuitOpen, CircuitState};
+    use steadfast::timeout::error::{DeadlineExceeded, Elapsed};
+
+    let cases: [(BoxError, Option<GrpcCode>); 7] = [
+        (
+            Box::new(CircuitOpen::new(CircuitState::Open, None)),
+            Some(GrpcCode::Unavailable),
+        ),
+        (
+            Box::new(BulkheadFull::new(Rejection::QueueFull, 4, Duration::ZERO)),
+            Some(GrpcCode::Unavailable),
+        ),
+        (
+            Box::new(DeadlineExceeded::new(None)),
+            Some(GrpcCode::DeadlineExceeded),
+        ),
+        (
+            Box::new(Elapsed::new(Duration::from_secs(1))),
+            Some(GrpcCode::DeadlineExceeded),
+        ),
+        (
+            Box::new(Wrapped(Box::new(CircuitOpen::new(
+                CircuitState::ForcedOpen,
+                None,
+            )))),
+            Some(GrpcCode::Unavailable),
+        ),
+        (
+            io::Error::from(io::ErrorKind::ConnectionRefused).into(),
+            None,
+        ),
+        (Box::new(Wrapped(io::Error::other("reset").into())), None),
+    ];
+    for (err, code) in cases {
+        assert_eq!(GrpcCode::of_error(err.as_ref()), code, "{err}");
+    }
+}
+
+/// tonic's `Channel` fails a call whose `grpc-timeout` passed with
+/// `TimeoutExpired` (CANCELLED, by tonic's own mapping): for us it is an
+/// attempt timeout, DEADLINE_EXCEEDED.
+#[cfg(feature = "tonic")]
+#[test]
+fn grpc_code_of_tonics_timeout_is_deadline_exceeded() {
+    let err = Wrapped(Box::new(tonic::TimeoutExpired(())));
+    assert_eq!(GrpcCode::of_error(&err), Some(GrpcCode::DeadlineExceeded));
+}
+
 // === closures and ErrorsAsFailures ===
 
 #[test]

@@ -226,6 +226,40 @@ async fn retry_timeouts_does_not_repeat_a_reset() {
     assert_eq!(executions.load(Ordering::SeqCst), 1);
 }
 
+/// A tonic `Channel` enforces the request's `grpc-timeout` itself and fails
+/// the call with `TimeoutExpired` (inside its transport error), which can
+/// beat our own attempt timer: it is an attempt timeout like `Elapsed`, so
+/// an unsafe call is not repeated after it, unless `retry_timeouts` asks.
+#[cfg(feature = "tonic")]
+#[tokio::test(start_paused = true)]
+async fn tonics_timeout_expired_is_an_attempt_timeout() {
+    /// Stands in for `tonic::transport::Error`: the expiry is its source.
+    #[derive(Debug)]
+    struct Transport(tonic::TimeoutExpired);
+    impl std::fmt::Display for Transport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("transport error")
+        }
+    }
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let expired = |_| Some(Box::new(Transport(tonic::TimeoutExpired(()))) as BoxError);
+
+    for (retry_timeouts, runs, unsafe_) in [(false, 1, 1), (true, 3, 0)] {
+        let executions = Arc::new(AtomicUsize::new(0));
+        let config = quick().retry_timeouts(retry_timeouts).build().unwrap();
+        let retry = RetryLayer::grpc(config);
+        let svc = retry.layer(counting_backend(&executions, ms(0), expired));
+        let err = svc.oneshot(grpc_call()).await.unwrap_err();
+        assert!(err.is::<Transport>(), "{err}");
+        assert_eq!(executions.load(Ordering::SeqCst), runs, "{retry_timeouts}");
+        assert_eq!(Counts::of(&retry.handle()).unsafe_, unsafe_);
+    }
+}
+
 /// Errors that prove the request was never sent repeat it, errors that
 /// prove nothing do not: for a gRPC call and for a POST without a key.
 #[tokio::test(start_paused = true)]

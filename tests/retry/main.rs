@@ -48,5 +48,7 @@ mod hint_clamp;
 #[cfg(feature = "http")]
 mod http;
 mod readiness;
+#[cfg(feature = "tonic")]
+mod restore_body;
 mod schedule;
 mod timeout;

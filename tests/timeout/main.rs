@@ -10,6 +10,8 @@
 //! * `deadline_layer`: the deadline written into the request, nested
 //!   deadlines, expired deadlines, `grpc-timeout` out and in;
 //! * `retry`: a deadline over retries, attempt by attempt;
+//! * `attempt_grpc_timeout`: a deadline-aware timeout writes
+//!   `min(time left, attempt timeout)` as each attempt's `grpc-timeout`;
 //! * `breaker`: which of the two errors the circuit breaker counts;
 //! * `grpc_timeout`: the header's parser and formatter (property tests);
 //! * `alloc`: the per-attempt timeout allocates nothing on the success path;
@@ -26,6 +28,8 @@ mod cases;
 mod pending_once;
 
 mod alloc;
+#[cfg(feature = "http")]
+mod attempt_grpc_timeout;
 #[cfg(feature = "http")]
 mod breaker;
 mod config;
