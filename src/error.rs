@@ -158,6 +158,15 @@ impl AsError for std::io::Error {
     }
 }
 
+/// A `tonic::Status` holding one of our errors as its source (what the gRPC
+/// preset returns with feature `tonic`).
+#[cfg(feature = "tonic")]
+impl AsError for tonic::Status {
+    fn as_error(&self) -> &(dyn Error + 'static) {
+        self
+    }
+}
+
 impl<T: AsError + ?Sized> AsError for &T {
     fn as_error(&self) -> &(dyn Error + 'static) {
         (**self).as_error()

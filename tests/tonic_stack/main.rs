@@ -15,6 +15,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod preset;
 mod product;
 
 use std::future::Future;
