@@ -327,7 +327,7 @@ impl Error for Wrapped {
 #[test]
 fn grpc_code_of_our_errors_anywhere_in_the_chain() {
     use std::time::Duration;
-    use steadfast::bulkhead::error::{BulkheadFull, Rejection};
+    use steadfast::bulkhead::error::{BulkheadFull, FullReason};
     use steadfast::circuit_breaker::{error::CircuitOpen, CircuitState};
     use steadfast::timeout::error::{DeadlineExceeded, Elapsed};
 
@@ -337,7 +337,7 @@ fn grpc_code_of_our_errors_anywhere_in_the_chain() {
             Some(GrpcCode::Unavailable),
         ),
         (
-            Box::new(BulkheadFull::new(Rejection::QueueFull, 4, Duration::ZERO)),
+            Box::new(BulkheadFull::new(FullReason::QueueFull, 4, Duration::ZERO)),
             Some(GrpcCode::Unavailable),
         ),
         (
