@@ -19,8 +19,8 @@
 //!    through, unprotected, and creates order 2.
 //!
 //! ```text
-//! cargo run --example idempotent_server --features reqwest
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run --example idempotent_server --features reqwest,redis
+//! cargo run -p steadfast-integration --example idempotent_server --features reqwest
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p steadfast-integration --example idempotent_server --features reqwest,redis
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
