@@ -182,7 +182,7 @@ async fn a_timeout_of_the_callers_is_the_deadline_without_a_deadline_layer() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_any_deadline_no_timeout_is_set() {
+async fn without_a_deadline_each_attempt_carries_the_attempt_timeout() {
     let fake = FakeClient::new(ms(10), &[503, 503, 200]);
     let svc = ServiceBuilder::new()
         .layer(RetryLayer::http(
@@ -201,7 +201,9 @@ async fn without_any_deadline_no_timeout_is_set() {
         .unwrap();
 
     assert_eq!(res.status(), 200);
-    assert_eq!(fake.timeouts(), [None, None, None]);
+    // No deadline: each attempt is told the per-attempt timeout, so reqwest
+    // stops when our timer does (as a gRPC attempt gets it as grpc-timeout).
+    assert_eq!(fake.timeouts(), [Some(ms(50)); 3]);
 }
 
 #[tokio::test(start_paused = true)]

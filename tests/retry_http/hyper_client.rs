@@ -424,3 +424,41 @@ async fn early_answer_before_the_upload_ended_is_retried_with_the_whole_body() {
     let snap = handle.snapshot();
     assert_eq!((snap.retries, snap.attempts), (1, 2));
 }
+
+/// The preset stack wraps hyper-util's client as it is: the client's body
+/// type is inferred as the replay body, and a PUT is retried through the
+/// whole stack.
+#[tokio::test]
+async fn the_preset_stack_wraps_hyper_utils_client() {
+    support::trace_init();
+    let server = TestServer::start(unavailable_twice()).await;
+    let (layer, handle) = steadfast::ResilienceLayer::http()
+        .retry(
+            steadfast::retry::RetryConfig::builder()
+                .backoff(Backoff::fixed(Duration::from_millis(1))),
+        )
+        .bulkhead(8)
+        .build()
+        .unwrap();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(Client::builder(TokioExecutor::new()).build_http());
+    let sent = payload(2 * 1024);
+
+    let res = bounded(svc.oneshot(put(&server, Full::new(sent.clone()))))
+        .await
+        .expect("a response");
+
+    assert_eq!(res.status(), 200);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "503, 503, then 200");
+    assert!(
+        seen.iter().all(|s| s.body.as_ref() == Ok(&sent)),
+        "the body each time"
+    );
+    let snapshot = handle.snapshot();
+    assert_eq!(snapshot.retry.unwrap().retries, 2);
+    assert_eq!(snapshot.bulkhead.unwrap().in_flight, 0);
+    let breaker = snapshot.circuit_breaker.unwrap();
+    assert_eq!((breaker.failures, breaker.successes), (2, 1));
+}
