@@ -316,6 +316,17 @@ async fn dropping_the_call_anywhere_gives_everything_back() {
     let breaker = handle.circuit_breaker().unwrap().snapshot();
     assert_eq!(breaker.state, CircuitState::Closed);
     assert!(breaker.cancelled > 0, "drops are counted as cancelled");
+    // Every budget token taken for a retry that the drop cancelled came back.
+    let retry = handle.retry().unwrap().snapshot();
+    let budget = retry.budget.expect("the preset has a budget");
+    assert!(
+        budget.refunded > 0,
+        "a drop during a backoff refunds its token: {budget:?}"
+    );
+    assert_eq!(
+        budget.retries, retry.retries,
+        "tokens kept (withdrawn less refunded) = retries sent: {budget:?} {retry:?}"
+    );
     // Every slot is free: two calls run at once.
     let a = tokio::spawn(svc.clone().oneshot(get("http://products/1")));
     let b = tokio::spawn(svc.clone().oneshot(get("http://products/2")));
