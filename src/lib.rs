@@ -110,9 +110,9 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
-//! | `reqwest` | no | `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
+//! | `reqwest` | no | `ResilienceLayer::reqwest()`; `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
-//! | `tonic` | no | tonic's core only (no transport): `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
+//! | `tonic` | no | tonic's core only (no transport): `ResilienceLayer::grpc()` maps our rejections to a `tonic::Status`; `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
 //!
 //! # Minimum supported Rust version
 //!
