@@ -227,7 +227,42 @@ criterion_group! {
     targets = stack
 }
 
+/// `STEADFAST_STACK_CALLS=<case>:<n>`: makes `n` calls through `case` and
+/// exits, for an instruction count that does not depend on the machine's
+/// load (run it twice under `valgrind --tool=callgrind` with two values of
+/// `n`; the difference over the difference in `n` is the cost of one call):
+///
+/// ```text
+/// STEADFAST_STACK_CALLS=preset_http:20000 valgrind --tool=callgrind \
+///     --callgrind-out-file=/dev/null target/release/deps/stack-<hash>
+/// ```
+fn run_calls(spec: &str) {
+    let (case, n) = spec.split_once(':').expect("<case>:<n>");
+    let n: u64 = n.parse().expect("a number of calls");
+    let rt = runtime();
+    let mut found = false;
+    macro_rules! run {
+        ($name:expr, $svc:expr) => {{
+            if $name == case {
+                found = true;
+                let mut svc = $svc;
+                rt.block_on(async {
+                    for _ in 0..n {
+                        let _ = black_box(one(&mut svc).await);
+                    }
+                });
+            }
+        }};
+    }
+    cases!(run);
+    assert!(found, "no case named {case}");
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("STEADFAST_STACK_CALLS") {
+        run_calls(&spec);
+        return;
+    }
     print_sizes_and_allocations();
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -11,6 +11,40 @@
 //!
 //! For `http::Request<B>` the deadline lives in the request's extensions (feature
 //! `http`). Other request types carry it by implementing [`CarriesDeadline`].
+//! Within the preset stack it travels in a scope instead (below).
+//!
+//! # Carried in a scope
+//!
+//! Inserting a `Deadline` into `http::Extensions` allocates (the map and
+//! the boxed value), and the retry layer's copy of the request head for
+//! replay copies them again: six allocations per call, the most of
+//! anything on the preset's happy path. So the preset stack
+//! ([`ResilienceLayer`](crate::stack::ResilienceLayer)) does not put its
+//! deadline into the request: its deadline piece puts it *in scope* on
+//! the calling thread for exactly as long as the inner service's `call`
+//! runs ([`Deadline::scope`]; a thread-local that a guard restores on
+//! return and on unwind), and every deadline-aware layer of this crate
+//! reads the earlier of the request's own deadline and the one in scope
+//! ([`RequestDeadline`], and the retry layer's built-in replays). A
+//! `call` is synchronous, and the stack's layers call the next one from
+//! their own `call`, so the deadline reaches the attempt timeout, the
+//! bulkhead and the retry's first attempt; the two layers that call their
+//! inner service later, from their future, put the deadline they read
+//! back in scope around that call: the retry layer around every retry,
+//! and the bulkhead around a call that waited for its slot. Nested stacks
+//! keep the earliest deadline: a scope opened inside another keeps the
+//! outer deadline when that is earlier.
+//!
+//! What a scope does not reach: work that starts later, elsewhere. A layer
+//! of your own between the stack's pieces that calls its inner service
+//! from a spawned task or its future (a `Buffer`) would lose it (put it
+//! back with [`Deadline::current`] and [`Deadline::scope`]); the preset
+//! has no such layer. The request that leaves the stack carries no
+//! `Deadline` extension; what the next hop needs is still written into
+//! it (`grpc-timeout` on gRPC requests, the timeout of a
+//! `reqwest::Request`). [`DeadlineLayer`](crate::timeout::DeadlineLayer)
+//! used on its own still writes the deadline into the request, as
+//! documented there.
 //!
 //! # `reqwest::Request` (feature `reqwest`)
 //!
@@ -56,6 +90,7 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -124,6 +159,80 @@ impl Deadline {
             Some(other) if other < self => other,
             _ => self,
         }
+    }
+
+    /// The deadline in scope on this thread: set by the preset stack's
+    /// deadline piece (and by [`scope`](Self::scope)) for the duration of
+    /// the inner service's `call`; `None` outside any scope. See
+    /// [Carried in a scope](crate::deadline#carried-in-a-scope).
+    #[inline]
+    pub fn current() -> Option<Deadline> {
+        SCOPE.get()
+    }
+
+    /// Runs `f` with this deadline in scope — or the one already in scope
+    /// when that is earlier — and restores the scope afterwards, also when
+    /// `f` panics. A layer of your own that calls its inner service later
+    /// than in its own `call` (from its future, after a wait) can read
+    /// [`current`](Self::current) in `call` and make the later call in a
+    /// scope, so the deadline-aware layers inside still see the deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::deadline::Deadline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let outer = Deadline::after(Duration::from_secs(1));
+    /// let inner = Deadline::after(Duration::from_secs(5));
+    /// outer.scope(|| {
+    ///     // The earlier deadline stays in scope.
+    ///     inner.scope(|| assert_eq!(Deadline::current(), Some(outer)));
+    /// });
+    /// assert_eq!(Deadline::current(), None);
+    /// # }
+    /// ```
+    #[inline]
+    pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let previous = SCOPE.get();
+        SCOPE.set(Some(self.earliest(previous)));
+        let _restore = Restore(previous);
+        f()
+    }
+}
+
+thread_local! {
+    /// The deadline in scope on this thread. `const` and without `Drop`: a
+    /// read is a plain load.
+    static SCOPE: Cell<Option<Deadline>> = const { Cell::new(None) };
+}
+
+/// Puts the previous scope back when dropped: on return and on unwind.
+struct Restore(Option<Deadline>);
+
+impl Drop for Restore {
+    #[inline]
+    fn drop(&mut self) {
+        SCOPE.set(self.0);
+    }
+}
+
+/// `f` with `deadline` in scope, or plain `f` without one.
+#[inline]
+pub(crate) fn scoped<R>(deadline: Option<Deadline>, f: impl FnOnce() -> R) -> R {
+    match deadline {
+        Some(deadline) => deadline.scope(f),
+        None => f(),
+    }
+}
+
+/// The earliest of `own` (what a request carries) and the deadline in
+/// scope: what the deadline-aware layers go by.
+#[inline]
+pub(crate) fn in_force(own: Option<Deadline>) -> Option<Deadline> {
+    match (own, Deadline::current()) {
+        (Some(own), scope) => Some(own.earliest(scope)),
+        (None, scope) => scope,
     }
 }
 
@@ -343,14 +452,17 @@ impl<Req> DeadlineOf<Req> for NoDeadline {
     }
 }
 
-/// Reads the deadline through [`CarriesDeadline`].
+/// Reads the deadline through [`CarriesDeadline`], and the one in scope
+/// ([`Deadline::current`]): the earlier of the two.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestDeadline;
 
 impl<Req: CarriesDeadline> DeadlineOf<Req> for RequestDeadline {
+    /// The earlier of the request's own deadline and the one in scope
+    /// ([`Deadline::current`]).
     #[inline]
     fn deadline_of(&self, req: &Req) -> Option<Deadline> {
-        req.deadline()
+        in_force(req.deadline())
     }
 
     #[inline]

@@ -215,11 +215,17 @@ where
     let (Some(mut service), Some(mut request)) = (q.service.take(), q.request.take()) else {
         unreachable!("a queued call is started once")
     };
-    if let Some((deadline, refresh)) = q.refresh.take() {
-        refresh(&mut request, deadline);
-    }
+    let future = match q.refresh.take() {
+        Some((deadline, refresh)) => {
+            refresh(&mut request, deadline);
+            // Called later than in `Bulkhead::call`: the deadline goes back
+            // in scope for the layers inside (see `crate::deadline`).
+            deadline.scope(|| service.call(request))
+        }
+        None => service.call(request),
+    };
     Poll::Ready(Kind::Called {
-        future: service.call(request),
+        future,
         permit: Some(permit),
     })
 }

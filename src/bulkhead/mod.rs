@@ -74,7 +74,10 @@
 //! call joins the queue in `call` (its place is kept from then on, before
 //! its future is first polled) and leaves it when:
 //!
-//! * a slot is handed to it: it calls the inner service;
+//! * a slot is handed to it: it calls the inner service (a deadline-aware
+//!   bulkhead makes that call with the deadline it read back in scope,
+//!   [`Deadline::scope`](crate::deadline::Deadline::scope), so the layers
+//!   inside see it although the call is made from the future);
 //! * `max_wait` has passed since it joined, or the request's deadline has
 //!   passed ([`deadline_aware`](BulkheadLayer::deadline_aware)):
 //!   [`FullReason::WaitTimedOut`](error::FullReason::WaitTimedOut). The queue

@@ -46,12 +46,15 @@ impl Drop for Pending {
     }
 }
 
-/// What a call keeps once it has retried at least once.
-struct RetryState {
+/// What a call keeps once it has retried at least once: boxed, made on the
+/// first retry, so the happy path's future carries none of it (the next
+/// request alone is hundreds of bytes for an `http::Request`).
+struct RetryState<R> {
     rng: SmallRng,
     previous_delay: Duration,
     waited_for_circuit: bool,
     pending: Option<Pending>,
+    next: Option<R>,
 }
 
 pin_project! {
@@ -81,10 +84,9 @@ pin_project! {
         service: S,
         shared: Arc<Shared<On, Rp>>,
         stash: Result<Rp::Stash, NotReplayable>,
-        next: Option<Rp::Request>,
         attempts: u32,
         deadline: Option<Deadline>,
-        retry: Option<Box<RetryState>>,
+        retry: Option<Box<RetryState<Rp::Request>>>,
         _req: PhantomData<fn(Req)>,
     }
 }
@@ -107,7 +109,6 @@ where
             service,
             shared,
             stash,
-            next: None,
             attempts: 1,
             deadline,
             retry: None,
@@ -216,21 +217,28 @@ where
                     // Nothing was sent: the withdrawal goes back (Pending's drop).
                     return Poll::Ready(Err(e.into()));
                 }
-                let mut request = this
+                let retry = this
+                    .retry
+                    .as_mut()
+                    .expect("retry ResponseFuture: the retry state is made before readying");
+                let mut request = retry
                     .next
                     .take()
                     .expect("retry ResponseFuture: a next request is set before readying");
                 this.shared
                     .replay
                     .before_retry(&mut request, *this.deadline);
-                if let Some(pending) = this.retry.as_mut().and_then(|r| r.pending.take()) {
+                if let Some(pending) = retry.pending.take() {
                     pending.spend();
                 }
                 // Counted when sent: a retry abandoned during the backoff
                 // is not a retry.
                 this.shared.stats.retry();
                 *this.attempts += 1;
-                let future = this.service.call(request);
+                // The call's deadline in scope again, as for the first
+                // attempt: the layers inside read it there.
+                let service = &mut *this.service;
+                let future = crate::deadline::scoped(*this.deadline, || service.call(request));
                 this.state.set(State::Calling { future });
             }
         }
@@ -303,6 +311,7 @@ where
             previous_delay: Duration::ZERO,
             waited_for_circuit: false,
             pending: None,
+            next: None,
         })
     });
     let retry_number = *this.attempts;
@@ -365,7 +374,7 @@ where
     );
     // The failed response (and its body) goes before the next attempt.
     drop(result);
-    *this.next = Some(request);
+    state.next = Some(request);
     if delay.is_zero() {
         this.state.set(State::Readying);
     } else {

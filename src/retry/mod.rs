@@ -210,7 +210,16 @@
 //! runs past it and no attempt starts after it: the call returns the last
 //! result instead. Each retry tells the next hop the time left when it is
 //! sent: gRPC requests as `grpc-timeout`, a `reqwest::Request` as its
-//! timeout, so reqwest stops at the deadline too.
+//! timeout, so reqwest stops at the deadline too. The built-in replays also
+//! read the deadline in scope
+//! ([`Deadline::current`](crate::deadline::Deadline::current), how the
+//! preset stack carries it) and take the earlier of the two; each retry is
+//! called with that deadline back in scope, so the layers inside see it on
+//! every attempt, not only the first.
+//!
+//! The happy path's future holds the attempt, a clone of the inner service
+//! and the replay's stash; what only a retry needs (its RNG, the budget
+//! withdrawal, the next request) is boxed on the first retry.
 //!
 //! # HTTP
 //!

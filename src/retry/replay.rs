@@ -51,7 +51,10 @@ pub trait Replay<Req> {
     /// What is kept between attempts.
     type Stash;
 
-    /// The deadline `req` carries, read before the first attempt.
+    /// The deadline `req` carries, read before the first attempt. The
+    /// built-in replays that read one take the earlier of the request's
+    /// and the deadline in scope ([`Deadline::current`]); the retry layer
+    /// puts it back in scope around each retry's `call`.
     fn deadline(&self, req: &Req) -> Option<Deadline>;
 
     /// The first attempt, and a stash to make later ones — or why there
@@ -128,7 +131,7 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
 
     #[inline]
     fn deadline(&self, req: &Req) -> Option<Deadline> {
-        req.deadline()
+        crate::deadline::in_force(req.deadline())
     }
 
     #[inline]
@@ -344,7 +347,7 @@ mod http_impl {
 
         #[inline]
         fn deadline(&self, req: &http::Request<B>) -> Option<Deadline> {
-            req.deadline()
+            crate::deadline::in_force(req.deadline())
         }
 
         fn prepare(
@@ -417,7 +420,7 @@ mod reqwest_impl {
 
         #[inline]
         fn deadline(&self, req: &reqwest::Request) -> Option<Deadline> {
-            req.deadline()
+            crate::deadline::in_force(req.deadline())
         }
 
         fn prepare(

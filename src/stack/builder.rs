@@ -362,6 +362,9 @@ where
                         "must be greater than zero (a zero deadline fails every call; use `no_deadline` to leave it out)",
                     )
                 })?;
+                // In scope, not in the request's extensions: no allocation
+                // (see `crate::deadline`, "Carried in a scope").
+                let layer = layer.in_scope();
                 Some(if self.honor_incoming_timeout {
                     layer
                 } else {

@@ -44,7 +44,12 @@
 //! - **IdempotencyKey** outermost (HTTP): the key is set once, so every
 //!   attempt of a POST carries the same one and the server runs it once.
 //! - **Deadline** outside the retry: it bounds the whole call, backoff
-//!   included, and every layer inside sees the time left.
+//!   included, and every layer inside sees the time left. It travels in a
+//!   scope around the inner `call`s, not in the request's extensions, so it
+//!   costs no allocation (see
+//!   [Carried in a scope](crate::deadline#carried-in-a-scope)); a service
+//!   behind the stack reads it with
+//!   [`Deadline::current`](crate::deadline::Deadline::current) in its `call`.
 //! - **Retry** outside the bulkhead and the breaker: a retry never hammers
 //!   an open breaker (its rejection is not retried, unless
 //!   [`wait_for_open_circuit`](crate::retry::RetryConfigBuilder::wait_for_open_circuit)

@@ -83,6 +83,7 @@ impl<S, D: Clone> Layer<S> for TimeoutLayer<D> {
 pub struct DeadlineLayer {
     timeout: Duration,
     honor_incoming: bool,
+    in_scope: bool,
 }
 
 impl DeadlineLayer {
@@ -101,7 +102,18 @@ impl DeadlineLayer {
         Ok(Self {
             timeout,
             honor_incoming: true,
+            in_scope: false,
         })
+    }
+
+    /// Puts the deadline in scope around the inner service's `call`
+    /// instead of into the request: no allocation, but only layers called
+    /// within that `call` see it (see
+    /// [Carried in a scope](crate::deadline#carried-in-a-scope)). What the
+    /// preset stack uses.
+    pub(crate) fn in_scope(mut self) -> Self {
+        self.in_scope = true;
+        self
     }
 
     /// Stops honouring the time limit already on the request (the
@@ -124,6 +136,6 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = WithDeadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WithDeadline::from_parts(inner, self.timeout, self.honor_incoming)
+        WithDeadline::from_parts(inner, self.timeout, self.honor_incoming, self.in_scope)
     }
 }

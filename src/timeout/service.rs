@@ -123,14 +123,23 @@ pub struct WithDeadline<S> {
     inner: S,
     timeout: Duration,
     honor_incoming: bool,
+    /// The deadline goes in scope around the inner call, not into the
+    /// request (the preset stack's mode; see `crate::deadline`).
+    in_scope: bool,
 }
 
 impl<S> WithDeadline<S> {
-    pub(crate) fn from_parts(inner: S, timeout: Duration, honor_incoming: bool) -> Self {
+    pub(crate) fn from_parts(
+        inner: S,
+        timeout: Duration,
+        honor_incoming: bool,
+        in_scope: bool,
+    ) -> Self {
         Self {
             inner,
             timeout,
             honor_incoming,
+            in_scope,
         }
     }
 
@@ -177,16 +186,27 @@ where
                 deadline = deadline.earliest(Some(Deadline::after_from(now, incoming)));
             }
         }
-        // An earlier deadline set further out is kept.
-        let deadline = req.tighten_deadline(deadline);
+        // An earlier deadline set further out is kept: one in scope, or one
+        // the request carries.
+        let deadline = deadline.earliest(Deadline::current());
+        let deadline = if self.in_scope {
+            deadline.earliest(req.deadline())
+        } else {
+            req.tighten_deadline(deadline)
+        };
         let remaining = deadline.remaining_at(now);
         if remaining.is_zero() {
             return DeadlineFuture::expired(Some(remaining));
         }
         req.propagate_timeout(remaining);
         let sleep = runtime::sleep_until(WITH_DEADLINE, deadline.instant());
+        let future = if self.in_scope {
+            deadline.scope(|| self.inner.call(req))
+        } else {
+            self.inner.call(req)
+        };
         DeadlineFuture::running(ResponseFuture::new(
-            self.inner.call(req),
+            future,
             sleep,
             Limit::Deadline(Some(remaining)),
         ))

@@ -154,3 +154,104 @@ mod retry {
         assert_eq!(no_retry(config), 0.0);
     }
 }
+
+/// The preset stack's happy path (a GET answered at once): no allocation
+/// beyond the retry's copy of the request head for replay — the deadline
+/// travels in a scope, not in the request's extensions.
+#[cfg(feature = "http")]
+mod stack {
+    use super::*;
+    use std::convert::Infallible;
+    use std::future::{ready, Ready};
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use steadfast::retry::{HttpReplay, Replay};
+    use steadfast::stack::ResilienceLayer;
+    use tower::Service;
+
+    #[derive(Clone, Copy)]
+    struct Backend;
+
+    impl<B> Service<http::Request<B>> for Backend {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<http::Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _req: http::Request<B>) -> Self::Future {
+            ready(Ok(http::Response::new(())))
+        }
+    }
+
+    fn get() -> http::Request<Empty<Bytes>> {
+        http::Request::get("http://products/api/1")
+            .body(Empty::new())
+            .expect("valid")
+    }
+
+    /// Allocations per call of the preset built by `build`, the requests
+    /// made beforehand.
+    fn per_call<S>(mut svc: S) -> f64
+    where
+        S: Service<http::Request<Empty<Bytes>>, Response = http::Response<()>>,
+        S::Error: std::fmt::Debug,
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let mut requests: Vec<_> = (0..=CALLS).map(|_| Some(get())).collect();
+        allocs_per_call(CALLS, |i| {
+            let req = requests[i as usize].take().expect("one request per call");
+            rt.block_on(async {
+                std::future::poll_fn(|cx| svc.poll_ready(cx))
+                    .await
+                    .expect("ready");
+                svc.call(req).await.expect("200");
+            });
+        })
+    }
+
+    /// What the replay's own copy of one such request costs: the head
+    /// and the shared handle on its buffered body.
+    fn replay_copy() -> f64 {
+        let replay = HttpReplay::new(64 * 1024);
+        let mut requests: Vec<_> = (0..=CALLS).map(|_| Some(get())).collect();
+        allocs_per_call(CALLS, |i| {
+            let req = requests[i as usize].take().expect("one request per call");
+            drop(std::hint::black_box(Replay::prepare(&replay, req)));
+        })
+    }
+
+    #[test]
+    fn the_bare_service_allocates_nothing() {
+        assert_eq!(per_call(Backend), 0.0);
+    }
+
+    #[test]
+    fn the_happy_path_allocates_only_the_replay_copy() {
+        let (layer, _) = ResilienceLayer::http().bulkhead(64).build().expect("valid");
+        let preset = per_call(layer.layer(Backend));
+        assert_eq!(preset, replay_copy(), "allocations per call");
+        assert!(preset <= 1.0, "{preset}");
+    }
+
+    #[test]
+    fn the_deadline_costs_no_allocation() {
+        // Retries off still hand the service a replayable body: the same
+        // copy as with retries on, and nothing for the deadline.
+        let (layer, _) = ResilienceLayer::http()
+            .no_retry()
+            .no_circuit_breaker()
+            .no_attempt_timeout()
+            .no_idempotency_key()
+            .build()
+            .expect("valid");
+        assert_eq!(per_call(layer.layer(Backend)), replay_copy());
+    }
+}

@@ -424,3 +424,287 @@ async fn many_tasks_share_one_stack() {
     );
     assert_eq!(seen.calls() as u64, bulkhead.admitted);
 }
+
+// --- The deadline in scope (see `steadfast::deadline`, "Carried in a scope") ---
+
+mod deadline_in_scope {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::task::{Context, Poll};
+
+    use steadfast::bulkhead::BulkheadLayer;
+    use steadfast::deadline::Deadline;
+    use steadfast::retry::Backoff;
+    use steadfast::timeout::TimeoutLayer;
+
+    /// One call as the backend saw it: the deadline in scope, and whether
+    /// the request carried one in its extensions.
+    type Sighting = (Option<Deadline>, bool);
+
+    /// What the backend saw in each `call`.
+    #[derive(Clone, Default)]
+    struct Probe {
+        seen: Arc<Mutex<Vec<Sighting>>>,
+        /// Answers `503` to this many calls first.
+        fail_first: usize,
+        /// Each answer takes this long.
+        delay: Duration,
+    }
+
+    impl Probe {
+        fn seen(&self) -> Vec<Sighting> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    impl<B> Service<Request<B>> for Probe {
+        type Response = Response<String>;
+        type Error = BoxError;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response<String>, BoxError>> + Send>,
+        >;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: Request<B>) -> Self::Future {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push((
+                Deadline::current(),
+                req.extensions().get::<Deadline>().is_some(),
+            ));
+            let fail = seen.len() <= self.fail_first;
+            let delay = self.delay;
+            Box::pin(async move {
+                if !delay.is_zero() {
+                    time::sleep(delay).await;
+                }
+                let mut res = Response::new(String::from("ok"));
+                if fail {
+                    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                }
+                Ok(res)
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_sees_the_deadline_in_scope_and_no_extension() {
+        let probe = Probe {
+            fail_first: 2,
+            ..Probe::default()
+        };
+        let (layer, _) = ResilienceLayer::http()
+            .deadline(Duration::from_secs(1))
+            .retry(
+                RetryConfig::builder()
+                    .max_attempts(3)
+                    .backoff(Backoff::fixed(Duration::from_millis(100))),
+            )
+            .build()
+            .unwrap();
+        let svc = layer.layer(probe.clone());
+        let start = Instant::now();
+        let res = svc.oneshot(get("http://products/1")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let expected = Deadline::at(start + Duration::from_secs(1));
+        // The first attempt and both retries (made from the retry's future,
+        // after a backoff) see the call's deadline; no request carries it.
+        assert_eq!(probe.seen(), vec![(Some(expected), false); 3]);
+        assert_eq!(Deadline::current(), None, "the scope ends with the call");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_stop_at_the_deadline_in_scope() {
+        // Attempts at 0 and 0.6 s; a third would start at 1.2 s, past the
+        // 1 s deadline: retry returns the last answer at 0.6 s.
+        let probe = Probe {
+            fail_first: 10,
+            ..Probe::default()
+        };
+        let (layer, handle) = ResilienceLayer::http()
+            .deadline(Duration::from_secs(1))
+            .retry(
+                RetryConfig::builder()
+                    .max_attempts(5)
+                    .backoff(Backoff::fixed(Duration::from_millis(600))),
+            )
+            .build()
+            .unwrap();
+        let svc = layer.layer(probe.clone());
+        let start = Instant::now();
+        let res = svc.oneshot(get("http://products/1")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(start.elapsed(), Duration::from_millis(600));
+        assert_eq!(probe.seen().len(), 2);
+        assert_eq!(handle.retry().unwrap().snapshot().deadline_reached, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_aware_timeout_reads_the_deadline_in_scope() {
+        // 10 s per attempt, 1 s left in scope: the timer fires at 1 s, as
+        // the deadline's (`DeadlineExceeded`, not `Elapsed`).
+        let hang = tower::service_fn(|_: Request<()>| async {
+            time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, BoxError>(())
+        });
+        let mut svc = TimeoutLayer::new(Duration::from_secs(10))
+            .unwrap()
+            .deadline_aware()
+            .layer(hang);
+        let start = Instant::now();
+        let call = Deadline::after(Duration::from_secs(1)).scope(|| svc.call(Request::new(())));
+        let err = call.await.unwrap_err();
+        assert!(is_caused_by::<DeadlineExceeded>(err.as_ref()), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Outside any scope the request's own deadline, or none, counts.
+        let start = Instant::now();
+        let err = svc.call(Request::new(())).await.unwrap_err();
+        assert!(is_caused_by::<Elapsed>(err.as_ref()), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_call_waits_no_longer_than_the_deadline_in_scope() {
+        let probe = Probe {
+            delay: Duration::from_secs(5),
+            ..Probe::default()
+        };
+        let (layer, handle) = ResilienceLayer::http()
+            .deadline(Duration::from_secs(2))
+            .bulkhead_with(BulkheadLayer::builder(1).max_wait(Duration::from_secs(10)))
+            .no_retry()
+            .build()
+            .unwrap();
+        let svc = layer.layer(probe.clone());
+        // The first call holds the only slot until its deadline (2 s).
+        let first = tokio::spawn(svc.clone().oneshot(get("http://products/1")));
+        tokio::task::yield_now().await;
+        // The second is made in a caller's scope of 300 ms: its wait for
+        // the slot ends then, not at the stack's 2 s nor the 10 s max_wait.
+        let mut second = svc.clone();
+        ServiceExt::<Request<String>>::ready(&mut second)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let call = Deadline::after(Duration::from_millis(300))
+            .scope(|| second.call(get("http://products/2")));
+        let err = call.await.unwrap_err();
+        // The caller's own deadline piece reports its deadline; the
+        // bulkhead gave up waiting at the same instant.
+        assert!(is_caused_by::<DeadlineExceeded>(err.as_ref()), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+        let bulkhead = handle.bulkhead().unwrap().snapshot();
+        assert_eq!(bulkhead.rejected_wait_timed_out, 1, "{bulkhead:?}");
+        // A third call waits, gets the slot when the first ends (2 s), and
+        // its deferred call still sees its deadline (1 s + 2 s).
+        time::sleep(Duration::from_millis(700)).await;
+        let third_start = Instant::now();
+        let third = tokio::spawn(svc.clone().oneshot(get("http://products/3")));
+        assert!(first.await.unwrap().is_err(), "cut at its deadline");
+        let _ = third.await.unwrap();
+        let seen = probe.seen();
+        assert_eq!(seen.len(), 2, "the second call never reached the backend");
+        assert_eq!(
+            seen[1],
+            (
+                Some(Deadline::at(third_start + Duration::from_secs(2))),
+                false
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nested_deadlines_take_the_earliest() {
+        // A stack inside another is called within the outer one's scope:
+        // the same as a caller's scope around the stack's `call`.
+        for (outer, inner) in [(1, 5), (5, 1)] {
+            let probe = Probe::default();
+            let (layer, _) = ResilienceLayer::http()
+                .deadline(Duration::from_secs(inner))
+                .build()
+                .unwrap();
+            let mut svc = layer.layer(probe.clone());
+            ServiceExt::<Request<String>>::ready(&mut svc)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let call = Deadline::after(Duration::from_secs(outer))
+                .scope(|| svc.call(get("http://products/1")));
+            call.await.unwrap();
+            let earliest = Deadline::at(start + Duration::from_secs(1));
+            assert_eq!(
+                probe.seen(),
+                vec![(Some(earliest), false)],
+                "{outer} s around {inner} s"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_in_call_ends_the_scope() {
+        let (layer, _) = ResilienceLayer::http().no_retry().build().unwrap();
+        let mut svc = layer.layer(tower::service_fn(
+            |_: Req| -> std::future::Ready<Result<Response<String>, BoxError>> {
+                assert!(Deadline::current().is_some());
+                panic!("backend bug")
+            },
+        ));
+        ServiceExt::<Request<String>>::ready(&mut svc)
+            .await
+            .unwrap();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            drop(svc.call(get("http://products/1")))
+        }));
+        assert!(caught.is_err());
+        assert_eq!(Deadline::current(), None, "restored on unwind");
+        // An outer scope is restored, not cleared.
+        let outer = Deadline::after(Duration::from_secs(3));
+        outer.scope(|| {
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                drop(svc.call(get("http://products/1")))
+            }));
+            assert!(caught.is_err());
+            assert_eq!(Deadline::current(), Some(outer));
+        });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_task_sees_only_its_own_deadline() {
+        let probe = Probe::default();
+        let mut tasks = Vec::new();
+        for i in 0..32u64 {
+            let probe = probe.clone();
+            tasks.push(tokio::spawn(async move {
+                let (layer, _) = ResilienceLayer::http()
+                    .deadline(Duration::from_secs(100 + i))
+                    .bulkhead(4)
+                    .build()
+                    .unwrap();
+                let svc = layer.layer(probe);
+                for _ in 0..20 {
+                    assert_eq!(Deadline::current(), None);
+                    let res = svc.clone().oneshot(get("http://products/1")).await;
+                    if let Err(e) = res {
+                        assert!(is_caused_by::<BulkheadFull>(e.as_ref()), "{e}");
+                    }
+                    assert_eq!(Deadline::current(), None);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let seen = probe.seen();
+        assert!(!seen.is_empty());
+        for (deadline, in_extensions) in seen {
+            let left = deadline.expect("every call in scope").remaining();
+            assert!(
+                left > Duration::from_secs(90) && left <= Duration::from_secs(132),
+                "{left:?}"
+            );
+            assert!(!in_extensions);
+        }
+    }
+}
