@@ -151,7 +151,6 @@ pub mod classify;
 pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
-pub mod prelude;
 pub mod retry;
 pub mod stack;
 pub mod timeout;
@@ -159,4 +158,5 @@ pub mod timeout;
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, AsError, BoxError, InvalidConfig};
 pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};
+pub use crate::stack::prelude;
 pub use crate::stack::{ResilienceHandle, ResilienceLayer};

@@ -86,6 +86,7 @@
 mod breaker;
 mod builder;
 mod handle;
+pub mod prelude;
 mod retry;
 mod toggle;
 #[cfg(feature = "tonic")]

@@ -62,4 +62,4 @@ pub use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};
 pub use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
 // === the preset stack ===
-pub use crate::stack::{ResilienceHandle, ResilienceLayer};
+pub use super::{ResilienceHandle, ResilienceLayer};
