@@ -14,13 +14,15 @@
 //! # Example
 //!
 //! ```
+//! # #[cfg(feature = "http")]
+//! # mod example {
 //! use std::time::Duration;
 //! use steadfast::retry::body::ReplayBody;
 //! use steadfast::stack::ResilienceLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # pub async fn main() -> Result<(), steadfast::BoxError> {
 //! let (resilience, handle) = ResilienceLayer::http()
 //!     .deadline(Duration::from_secs(5))
 //!     .bulkhead(64)
@@ -37,6 +39,11 @@
 //! println!("{handle}"); // one line per piece: state, retries, rejections
 //! # Ok(())
 //! # }
+//! # }
+//! # #[cfg(feature = "http")]
+//! # fn main() -> Result<(), steadfast::BoxError> { example::main() }
+//! # #[cfg(not(feature = "http"))]
+//! # fn main() {}
 //! ```
 //!
 //! # Ordering
