@@ -194,10 +194,19 @@ impl Deadline {
     /// ```
     #[inline]
     pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        let _restore = self.enter();
+        f()
+    }
+
+    /// Puts this deadline in scope (or keeps the earlier one there) until
+    /// the guard is dropped: [`scope`](Self::scope) without a closure, for
+    /// the hot paths, where a closure that captures the request costs a
+    /// copy of it.
+    #[inline]
+    pub(crate) fn enter(self) -> Restore {
         let previous = SCOPE.get();
         SCOPE.set(Some(self.earliest(previous)));
-        let _restore = Restore(previous);
-        f()
+        Restore(previous)
     }
 }
 
@@ -208,21 +217,12 @@ thread_local! {
 }
 
 /// Puts the previous scope back when dropped: on return and on unwind.
-struct Restore(Option<Deadline>);
+pub(crate) struct Restore(Option<Deadline>);
 
 impl Drop for Restore {
     #[inline]
     fn drop(&mut self) {
         SCOPE.set(self.0);
-    }
-}
-
-/// `f` with `deadline` in scope, or plain `f` without one.
-#[inline]
-pub(crate) fn scoped<R>(deadline: Option<Deadline>, f: impl FnOnce() -> R) -> R {
-    match deadline {
-        Some(deadline) => deadline.scope(f),
-        None => f(),
     }
 }
 

@@ -220,7 +220,8 @@ where
             refresh(&mut request, deadline);
             // Called later than in `Bulkhead::call`: the deadline goes back
             // in scope for the layers inside (see `crate::deadline`).
-            deadline.scope(|| service.call(request))
+            let _scope = deadline.enter();
+            service.call(request)
         }
         None => service.call(request),
     };

@@ -283,7 +283,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.may_wait {
             // A wait needs the timer: check on every call, not only when the

@@ -257,7 +257,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(wait) = &mut self.wait {
             // Waiting out an open breaker needs the timer: check on every

@@ -431,6 +431,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         if self.methods.contains(req.method()) && !req.headers().contains_key(&IDEMPOTENCY_KEY) {
             let key = self.maker.make_key(&req);

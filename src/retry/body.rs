@@ -102,7 +102,10 @@ use crate::BoxError;
 /// Made by [`ReplayBody::new`] for the first attempt and by
 /// [`ReplayHandle::replay`] for the next ones. See the [module docs](self).
 pub struct ReplayBody<B> {
-    shared: Arc<Shared<B>>,
+    /// `None` for a body that was at its end before anything was read (a
+    /// GET's empty body): there is nothing to keep, so nothing is shared,
+    /// allocated or locked.
+    shared: Option<Arc<Shared<B>>>,
     /// The kept data and the original body, while this body holds them.
     state: Option<State<B>>,
     /// Index in `state.chunks` of the next kept chunk this body yields;
@@ -118,7 +121,9 @@ pub struct ReplayBody<B> {
 ///
 /// See the [module docs](self).
 pub struct ReplayHandle<B> {
-    shared: Arc<Shared<B>>,
+    /// `None` when the body was empty from the start: every replay is
+    /// empty too.
+    shared: Option<Arc<Shared<B>>>,
 }
 
 /// Kept frames are copied into segments so that many small frames do not
@@ -138,8 +143,6 @@ struct Shared<B> {
     cap: usize,
     /// The original's size hint before anything was read.
     initial_hint: SizeHint,
-    /// The original's `is_end_stream` before anything was read.
-    initially_ended: bool,
 }
 
 /// Held by exactly one body at a time (or by the slot in [`Shared`]).
@@ -155,8 +158,9 @@ struct State<B> {
     /// The original body, `None` once it ended or failed. Boxed so that it
     /// can be pinned and still move between bodies without `B: Unpin`.
     rest: Option<Pin<Box<B>>>,
-    /// The original's trailers, once it yielded them.
-    trailers: Option<HeaderMap>,
+    /// The original's trailers, once it yielded them; boxed, as few bodies
+    /// have them and the state travels inside every request's body.
+    trailers: Option<Box<HeaderMap>>,
     /// The original reached its end (trailers or `None`), without error.
     ended: bool,
 }
@@ -214,12 +218,16 @@ where
     }
 
     fn wrap(body: B, cap: usize, too_big: bool) -> (ReplayBody<B>, ReplayHandle<B>) {
+        if body.is_end_stream() {
+            // Nothing will ever be read from it (no data, no trailers): the
+            // first attempt and every replay are the same empty body.
+            return (ReplayBody::empty(), ReplayHandle { shared: None });
+        }
         let initial_hint = body.size_hint();
         let shared = Arc::new(Shared {
             state: Mutex::new(None),
             capped: AtomicBool::new(too_big),
             cap,
-            initially_ended: body.is_end_stream(),
             initial_hint,
         });
         let state = State {
@@ -231,14 +239,19 @@ where
             ended: false,
         };
         let handle = ReplayHandle {
-            shared: Arc::clone(&shared),
+            shared: Some(Arc::clone(&shared)),
         };
-        (ReplayBody::with_state(shared, Some(state)), handle)
+        (ReplayBody::with_state(Some(shared), Some(state)), handle)
     }
 }
 
 impl<B> ReplayBody<B> {
-    fn with_state(shared: Arc<Shared<B>>, state: Option<State<B>>) -> Self {
+    /// A body at its end, sharing nothing.
+    fn empty() -> Self {
+        Self::with_state(None, None)
+    }
+
+    fn with_state(shared: Option<Arc<Shared<B>>>, state: Option<State<B>>) -> Self {
         Self {
             shared,
             state,
@@ -249,19 +262,13 @@ impl<B> ReplayBody<B> {
     }
 
     /// Takes the state from the slot, for a replay's first poll.
-    fn acquire(&mut self) -> Result<(), ReplayError> {
-        let mut slot = lock(&self.shared.state);
+    fn acquire(shared: &Shared<B>) -> Result<State<B>, ReplayError> {
+        let mut slot = lock(&shared.state);
         // A replay starts from the first byte, which is gone once capped.
-        if self.shared.capped.load(Ordering::Acquire) {
+        if shared.capped.load(Ordering::Acquire) {
             return Err(ReplayError::Exhausted);
         }
-        match slot.take() {
-            Some(state) => {
-                self.state = Some(state);
-                Ok(())
-            }
-            None => Err(ReplayError::Busy),
-        }
+        slot.take().ok_or(ReplayError::Busy)
     }
 }
 
@@ -277,22 +284,23 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if this.state.is_none() {
-            if let Err(e) = this.acquire() {
-                return Poll::Ready(Some(Err(Box::new(e))));
-            }
-        }
         let Self {
             shared,
             state,
             pos,
             yielded,
             trailers_sent,
-        } = this;
-        let Some(state) = state.as_mut() else {
-            // `acquire` succeeded, so this is not reached.
-            return Poll::Ready(Some(Err(Box::new(ReplayError::Busy))));
+        } = self.get_mut();
+        let Some(shared) = shared.as_deref() else {
+            // Empty from the start.
+            return Poll::Ready(None);
+        };
+        let state = match state {
+            Some(state) => state,
+            None => match Self::acquire(shared) {
+                Ok(acquired) => state.insert(acquired),
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            },
         };
 
         // What earlier attempts read. Kept data only grows, and a body
@@ -313,7 +321,7 @@ where
                 if state.ended && !*trailers_sent {
                     if let Some(trailers) = &state.trailers {
                         *trailers_sent = true;
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
+                        return Poll::Ready(Some(Ok(Frame::trailers(HeaderMap::clone(trailers)))));
                     }
                 }
                 return Poll::Ready(None);
@@ -341,7 +349,7 @@ where
                             // Trailers are the last frame.
                             state.rest = None;
                             state.ended = true;
-                            state.trailers = Some(trailers.clone());
+                            state.trailers = Some(Box::new(trailers.clone()));
                             *trailers_sent = true;
                             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                         }
@@ -355,7 +363,9 @@ where
 
     fn is_end_stream(&self) -> bool {
         let Some(state) = &self.state else {
-            return self.shared.initially_ended;
+            // Empty from the start, or a replay not polled yet: one made
+            // only after the original was seen not at its end.
+            return self.shared.is_none();
         };
         if self.yielded < len_u64(state.buffered) {
             return false;
@@ -367,12 +377,15 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        if let Some(total) = self.shared.initial_hint.exact() {
+        let Some(shared) = &self.shared else {
+            return SizeHint::with_exact(0);
+        };
+        if let Some(total) = shared.initial_hint.exact() {
             return SizeHint::with_exact(total.saturating_sub(self.yielded));
         }
         let Some(state) = &self.state else {
             // Not polled yet, so nothing yielded: the whole original.
-            return self.shared.initial_hint;
+            return shared.initial_hint;
         };
         let kept = len_u64(state.buffered).saturating_sub(self.yielded);
         let (lower, upper) = match &state.rest {
@@ -399,10 +412,14 @@ impl<B> Drop for ReplayBody<B> {
         let Some(state) = self.state.take() else {
             return;
         };
+        // Holding the state means there is a shared slot to give it back to.
+        let Some(shared) = &self.shared else {
+            return;
+        };
         // Once capped no replay can use the state: drop it here, with the
         // original body, instead of keeping it until the handle goes.
-        if !self.shared.capped.load(Ordering::Acquire) {
-            *lock(&self.shared.state) = Some(state);
+        if !shared.capped.load(Ordering::Acquire) {
+            *lock(&shared.state) = Some(state);
         }
     }
 }
@@ -410,8 +427,14 @@ impl<B> Drop for ReplayBody<B> {
 impl<B> fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayBody")
-            .field("cap", &self.shared.cap)
-            .field("replayable", &!self.shared.capped.load(Ordering::Relaxed))
+            .field("cap", &self.shared.as_ref().map(|s| s.cap))
+            .field(
+                "replayable",
+                &self
+                    .shared
+                    .as_ref()
+                    .is_none_or(|s| !s.capped.load(Ordering::Relaxed)),
+            )
             .field("holds_state", &self.state.is_some())
             .field("yielded", &self.yielded)
             .finish_non_exhaustive()
@@ -475,7 +498,9 @@ impl<B> ReplayHandle<B> {
     /// `false` once a replay can no longer reproduce the body: it grew past
     /// the cap, or the original body returned an error.
     pub fn can_replay(&self) -> bool {
-        !self.shared.capped.load(Ordering::Acquire)
+        self.shared
+            .as_ref()
+            .is_none_or(|s| !s.capped.load(Ordering::Acquire))
     }
 
     /// A body that yields the same bytes and trailers from the start: what was
@@ -489,14 +514,14 @@ impl<B> ReplayHandle<B> {
         if !self.can_replay() {
             return None;
         }
-        Some(ReplayBody::with_state(Arc::clone(&self.shared), None))
+        Some(ReplayBody::with_state(self.shared.clone(), None))
     }
 }
 
 impl<B> fmt::Debug for ReplayHandle<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplayHandle")
-            .field("cap", &self.shared.cap)
+            .field("cap", &self.shared.as_ref().map(|s| s.cap))
             .field("can_replay", &self.can_replay())
             .finish()
     }

@@ -22,7 +22,7 @@ use super::replay::{NotReplayable, Replay};
 use super::service::Shared;
 use crate::deadline::Deadline;
 use crate::error::{cause_ref, is_attempt_timeout, is_own_rejection, BoxError};
-use crate::rejection::CircuitOpen;
+use crate::rejection::{CircuitOpen, DeadlineExceeded};
 
 /// A budget withdrawal for an attempt not sent yet: dropping it (the caller
 /// cancelled during the backoff) gives the retry back.
@@ -62,7 +62,10 @@ pin_project! {
     enum State<F> {
         Calling { #[pin] future: F },
         Sleeping { #[pin] sleep: Sleep },
-        Readying,
+        // Waiting for the service to be ready for the next attempt; if it
+        // is not ready at once and the call has a deadline, a timer at the
+        // deadline bounds the wait.
+        Readying { #[pin] until: Option<Sleep> },
     }
 }
 
@@ -126,7 +129,7 @@ where
         let state = match &self.state {
             State::Calling { .. } => "calling",
             State::Sleeping { .. } => "sleeping",
-            State::Readying => "readying",
+            State::Readying { .. } => "readying",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -210,10 +213,37 @@ where
             }
             StateProj::Sleeping { sleep } => {
                 ready!(sleep.poll(cx));
-                this.state.set(State::Readying);
+                this.state.set(State::Readying { until: None });
             }
-            StateProj::Readying => {
-                if let Err(e) = ready!(this.service.poll_ready(cx)) {
+            StateProj::Readying { mut until } => {
+                let ready = match this.service.poll_ready(cx) {
+                    Poll::Ready(ready) => ready,
+                    Poll::Pending => {
+                        // Not past the deadline: the layer that set it may
+                        // rely on this (the preset's deadline has no timer
+                        // of its own when an attempt timeout covers it).
+                        if let Some(deadline) = *this.deadline {
+                            if until.is_none() {
+                                until.set(Some(tokio::time::sleep_until(deadline.instant())));
+                            }
+                            if let Some(sleep) = until.as_pin_mut() {
+                                if sleep.poll(cx).is_ready() {
+                                    // Nothing was sent: the withdrawal goes
+                                    // back (Pending's drop).
+                                    let expired: BoxError = Box::new(DeadlineExceeded::new(None));
+                                    return Poll::Ready(skip(
+                                        this.shared,
+                                        Skip::Deadline,
+                                        *this.attempts,
+                                        Err(expired),
+                                    ));
+                                }
+                            }
+                        }
+                        return Poll::Pending;
+                    }
+                };
+                if let Err(e) = ready {
                     // Nothing was sent: the withdrawal goes back (Pending's drop).
                     return Poll::Ready(Err(e.into()));
                 }
@@ -238,7 +268,8 @@ where
                 // The call's deadline in scope again, as for the first
                 // attempt: the layers inside read it there.
                 let service = &mut *this.service;
-                let future = crate::deadline::scoped(*this.deadline, || service.call(request));
+                let _scope = this.deadline.map(Deadline::enter);
+                let future = service.call(request);
                 this.state.set(State::Calling { future });
             }
         }
@@ -376,7 +407,7 @@ where
     drop(result);
     state.next = Some(request);
     if delay.is_zero() {
-        this.state.set(State::Readying);
+        this.state.set(State::Readying { until: None });
     } else {
         this.state.set(State::Sleeping {
             sleep: tokio::time::sleep_until(wake),

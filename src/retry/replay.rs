@@ -61,6 +61,16 @@ pub trait Replay<Req> {
     /// will be none.
     fn prepare(&self, req: Req) -> (Self::Request, Result<Self::Stash, NotReplayable>);
 
+    /// The request for a call that will not be retried (the preset stack
+    /// with retries off): converted as [`prepare`](Self::prepare) converts
+    /// it, with nothing kept. By default `prepare`'s request, its stash
+    /// dropped; the built-in replays copy nothing (`HttpReplay` clones no
+    /// head, a `reqwest::Request` is not `try_clone`d).
+    #[inline]
+    fn convert(&self, req: Req) -> Self::Request {
+        self.prepare(req).0
+    }
+
     /// The request for attempt number `attempt` (2 is the first retry), or
     /// `None` when it can no longer be made.
     fn replay(&self, stash: &mut Self::Stash, attempt: u32) -> Option<Self::Request>;
@@ -115,6 +125,11 @@ impl<Req: Clone> Replay<Req> for CloneRequest {
     }
 
     #[inline]
+    fn convert(&self, req: Req) -> Req {
+        req
+    }
+
+    #[inline]
     fn replay(&self, stash: &mut Req, _attempt: u32) -> Option<Req> {
         Some(stash.clone())
     }
@@ -137,6 +152,11 @@ impl<Req: Clone + CarriesDeadline> Replay<Req> for CloneWithDeadline {
     #[inline]
     fn prepare(&self, req: Req) -> (Req, Result<Req, NotReplayable>) {
         CloneRequest.prepare(req)
+    }
+
+    #[inline]
+    fn convert(&self, req: Req) -> Req {
+        req
     }
 
     #[inline]
@@ -377,6 +397,12 @@ mod http_impl {
         }
 
         #[inline]
+        fn convert(&self, req: http::Request<B>) -> Self::Request {
+            // Never sent again: nothing kept, the head not copied.
+            req.map(|body| ReplayBody::unread_only(body).0)
+        }
+
+        #[inline]
         fn idempotent(&self, stash: &Self::Stash) -> bool {
             stash.idempotent
         }
@@ -434,6 +460,11 @@ mod reqwest_impl {
         }
 
         #[inline]
+        fn convert(&self, req: reqwest::Request) -> reqwest::Request {
+            req
+        }
+
+        #[inline]
         fn idempotent(&self, stash: &reqwest::Request) -> bool {
             self.is_safe_to_repeat(stash.method(), stash.headers(), stash.url().path())
         }
@@ -474,6 +505,11 @@ mod reqwest_impl {
             req: reqwest::Request,
         ) -> (reqwest::Request, Result<reqwest::Request, NotReplayable>) {
             <HttpReplay as Replay<reqwest::Request>>::prepare(&PLAIN, req)
+        }
+
+        #[inline]
+        fn convert(&self, req: reqwest::Request) -> reqwest::Request {
+            req
         }
 
         #[inline]

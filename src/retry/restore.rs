@@ -176,6 +176,11 @@ where
     }
 
     #[inline]
+    fn convert(&self, req: http::Request<B>) -> Self::Request {
+        Replay::<http::Request<B>>::convert(&self.replay, req).map(B::from_replay_body)
+    }
+
+    #[inline]
     fn idempotent(&self, stash: &Self::Stash) -> bool {
         Replay::<http::Request<B>>::idempotent(&self.replay, stash)
     }

@@ -117,7 +117,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         // A backoff needs the timer; check for it now, before the request is
         // sent, not on the day the backend first fails.

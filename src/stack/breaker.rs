@@ -141,7 +141,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
             Self::Off(s) => ToggleFuture::off(s.call(req)),

@@ -365,6 +365,14 @@ where
                 // In scope, not in the request's extensions: no allocation
                 // (see `crate::deadline`, "Carried in a scope").
                 let layer = layer.in_scope();
+                // With an attempt timeout, its timer (at the earlier of the
+                // attempt's limit and the deadline) ends the call at the
+                // deadline: one timer per attempt, not two.
+                let layer = if self.attempt_timeout.is_some() {
+                    layer.untimed()
+                } else {
+                    layer
+                };
                 Some(if self.honor_incoming_timeout {
                     layer
                 } else {

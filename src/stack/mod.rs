@@ -69,7 +69,11 @@
 //!   do.
 //! - **Timeout** innermost: it bounds one attempt by the smaller of its own
 //!   timeout and the time left, and writes that as `grpc-timeout` on gRPC
-//!   requests.
+//!   requests. Its timer is the call's only one: with the attempt timeout
+//!   on, the deadline keeps no timer of its own (the attempt's fires at the
+//!   deadline when that comes first, the retry neither sleeps nor waits for
+//!   readiness past it, a bulkhead waits no longer than it), so a call
+//!   starts one timer per attempt, as tower's `Timeout` does.
 //!
 //! # Errors
 //!

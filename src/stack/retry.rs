@@ -116,13 +116,13 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
             Self::On(s) => ToggleFuture::on(s.call(req)),
             Self::Off { inner, replay } => {
-                let (request, _stash) = replay.prepare(req);
-                ToggleFuture::off(inner.call(request))
+                // Converted the same way, nothing kept.
+                ToggleFuture::off(inner.call(replay.convert(req)))
             }
         }
     }

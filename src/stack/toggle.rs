@@ -136,7 +136,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         match &mut self.inner {
             Inner::On { service } => ToggleFuture::on(service.call(req)),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
@@ -132,6 +132,10 @@ pin_project! {
     enum Kind<F> {
         // The call runs against the deadline.
         Running { #[pin] future: ResponseFuture<F> },
+        // The call runs without a timer of its own: one inside ends it at
+        // the deadline. An error at or after `deadline` is reported as the
+        // deadline's, as with the timer (a bulkhead's wait cut by it).
+        Untimed { #[pin] future: F, deadline: Instant },
         // The deadline had passed before the call: it was not made.
         Expired { budget: Option<Duration> },
         Done,
@@ -146,6 +150,13 @@ impl<F> DeadlineFuture<F> {
         }
     }
 
+    #[inline]
+    pub(crate) fn untimed(future: F, deadline: Instant) -> Self {
+        Self {
+            kind: Kind::Untimed { future, deadline },
+        }
+    }
+
     pub(crate) fn expired(budget: Option<Duration>) -> Self {
         Self {
             kind: Kind::Expired { budget },
@@ -157,6 +168,7 @@ impl<F> fmt::Debug for DeadlineFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Running { future } => f.debug_tuple("Running").field(future).finish(),
+            Kind::Untimed { .. } => f.write_str("Untimed"),
             Kind::Expired { .. } => f.write_str("Expired"),
             Kind::Done => f.write_str("Done"),
         }
@@ -175,6 +187,19 @@ where
         let mut kind = self.project().kind;
         match kind.as_mut().project() {
             KindProj::Running { future } => future.poll(cx),
+            KindProj::Untimed { future, deadline } => match ready!(future.poll(cx)) {
+                Ok(response) => Poll::Ready(Ok(response)),
+                Err(e) => {
+                    let e = e.into();
+                    if Instant::now() >= *deadline
+                        && !crate::error::is_caused_by::<DeadlineExceeded>(e.as_ref())
+                    {
+                        Poll::Ready(Err(Box::new(DeadlineExceeded::new(None))))
+                    } else {
+                        Poll::Ready(Err(e))
+                    }
+                }
+            },
             KindProj::Expired { budget } => {
                 let error = DeadlineExceeded::new(*budget);
                 kind.set(Kind::Done);

@@ -84,6 +84,7 @@ pub struct DeadlineLayer {
     timeout: Duration,
     honor_incoming: bool,
     in_scope: bool,
+    timer: bool,
 }
 
 impl DeadlineLayer {
@@ -103,6 +104,7 @@ impl DeadlineLayer {
             timeout,
             honor_incoming: true,
             in_scope: false,
+            timer: true,
         })
     }
 
@@ -113,6 +115,17 @@ impl DeadlineLayer {
     /// preset stack uses.
     pub(crate) fn in_scope(mut self) -> Self {
         self.in_scope = true;
+        self
+    }
+
+    /// Runs the call without a timer of its own: a deadline-aware attempt
+    /// timeout inside sets its timer to the earlier of the attempt's limit
+    /// and this deadline, the retry layer neither sleeps nor waits for
+    /// readiness past it, and a bulkhead waits no longer than it. What the
+    /// preset stack uses when its attempt timeout is on: one timer per
+    /// attempt instead of two.
+    pub(crate) fn untimed(mut self) -> Self {
+        self.timer = false;
         self
     }
 
@@ -136,6 +149,12 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = WithDeadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        WithDeadline::from_parts(inner, self.timeout, self.honor_incoming, self.in_scope)
+        WithDeadline::from_parts(
+            inner,
+            self.timeout,
+            self.honor_incoming,
+            self.in_scope,
+            self.timer,
+        )
     }
 }

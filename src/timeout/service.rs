@@ -77,7 +77,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline]
+    #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         // The timer starts here, in `call`, not in `poll_ready`.
         let now = Instant::now();
@@ -126,6 +126,9 @@ pub struct WithDeadline<S> {
     /// The deadline goes in scope around the inner call, not into the
     /// request (the preset stack's mode; see `crate::deadline`).
     in_scope: bool,
+    /// `false`: no timer of its own, an attempt timeout inside covers the
+    /// deadline (the preset stack's mode; see `DeadlineLayer::untimed`).
+    timer: bool,
 }
 
 impl<S> WithDeadline<S> {
@@ -134,12 +137,14 @@ impl<S> WithDeadline<S> {
         timeout: Duration,
         honor_incoming: bool,
         in_scope: bool,
+        timer: bool,
     ) -> Self {
         Self {
             inner,
             timeout,
             honor_incoming,
             in_scope,
+            timer,
         }
     }
 
@@ -178,6 +183,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         let now = Instant::now();
         let mut deadline = Deadline::after_from(now, self.timeout);
@@ -199,9 +205,20 @@ where
             return DeadlineFuture::expired(Some(remaining));
         }
         req.propagate_timeout(remaining);
+        if !self.timer {
+            // The attempt timeout inside ends the call at the deadline.
+            let future = if self.in_scope {
+                let _scope = deadline.enter();
+                self.inner.call(req)
+            } else {
+                self.inner.call(req)
+            };
+            return DeadlineFuture::untimed(future, deadline.instant());
+        }
         let sleep = runtime::sleep_until(WITH_DEADLINE, deadline.instant());
         let future = if self.in_scope {
-            deadline.scope(|| self.inner.call(req))
+            let _scope = deadline.enter();
+            self.inner.call(req)
         } else {
             self.inner.call(req)
         };

@@ -465,6 +465,21 @@ async fn an_empty_body_is_at_its_end_from_the_start() {
 }
 
 #[tokio::test]
+async fn an_empty_body_shares_nothing_so_its_replays_never_wait_for_each_other() {
+    // A non-empty body read by two live bodies at once is "busy"; an empty
+    // one has nothing to hand over, so every replay ends at once.
+    let (first, handle) = ReplayBody::new(Empty::<Bytes>::new(), 64);
+    let second = replay(&handle);
+    let third = replay(&handle);
+    assert!(second.is_end_stream() && third.is_end_stream());
+    assert_eq!(read_all(second).await.unwrap(), (vec![], None));
+    assert_eq!(read_all(third).await.unwrap(), (vec![], None));
+    assert!(first.is_end_stream());
+    assert!(handle.can_replay());
+    assert_eq!(read_all(first).await.unwrap(), (vec![], None));
+}
+
+#[tokio::test]
 async fn trailers_still_to_come_mean_not_at_the_end() {
     let (first, handle) = ReplayBody::new(streamed(&["ab"], Some(trailers("t"))), 64);
     read_all(first).await.unwrap();

@@ -427,6 +427,8 @@ async fn many_tasks_share_one_stack() {
 
 // --- The deadline in scope (see `steadfast::deadline`, "Carried in a scope") ---
 
+mod hot_path;
+
 mod deadline_in_scope {
     use super::*;
     use std::panic::{catch_unwind, AssertUnwindSafe};
