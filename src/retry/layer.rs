@@ -187,7 +187,11 @@ impl RetryLayer<super::HttpRetryOn, super::ReqwestReplay> {
     /// [`idempotent_paths`](RetryLayer::idempotent_paths), and a type that
     /// serves `reqwest::Request` only.
     pub fn reqwest(config: RetryConfig) -> Self {
-        Self::with_policy(config, super::HttpRetryOn::new(), super::ReqwestReplay)
+        Self::with_policy(
+            config,
+            super::HttpRetryOn::new(),
+            super::ReqwestReplay::new(),
+        )
     }
 }
 

@@ -480,15 +480,58 @@ mod reqwest_impl {
         }
     }
 
-    /// Replays `reqwest::Request` as [`HttpReplay`] does, with no
-    /// idempotent paths; kept for [`RetryLayer::reqwest`](crate::retry::RetryLayer::reqwest).
-    /// [`RetryLayer::http`](crate::retry::RetryLayer::http) serves
-    /// `reqwest::Request` as well, and is what the preset uses.
-    #[derive(Debug, Clone, Copy, Default)]
-    pub struct ReqwestReplay;
+    /// Replays `reqwest::Request` as [`HttpReplay`] does, for
+    /// [`RetryLayer::reqwest`](crate::retry::RetryLayer::reqwest) and
+    /// `ResilienceLayer::reqwest()`: one `Replay` impl only, so the request
+    /// type of a service built on it is inferred (`svc.ready().await?.call(req)`).
+    /// Safe to repeat by method, `Idempotency-Key` or
+    /// [`idempotent_paths`](Self::idempotent_paths).
+    ///
+    /// ```
+    /// use steadfast::retry::ReqwestReplay;
+    ///
+    /// let replay = ReqwestReplay::new().idempotent_paths(["/orders/search"]);
+    /// assert!(replay.is_idempotent_path("/orders/search"));
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct ReqwestReplay {
+        /// What it forwards to; the body cap does not apply (a
+        /// `reqwest::Request` is replayed by `try_clone`).
+        http: HttpReplay,
+    }
 
-    /// What `ReqwestReplay` forwards to.
-    const PLAIN: HttpReplay = HttpReplay::new(0);
+    impl ReqwestReplay {
+        /// Replays requests that are safe to repeat by method or key.
+        pub const fn new() -> Self {
+            Self {
+                http: HttpReplay::new(0),
+            }
+        }
+
+        /// Treats requests to these exact paths as safe to repeat, whatever
+        /// their method (see [`HttpReplay::idempotent_paths`]). Replaces any
+        /// earlier list.
+        pub fn idempotent_paths<I, P>(self, paths: I) -> Self
+        where
+            I: IntoIterator<Item = P>,
+            P: Into<Box<str>>,
+        {
+            Self {
+                http: self.http.idempotent_paths(paths),
+            }
+        }
+
+        /// `true` when `path` is one of [`idempotent_paths`](Self::idempotent_paths).
+        pub fn is_idempotent_path(&self, path: &str) -> bool {
+            self.http.is_idempotent_path(path)
+        }
+    }
+
+    impl Default for ReqwestReplay {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
 
     impl Replay<reqwest::Request> for ReqwestReplay {
         type Request = reqwest::Request;
@@ -496,7 +539,7 @@ mod reqwest_impl {
 
         #[inline]
         fn deadline(&self, req: &reqwest::Request) -> Option<Deadline> {
-            <HttpReplay as Replay<reqwest::Request>>::deadline(&PLAIN, req)
+            <HttpReplay as Replay<reqwest::Request>>::deadline(&self.http, req)
         }
 
         #[inline]
@@ -504,7 +547,7 @@ mod reqwest_impl {
             &self,
             req: reqwest::Request,
         ) -> (reqwest::Request, Result<reqwest::Request, NotReplayable>) {
-            <HttpReplay as Replay<reqwest::Request>>::prepare(&PLAIN, req)
+            <HttpReplay as Replay<reqwest::Request>>::prepare(&self.http, req)
         }
 
         #[inline]
@@ -514,17 +557,17 @@ mod reqwest_impl {
 
         #[inline]
         fn idempotent(&self, stash: &reqwest::Request) -> bool {
-            <HttpReplay as Replay<reqwest::Request>>::idempotent(&PLAIN, stash)
+            <HttpReplay as Replay<reqwest::Request>>::idempotent(&self.http, stash)
         }
 
         #[inline]
         fn replay(&self, stash: &mut reqwest::Request, attempt: u32) -> Option<reqwest::Request> {
-            <HttpReplay as Replay<reqwest::Request>>::replay(&PLAIN, stash, attempt)
+            <HttpReplay as Replay<reqwest::Request>>::replay(&self.http, stash, attempt)
         }
 
         #[inline]
         fn before_retry(&self, request: &mut reqwest::Request, deadline: Option<Deadline>) {
-            <HttpReplay as Replay<reqwest::Request>>::before_retry(&PLAIN, request, deadline);
+            <HttpReplay as Replay<reqwest::Request>>::before_retry(&self.http, request, deadline);
         }
     }
 }

@@ -13,7 +13,9 @@ use crate::error::BoxError;
 /// [`ReplayBody`], so that [`RestoreBody`] gives the inner service the body
 /// type it expects.
 ///
-/// Implemented for `tonic::body::Body` (feature `tonic`). For a body type of
+/// Implemented for `tonic::body::Body` (feature `tonic`) and for
+/// `http_body_util`'s `BoxBody<Bytes, BoxError>` and
+/// `UnsyncBoxBody<Bytes, BoxError>`. For a body type of
 /// your own that can wrap any `http_body::Body<Data = Bytes>` (a boxed body),
 /// implement it by wrapping:
 ///
@@ -44,11 +46,28 @@ use crate::error::BoxError;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be rebuilt from a `ReplayBody<{Self}>`, so `RestoreBody` cannot hand the inner service its own body type",
     label = "this body type does not implement `FromReplayBody`",
-    note = "`tonic::body::Body` implements it with the `tonic` feature; for another body type, implement `FromReplayBody`, or use `HttpReplay` (leave out `.restore_body()`), whose inner service takes `http::Request<ReplayBody<B>>`"
+    note = "`tonic::body::Body` (feature `tonic`) and `http_body_util`'s `BoxBody<Bytes, BoxError>` and `UnsyncBoxBody<Bytes, BoxError>` implement it; for another body type, implement `FromReplayBody`, or use `HttpReplay` (leave out `.restore_body()`), whose inner service takes `http::Request<ReplayBody<B>>`"
 )]
 pub trait FromReplayBody: Sized {
     /// Wraps the body of one attempt (the first, or a replay) into `Self`.
     fn from_replay_body(body: ReplayBody<Self>) -> Self;
+}
+
+/// `BoxBody::new`: the replay body, boxed — the body type of a hyper
+/// client built for `BoxBody<Bytes, BoxError>`.
+impl FromReplayBody for http_body_util::combinators::BoxBody<bytes::Bytes, BoxError> {
+    #[inline]
+    fn from_replay_body(body: ReplayBody<Self>) -> Self {
+        Self::new(body)
+    }
+}
+
+/// `UnsyncBoxBody::new`: the replay body, boxed.
+impl FromReplayBody for http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, BoxError> {
+    #[inline]
+    fn from_replay_body(body: ReplayBody<Self>) -> Self {
+        Self::new(body)
+    }
 }
 
 #[cfg(feature = "tonic")]

@@ -61,23 +61,30 @@ pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity
     classifier: C,
     retry_on: On,
     replay: ReplaySpec<Rp>,
-    idempotent_paths: Vec<Box<str>>,
     key: Kl,
     outer: Ol,
+    breaker: BreakerSpec<Kf>,
+    /// What does not change the builder's type.
+    settings: Settings,
+}
+
+/// The settings that do not change the builder's type, moved as one by
+/// the methods that do.
+struct Settings {
+    idempotent_paths: Vec<Box<str>>,
     deadline: Option<Duration>,
     honor_incoming_timeout: bool,
     retry: Option<RetryConfigBuilder>,
     bulkhead: Option<BulkheadBuilder>,
-    breaker: BreakerSpec<Kf>,
     attempt_timeout: Option<Duration>,
 }
 
 impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResilienceBuilder")
-            .field("deadline", &self.deadline)
-            .field("retry", &self.retry.is_some())
-            .field("bulkhead", &self.bulkhead.is_some())
+            .field("deadline", &self.settings.deadline)
+            .field("retry", &self.settings.retry.is_some())
+            .field("bulkhead", &self.settings.bulkhead.is_some())
             .field(
                 "circuit_breaker",
                 &match self.breaker {
@@ -86,7 +93,7 @@ impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, 
                     BreakerSpec::Keyed { .. } => "keyed",
                 },
             )
-            .field("attempt_timeout", &self.attempt_timeout)
+            .field("attempt_timeout", &self.settings.attempt_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -103,15 +110,17 @@ impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
             classifier,
             retry_on,
             replay: ReplaySpec::Preset(make_replay),
-            idempotent_paths: Vec::new(),
             key,
             outer,
-            deadline: Some(DEFAULT_DEADLINE),
-            honor_incoming_timeout: true,
-            retry: Some(RetryConfig::builder()),
-            bulkhead: None,
             breaker: BreakerSpec::Single(CircuitBreakerConfig::builder()),
-            attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
+            settings: Settings {
+                idempotent_paths: Vec::new(),
+                deadline: Some(DEFAULT_DEADLINE),
+                honor_incoming_timeout: true,
+                retry: Some(RetryConfig::builder()),
+                bulkhead: None,
+                attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
+            },
         }
     }
 }
@@ -121,13 +130,13 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// (default 30 s); the layers inside see the time left. A shorter
     /// `grpc-timeout` already on a gRPC request wins.
     pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+        self.settings.deadline = Some(deadline);
         self
     }
 
     /// No deadline on the whole call: only the attempt timeout bounds it.
     pub fn no_deadline(mut self) -> Self {
-        self.deadline = None;
+        self.settings.deadline = None;
         self
     }
 
@@ -135,7 +144,7 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// stack's own deadline alone counts (see
     /// [`DeadlineLayer::ignore_incoming_timeout`]).
     pub fn ignore_incoming_timeout(mut self) -> Self {
-        self.honor_incoming_timeout = false;
+        self.settings.honor_incoming_timeout = false;
         self
     }
 
@@ -143,32 +152,32 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// before the deadline when that is shorter. A timed-out attempt is a
     /// failure for the breaker.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = Some(timeout);
+        self.settings.attempt_timeout = Some(timeout);
         self
     }
 
     /// No per-attempt timeout: only the deadline bounds an attempt.
     pub fn no_attempt_timeout(mut self) -> Self {
-        self.attempt_timeout = None;
+        self.settings.attempt_timeout = None;
         self
     }
 
     /// Retries with these settings (default: [`RetryConfig::builder`]'s).
     pub fn retry(mut self, retry: RetryConfigBuilder) -> Self {
-        self.retry = Some(retry);
+        self.settings.retry = Some(retry);
         self
     }
 
     /// Retries with the default settings but at most `n` attempts in all.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        let retry = self.retry.take().unwrap_or_default();
-        self.retry = Some(retry.max_attempts(n));
+        let retry = self.settings.retry.take().unwrap_or_default();
+        self.settings.retry = Some(retry.max_attempts(n));
         self
     }
 
     /// No retries: each call is one attempt.
     pub fn no_retry(mut self) -> Self {
-        self.retry = None;
+        self.settings.retry = None;
         self
     }
 
@@ -182,7 +191,8 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
         I: IntoIterator<Item = P>,
         P: Into<Box<str>>,
     {
-        self.idempotent_paths
+        self.settings
+            .idempotent_paths
             .extend(paths.into_iter().map(Into::into));
         self
     }
@@ -190,20 +200,20 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// At most `max_concurrent` attempts in flight, rejected at once beyond
     /// that (off by default).
     pub fn bulkhead(mut self, max_concurrent: usize) -> Self {
-        self.bulkhead = Some(BulkheadLayer::builder(max_concurrent));
+        self.settings.bulkhead = Some(BulkheadLayer::builder(max_concurrent));
         self
     }
 
     /// A bulkhead with these settings (a bounded wait, a name, …); the wait
     /// never outlasts the call's deadline.
     pub fn bulkhead_with(mut self, bulkhead: BulkheadBuilder) -> Self {
-        self.bulkhead = Some(bulkhead);
+        self.settings.bulkhead = Some(bulkhead);
         self
     }
 
     /// No bulkhead (the default).
     pub fn no_bulkhead(mut self) -> Self {
-        self.bulkhead = None;
+        self.settings.bulkhead = None;
         self
     }
 
@@ -224,7 +234,9 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// talks to many: a host that fails does not stop calls to the others.
     /// Each breaker has `config`'s settings; at most 1,024 hosts keep a
     /// breaker of their own (the rest share an overflow breaker), and a
-    /// breaker idle for 5 minutes is dropped.
+    /// breaker idle for 5 minutes is dropped: change both with
+    /// [`max_authorities`](Self::max_authorities) and
+    /// [`authority_idle_timeout`](Self::authority_idle_timeout).
     #[cfg(feature = "http")]
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn circuit_breaker_per_authority(
@@ -247,15 +259,10 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
             classifier: self.classifier,
             retry_on: self.retry_on,
             replay: self.replay,
-            idempotent_paths: self.idempotent_paths,
             key: self.key,
             outer: self.outer,
-            deadline: self.deadline,
-            honor_incoming_timeout: self.honor_incoming_timeout,
-            retry: self.retry,
-            bulkhead: self.bulkhead,
             breaker,
-            attempt_timeout: self.attempt_timeout,
+            settings: self.settings,
         }
     }
 
@@ -267,15 +274,10 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
             classifier: self.classifier,
             retry_on: self.retry_on,
             replay: ReplaySpec::Given(replay),
-            idempotent_paths: self.idempotent_paths,
             key: self.key,
             outer: self.outer,
-            deadline: self.deadline,
-            honor_incoming_timeout: self.honor_incoming_timeout,
-            retry: self.retry,
-            bulkhead: self.bulkhead,
             breaker: self.breaker,
-            attempt_timeout: self.attempt_timeout,
+            settings: self.settings,
         }
     }
 
@@ -286,15 +288,10 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
             classifier: self.classifier,
             retry_on,
             replay: self.replay,
-            idempotent_paths: self.idempotent_paths,
             key: self.key,
             outer: self.outer,
-            deadline: self.deadline,
-            honor_incoming_timeout: self.honor_incoming_timeout,
-            retry: self.retry,
-            bulkhead: self.bulkhead,
             breaker: self.breaker,
-            attempt_timeout: self.attempt_timeout,
+            settings: self.settings,
         }
     }
 }
@@ -320,9 +317,46 @@ impl<C, On, Rp, Kf, Ol>
     }
 }
 
+#[cfg(feature = "http")]
+impl<C, On, Rp, Kl, Ol>
+    ResilienceBuilder<C, On, Rp, crate::circuit_breaker::keys::ByAuthority, Kl, Ol>
+{
+    /// At most `n` hosts keep a breaker of their own (default 1,024); calls
+    /// to the others share one overflow breaker, so a client that is sent
+    /// to ever new hosts cannot grow without bound.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails naming `stack.circuit_breaker.max_keys`
+    /// for zero.
+    pub fn max_authorities(mut self, n: usize) -> Self {
+        if let BreakerSpec::Keyed { max_keys, .. } = &mut self.breaker {
+            *max_keys = n;
+        }
+        self
+    }
+
+    /// A host's breaker unused for `idle` may be dropped to make room for
+    /// another host's (default 5 minutes); its next call starts a closed
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails naming
+    /// `stack.circuit_breaker.idle_timeout` for zero.
+    pub fn authority_idle_timeout(mut self, idle: Duration) -> Self {
+        if let BreakerSpec::Keyed { idle_timeout, .. } = &mut self.breaker {
+            *idle_timeout = idle;
+        }
+        self
+    }
+}
+
 fn in_stack(piece: &str, err: InvalidConfig) -> InvalidConfig {
+    // The piece's own builders name their fields `retry.max_attempts`,
+    // `keyed_circuit_breaker.max_keys`, …
     let field = err.field();
-    // The piece's own builders name their fields `retry.max_attempts`, …
+    let field = field.strip_prefix("keyed_").unwrap_or(field);
     let field = if field.starts_with(piece) {
         format!("stack.{field}")
     } else {
@@ -354,7 +388,7 @@ where
     pub fn build(
         self,
     ) -> Result<(ResilienceLayer<C, On, Rp, Kf, Kl, Ol>, ResilienceHandle), InvalidConfig> {
-        let deadline = match self.deadline {
+        let deadline = match self.settings.deadline {
             Some(d) => {
                 let layer = DeadlineLayer::new(d).map_err(|_| {
                     InvalidConfig::new(
@@ -368,12 +402,12 @@ where
                 // With an attempt timeout, its timer (at the earlier of the
                 // attempt's limit and the deadline) ends the call at the
                 // deadline: one timer per attempt, not two.
-                let layer = if self.attempt_timeout.is_some() {
+                let layer = if self.settings.attempt_timeout.is_some() {
                     layer.untimed()
                 } else {
                     layer
                 };
-                Some(if self.honor_incoming_timeout {
+                Some(if self.settings.honor_incoming_timeout {
                     layer
                 } else {
                     layer.ignore_incoming_timeout()
@@ -381,7 +415,7 @@ where
             }
             None => None,
         };
-        let timeout = match self.attempt_timeout {
+        let timeout = match self.settings.attempt_timeout {
             Some(d) => Some(
                 TimeoutLayer::new(d)
                     .map_err(|_| {
@@ -394,7 +428,7 @@ where
             ),
             None => None,
         };
-        let config = match self.retry {
+        let config = match self.settings.retry {
             Some(builder) => Some(builder.build().map_err(|e| in_stack("retry", e))?),
             None => None,
         };
@@ -402,13 +436,13 @@ where
         let replay = match self.replay {
             ReplaySpec::Preset(make) => make(
                 config.as_ref().unwrap_or(&RetryConfig::default()),
-                &self.idempotent_paths,
+                &self.settings.idempotent_paths,
             ),
             ReplaySpec::Given(replay) => replay,
         };
         let retry =
             config.map(|config| RetryLayer::with_policy(config, self.retry_on, replay.clone()));
-        let bulkhead = match self.bulkhead {
+        let bulkhead = match self.settings.bulkhead {
             Some(builder) => Some(
                 builder
                     .build()

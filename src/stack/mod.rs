@@ -314,8 +314,8 @@ mod presets {
         /// `http()` takes `reqwest::Request` too; this one takes nothing
         /// else, so `svc.ready().await?.call(req)` infers the request type
         /// (with `http()` and feature `reqwest`, name it or use `oneshot`).
-        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths) does not
-        /// apply: a request is safe to repeat by method or key.
+        /// A request is safe to repeat by method, key or
+        /// [`idempotent_paths`](ResilienceBuilder::idempotent_paths).
         pub fn reqwest() -> ResilienceBuilder<
             HttpClassifier,
             HttpRetryOn,
@@ -326,7 +326,9 @@ mod presets {
             ResilienceBuilder::preset(
                 HttpClassifier::new(),
                 HttpRetryOn::new(),
-                |_, _| crate::retry::ReqwestReplay,
+                |_, paths| {
+                    crate::retry::ReqwestReplay::new().idempotent_paths(paths.iter().cloned())
+                },
                 ToggleLayer::on(IdempotencyKeyLayer::new()),
                 Identity::new(),
             )
@@ -351,10 +353,12 @@ mod presets {
         /// is. With feature `tonic`, our rejections reach the caller as a
         /// `tonic::Status` (UNAVAILABLE for an open breaker or a full
         /// bulkhead, DEADLINE_EXCEEDED for timeouts) with our error as its
-        /// source. Over a hyper client whose body type cannot be rebuilt
-        /// ([`FromReplayBody`](crate::retry::FromReplayBody)), replay with
-        /// `.replay(HttpReplay::new(cap))`: the service then receives
-        /// `http::Request<ReplayBody<B>>`.
+        /// source. A hyper client whose requests carry
+        /// `BoxBody<Bytes, BoxError>` or `UnsyncBoxBody<Bytes, BoxError>`
+        /// gets that type back too; over one whose body type cannot be
+        /// rebuilt ([`FromReplayBody`](crate::retry::FromReplayBody)),
+        /// replay with `.replay(HttpReplay::new(cap))`: the service then
+        /// receives `http::Request<ReplayBody<B>>`.
         pub fn grpc(
         ) -> ResilienceBuilder<GrpcClassifier, GrpcRetryOn, RestoreBody, NoKey, Identity, GrpcOuter>
         {

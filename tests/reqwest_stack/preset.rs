@@ -106,6 +106,38 @@ async fn a_post_through_the_preset_runs_once_on_the_server() {
 }
 
 #[tokio::test]
+async fn a_post_to_an_idempotent_path_is_retried_without_a_key() {
+    // A 503 proves nothing about whether the order ran: only a path marked
+    // safe to repeat lets a POST without a key go again.
+    let client = client();
+    for (paths, attempts, status) in [(vec![], 1, 503), (vec!["/orders"], 2, 201)] {
+        let server = ProductService::start().await;
+        server.fail_orders([Fault::Unavailable]);
+        let (layer, handle) = ResilienceLayer::reqwest()
+            .no_idempotency_key()
+            .idempotent_paths(paths.clone())
+            .retry(quick_retries())
+            .build()
+            .unwrap();
+        let orders = ServiceBuilder::new().layer(layer).service(client.clone());
+        let req = client
+            .post(server.url("/orders"))
+            .header("content-type", "application/json")
+            .body("{\"sku\":42}")
+            .build()
+            .unwrap();
+        let res = bounded(orders.oneshot(req)).await.expect("a response");
+        assert_eq!(res.status(), status, "idempotent paths {paths:?}");
+        assert_eq!(server.seen().len(), attempts, "idempotent paths {paths:?}");
+        assert!(server.seen().iter().all(|s| s.key.is_none()));
+        assert_eq!(
+            handle.retry().unwrap().snapshot().skipped_unsafe,
+            u64::from(paths.is_empty())
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_breaker_opens_on_an_outage_and_closes_after_it() {
     let server = ProductService::start().await;
     let client = client();

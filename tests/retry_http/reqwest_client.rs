@@ -94,7 +94,7 @@ fn streaming_body_is_unreplayable() {
         .unwrap();
     assert!(req.try_clone().is_none(), "a streaming body does not clone");
 
-    let (first, stash) = ReqwestReplay.prepare(req);
+    let (first, stash) = ReqwestReplay::new().prepare(req);
     assert_eq!(stash.err(), Some(NotReplayable::Unreplayable));
     assert_eq!(
         first.url().as_str(),
@@ -105,9 +105,11 @@ fn streaming_body_is_unreplayable() {
 
     // A clonable one can.
     let req = client.put(server_url).body("7").build().unwrap();
-    let (_, stash) = ReqwestReplay.prepare(req);
+    let (_, stash) = ReqwestReplay::new().prepare(req);
     let mut stash = stash.expect("a clonable body is stashed");
-    let again = ReqwestReplay.replay(&mut stash, 2).expect("a replay");
+    let again = ReqwestReplay::new()
+        .replay(&mut stash, 2)
+        .expect("a replay");
     assert_eq!(again.body().and_then(|b| b.as_bytes()), Some(&b"7"[..]));
 }
 

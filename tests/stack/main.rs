@@ -118,6 +118,20 @@ fn build_names_the_bad_field() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "stack.attempt_timeout");
+
+    let err = ResilienceLayer::http()
+        .circuit_breaker_per_authority(CircuitBreakerConfig::builder())
+        .max_authorities(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "stack.circuit_breaker.max_keys");
+
+    let err = ResilienceLayer::http()
+        .circuit_breaker_per_authority(CircuitBreakerConfig::builder())
+        .authority_idle_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "stack.circuit_breaker.idle_timeout");
 }
 
 #[tokio::test(start_paused = true)]
@@ -369,6 +383,31 @@ async fn one_breaker_per_authority() {
     assert_eq!(keyed.len(), 2);
     assert!(handle.circuit_breaker().is_none());
     assert_eq!(seen.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_authorities_the_other_hosts_share_the_overflow_breaker() {
+    let seen = Seen::default();
+    let (layer, handle) = ResilienceLayer::http()
+        .no_retry()
+        .circuit_breaker_per_authority(CircuitBreakerConfig::builder().consecutive_failures(2))
+        .max_authorities(2)
+        .authority_idle_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+    for host in ["a", "b", "c", "d"] {
+        let res = svc
+            .clone()
+            .oneshot(get(&format!("http://{host}/x")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let keyed = handle.keyed_circuit_breakers().expect("keyed breakers");
+    assert_eq!(keyed.len(), 2, "two hosts keep a breaker of their own");
+    assert_eq!(keyed.overflowed(), 2, "the other two share the overflow");
+    assert_eq!(seen.calls(), 4);
 }
 
 /// The pair `build()` returns is a layer, and the service type is nameable.
@@ -709,4 +748,56 @@ mod deadline_in_scope {
             assert!(!in_extensions);
         }
     }
+}
+
+/// `grpc()` over a hyper-style client whose requests carry
+/// `BoxBody<Bytes, BoxError>`: the inner service gets that type back, and
+/// a retry resends the whole message.
+#[tokio::test(start_paused = true)]
+async fn the_grpc_preset_hands_a_boxed_body_back_to_the_inner_service() {
+    use bytes::Bytes;
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full};
+    use steadfast::retry::Backoff;
+
+    type Boxed = BoxBody<Bytes, BoxError>;
+    let seen: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let inner = {
+        let seen = seen.clone();
+        tower::service_fn(move |req: Request<Boxed>| {
+            let seen = seen.clone();
+            async move {
+                let body = req.into_body().collect().await?.to_bytes();
+                let n = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(body);
+                    seen.len()
+                };
+                let status = if n == 1 { "14" } else { "0" };
+                Ok::<_, BoxError>(
+                    Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", status)
+                        .body(String::new())
+                        .unwrap(),
+                )
+            }
+        })
+    };
+    let (layer, handle) = ResilienceLayer::grpc()
+        .idempotent_paths(["/shop.Products/Get"])
+        .retry(RetryConfig::builder().backoff(Backoff::fixed(Duration::from_millis(1))))
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let message = Bytes::from_static(b"\0\0\0\0\x03abc");
+    let body: Boxed = Full::new(message.clone()).map_err(|e| match e {}).boxed();
+    let req = Request::post("http://products/shop.Products/Get")
+        .header("content-type", "application/grpc")
+        .body(body)
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    assert_eq!(*seen.lock().unwrap(), [message.clone(), message]);
+    assert_eq!(handle.retry().unwrap().snapshot().retries, 1);
 }
