@@ -24,6 +24,16 @@ fn quick_retries() -> steadfast::retry::RetryConfigBuilder {
     RetryConfig::builder().backoff(Backoff::fixed(Duration::from_millis(1)))
 }
 
+/// POST /orders with a JSON body, no key.
+fn order(client: &reqwest::Client, server: &ProductService) -> reqwest::Request {
+    client
+        .post(server.url("/orders"))
+        .header("content-type", "application/json")
+        .body("{\"sku\":42}")
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_one_line_preset_recovers_a_get() {
     support::trace_init();
@@ -81,12 +91,7 @@ async fn a_post_through_the_preset_runs_once_on_the_server() {
         .unwrap();
     let orders = ServiceBuilder::new().layer(layer).service(client.clone());
 
-    let req = client
-        .post(server.url("/orders"))
-        .header("content-type", "application/json")
-        .body("{\"sku\":42}")
-        .build()
-        .unwrap();
+    let req = order(&client, &server);
     let res = bounded(orders.oneshot(req)).await.expect("a response");
     assert_eq!(res.status(), 201);
     let seen = server.seen();
@@ -120,12 +125,7 @@ async fn a_post_to_an_idempotent_path_is_retried_without_a_key() {
             .build()
             .unwrap();
         let orders = ServiceBuilder::new().layer(layer).service(client.clone());
-        let req = client
-            .post(server.url("/orders"))
-            .header("content-type", "application/json")
-            .body("{\"sku\":42}")
-            .build()
-            .unwrap();
+        let req = order(&client, &server);
         let res = bounded(orders.oneshot(req)).await.expect("a response");
         assert_eq!(res.status(), status, "idempotent paths {paths:?}");
         assert_eq!(server.seen().len(), attempts, "idempotent paths {paths:?}");
