@@ -204,25 +204,59 @@ impl Deadline {
     /// copy of it.
     #[inline]
     pub(crate) fn enter(self) -> Restore {
+        self.enter_with(None)
+    }
+
+    /// [`enter`](Self::enter), telling the layers called inside the time
+    /// read just now ([`scope_now`]): the deadline layer read the clock to
+    /// set the deadline, and the attempt timeout inside need not read it
+    /// again (a read costs about 27 ns on the benchmark machine).
+    #[inline]
+    pub(crate) fn enter_at(self, now: Instant) -> Restore {
+        self.enter_with(Some(now))
+    }
+
+    #[inline]
+    fn enter_with(self, now: Option<Instant>) -> Restore {
         let previous = SCOPE.get();
         SCOPE.set(Some(self.earliest(previous)));
-        Restore(previous)
+        Restore {
+            deadline: previous,
+            now: NOW.replace(now),
+        }
     }
+}
+
+/// The time the deadline in scope was set at, when it was set in the same
+/// synchronous `call` (the preset's deadline piece): a layer inside that
+/// needs the time takes this one instead of reading the clock again.
+/// `None` outside such a scope, and in a scope entered later (a retry, a
+/// call that waited for a bulkhead slot), where the time has moved on.
+#[inline]
+pub(crate) fn scope_now() -> Option<Instant> {
+    NOW.get()
 }
 
 thread_local! {
     /// The deadline in scope on this thread. `const` and without `Drop`: a
     /// read is a plain load.
     static SCOPE: Cell<Option<Deadline>> = const { Cell::new(None) };
+    /// When the scope was entered, if in the same synchronous call; see
+    /// [`scope_now`].
+    static NOW: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// Puts the previous scope back when dropped: on return and on unwind.
-pub(crate) struct Restore(Option<Deadline>);
+pub(crate) struct Restore {
+    deadline: Option<Deadline>,
+    now: Option<Instant>,
+}
 
 impl Drop for Restore {
     #[inline]
     fn drop(&mut self) {
-        SCOPE.set(self.0);
+        SCOPE.set(self.deadline);
+        NOW.set(self.now);
     }
 }
 
@@ -545,6 +579,35 @@ pub mod grpc_timeout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_time_a_scope_was_set_at_is_seen_only_inside_it() {
+        let set_at = Instant::now();
+        let deadline = Deadline::after(Duration::from_secs(1));
+        assert_eq!(scope_now(), None);
+        {
+            let _outer = deadline.enter_at(set_at);
+            assert_eq!(scope_now(), Some(set_at));
+            tokio::time::advance(Duration::from_millis(5)).await;
+            // A scope entered later (a retry, a deferred call) does not
+            // pass on a time read before it.
+            {
+                let _retry = deadline.enter();
+                assert_eq!(scope_now(), None);
+                assert_eq!(Deadline::current(), Some(deadline));
+            }
+            assert_eq!(scope_now(), Some(set_at), "restored");
+            // A panic inside restores it too.
+            let caught = std::panic::catch_unwind(|| {
+                let _inner = deadline.enter_at(Instant::now());
+                panic!("in call");
+            });
+            assert!(caught.is_err());
+            assert_eq!(scope_now(), Some(set_at));
+        }
+        assert_eq!(scope_now(), None);
+        assert_eq!(Deadline::current(), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn saturates_and_orders() {

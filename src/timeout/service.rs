@@ -79,8 +79,10 @@ where
 
     #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        // The timer starts here, in `call`, not in `poll_ready`.
-        let now = Instant::now();
+        // The timer starts here, in `call`, not in `poll_ready`: now, or
+        // when the deadline piece just outside read the clock in this same
+        // `call` (the preset stack).
+        let now = crate::deadline::scope_now().unwrap_or_else(Instant::now);
         let (at, limit) = match self.deadline.deadline_of(&req) {
             Some(deadline) if Deadline::after_from(now, self.timeout) > deadline => {
                 (deadline.instant(), Limit::Deadline(None))
@@ -208,7 +210,7 @@ where
         if !self.timer {
             // The attempt timeout inside ends the call at the deadline.
             let future = if self.in_scope {
-                let _scope = deadline.enter();
+                let _scope = deadline.enter_at(now);
                 self.inner.call(req)
             } else {
                 self.inner.call(req)
@@ -217,7 +219,7 @@ where
         }
         let sleep = runtime::sleep_until(WITH_DEADLINE, deadline.instant());
         let future = if self.in_scope {
-            let _scope = deadline.enter();
+            let _scope = deadline.enter_at(now);
             self.inner.call(req)
         } else {
             self.inner.call(req)
