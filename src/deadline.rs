@@ -46,6 +46,14 @@
 //! used on its own still writes the deadline into the request, as
 //! documented there.
 //!
+//! The preset's deadline piece also starts no timer of its own when the
+//! attempt timeout is on: the attempt timeout, which reads the deadline in
+//! scope, fires at the earlier of its own limit and the deadline, the
+//! retry layer neither sleeps nor waits for readiness past the deadline,
+//! and a bulkhead waits no longer than it. One timer per attempt, as with
+//! tower's `Timeout` alone; and the attempt timeout starts it at the
+//! instant the deadline piece read the clock in the same `call`.
+//!
 //! # `reqwest::Request` (feature `reqwest`)
 //!
 //! A `reqwest::Request` keeps its extensions private, so it carries its

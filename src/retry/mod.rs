@@ -208,7 +208,10 @@
 //! [`CloneWithDeadline`] for request types that implement
 //! [`CarriesDeadline`](crate::deadline::CarriesDeadline)), no backoff sleep
 //! runs past it and no attempt starts after it: the call returns the last
-//! result instead. Each retry tells the next hop the time left when it is
+//! result instead. A retry that finds the inner service not ready waits
+//! for it no longer than the deadline either: it then fails with
+//! [`DeadlineExceeded`](crate::timeout::error::DeadlineExceeded), counted
+//! as a deadline give-up, the budget token given back. Each retry tells the next hop the time left when it is
 //! sent: gRPC requests as `grpc-timeout`, a `reqwest::Request` as its
 //! timeout, so reqwest stops at the deadline too. The built-in replays also
 //! read the deadline in scope
