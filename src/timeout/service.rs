@@ -207,6 +207,8 @@ where
             return DeadlineFuture::expired(Some(remaining));
         }
         req.propagate_timeout(remaining);
+        // Two branches, not an `Option<Sleep>`: the single path with an
+        // optional timer measured 100 instructions more per preset call.
         if !self.timer {
             // The attempt timeout inside ends the call at the deadline.
             let future = if self.in_scope {
