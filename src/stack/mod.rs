@@ -285,7 +285,7 @@ mod presets {
         /// `svc.ready()` cannot tell which one is meant: call
         /// `svc.oneshot(req)`, name the type
         /// (`ServiceExt::<reqwest::Request>::ready(&mut svc)`), or use
-        /// [`reqwest`](ResilienceLayer::reqwest), which takes only
+        /// `ResilienceLayer::reqwest()`, which takes only
         /// `reqwest::Request`.
         ///
         /// Failures are 5xx, 408, 429 and transport errors
