@@ -565,8 +565,10 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = self.shared.key_fn.key_of(&req);
         let node = self.shared.node_for(key);
-        let inner = &mut self.inner;
-        admit(&node, || inner.call(req))
+        match admit(&node) {
+            Ok(guard) => ResponseFuture::called(self.inner.call(req), guard),
+            Err(open) => ResponseFuture::rejected(open),
+        }
     }
 }
 

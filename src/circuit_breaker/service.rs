@@ -80,13 +80,16 @@ impl<C> Nodes<C> {
     }
 }
 
-/// Admits a call through `node`'s breaker, or builds the rejection.
+/// Admits a call through `node`'s breaker: the guard that records its
+/// outcome, or the rejection. The caller makes the inner call itself, so
+/// the request is not moved into a closure on the way (a copy of a few
+/// hundred bytes per call).
 #[inline]
-pub(crate) fn admit<C, F>(node: &Arc<Node<C>>, call: impl FnOnce() -> F) -> ResponseFuture<F, C> {
+pub(crate) fn admit<C>(node: &Arc<Node<C>>) -> Result<Guard<C>, CircuitOpen> {
     let core = &node.core;
     match core.try_acquire(node.stripe, || core.now()) {
-        Ok(ticket) => ResponseFuture::called(call(), Guard::new(node.clone(), ticket)),
-        Err(rejection) => ResponseFuture::rejected(CircuitOpen::new(
+        Ok(ticket) => Ok(Guard::new(node.clone(), ticket)),
+        Err(rejection) => Err(CircuitOpen::new(
             rejection.state,
             rejection.retry_after.map(Duration::from_nanos),
         )),
@@ -269,7 +272,9 @@ where
             );
             return ResponseFuture::called(self.inner.call(req), guard);
         }
-        let inner = &mut self.inner;
-        admit(self.nodes.local(), || inner.call(req))
+        match admit(self.nodes.local()) {
+            Ok(guard) => ResponseFuture::called(self.inner.call(req), guard),
+            Err(open) => ResponseFuture::rejected(open),
+        }
     }
 }
