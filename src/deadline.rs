@@ -235,8 +235,21 @@ impl Deadline {
     }
 }
 
-/// The time the deadline in scope was set at, when it was set in the same
-/// synchronous `call` (the preset's deadline piece): a layer inside that
+/// Tells the layers called inside, in this same synchronous `call`, the
+/// time read just now (see [`scope_now`]), leaving the deadline in scope
+/// as it is: the metrics layer reads the clock when a call starts, and the
+/// deadline piece inside need not read it again.
+#[inline]
+pub(crate) fn enter_now(now: Instant) -> Restore {
+    Restore {
+        deadline: SCOPE.get(),
+        now: NOW.replace(Some(now)),
+    }
+}
+
+/// The time the deadline in scope was set at (or a layer outside read the
+/// clock, [`enter_now`]), when in the same synchronous `call` (the preset's
+/// deadline piece): a layer inside that
 /// needs the time takes this one instead of reading the clock again.
 /// `None` outside such a scope, and in a scope entered later (a retry, a
 /// call that waited for a bulkhead slot), where the time has moved on.

@@ -140,7 +140,6 @@ mod builder;
 mod error;
 #[cfg(feature = "http")]
 mod headers;
-mod metrics;
 mod rejection;
 mod runtime;
 mod sync;
@@ -151,6 +150,7 @@ pub mod classify;
 pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
+pub mod metrics;
 pub mod retry;
 pub mod stack;
 pub mod timeout;

@@ -1,17 +1,35 @@
-//! Counting shared by every layer: striped counters and snapshots.
+//! Metrics: the [`MetricsLayer`], the latency [`Histogram`], and the
+//! counting every layer shares.
 //!
-//! Each layer keeps its counters in a `Striped` block of cache-line-sized
-//! stripes. A thread that counts takes a *stripe slot* of its own for as long
-//! as it lives: slot `i` owns stripe `i` of every block, and since no other
-//! thread ever writes an owned stripe, its counters are bumped with a plain
-//! load and store — no locked instruction, no cache line shared with another
+//! [`MetricsLayer`] counts calls by outcome and by which of this crate's
+//! layers ended them, keeps an in-flight gauge, and times every call into a
+//! [`Histogram`]; each other layer keeps its own counters behind its handle
+//! (e.g. [`CircuitBreakerSnapshot`](crate::circuit_breaker::CircuitBreakerSnapshot)).
+//!
+//! # How counting works
+//!
+//! Each layer keeps its counters in a block of cache-line-sized stripes. A
+//! thread that counts takes a *stripe slot* of its own for as long as it
+//! lives: slot `i` owns stripe `i` of every block, and since no other thread
+//! ever writes an owned stripe, its counters are bumped with a plain load
+//! and store — no locked instruction, no cache line shared with another
 //! core. Threads beyond the number of owned slots (twice the cores) share
-//! stripe 0, bumped with atomic read-modify-writes. A slot is handed back when
-//! its thread exits, so a pool that replaces its threads reuses them.
-//!
-//! Reading a value sums the stripes; readers are rare (snapshots, exporters),
-//! writers are every call. The snapshot types live with their layer, e.g.
-//! [`CircuitBreakerSnapshot`](crate::circuit_breaker::CircuitBreakerSnapshot).
+//! stripe 0, bumped with atomic read-modify-writes. A slot is handed back
+//! when its thread exits, so a pool that replaces its threads reuses them.
+//! Reading a value sums the stripes; readers are rare (snapshots,
+//! exporters), writers are every call.
+
+mod future;
+mod handle;
+mod histogram;
+mod layer;
+mod service;
+
+pub use self::future::ResponseFuture;
+pub use self::handle::{MetricsHandle, MetricsSnapshot};
+pub use self::histogram::{Histogram, HistogramSnapshot};
+pub use self::layer::MetricsLayer;
+pub use self::service::Metrics;
 
 use std::fmt;
 use std::ops::Deref;

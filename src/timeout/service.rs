@@ -187,7 +187,9 @@ where
 
     #[inline(always)]
     fn call(&mut self, mut req: Req) -> Self::Future {
-        let now = Instant::now();
+        // Now, or when a layer just outside read the clock in this same
+        // `call` (the preset's metrics piece).
+        let now = crate::deadline::scope_now().unwrap_or_else(Instant::now);
         let mut deadline = Deadline::after_from(now, self.timeout);
         if self.honor_incoming {
             if let Some(incoming) = req.incoming_timeout() {
