@@ -1,11 +1,11 @@
 //! A latency histogram with fixed log-scale buckets on striped atomics.
 //!
-//! Values are durations in nanoseconds. Below 1,024 ns everything falls in
-//! one bucket; from 2¹⁰ ns (~1 µs) to 2³⁷ ns (~137 s) each power of two is
+//! Values are durations in nanoseconds. Below 512 ns everything falls in
+//! one bucket; from 2⁹ ns (512 ns) to 2³⁷ ns (~137 s) each power of two is
 //! cut into 16 equal sub-buckets, so a bucket is at most 1/16 of its lower
 //! edge wide and its midpoint is within 1/32 (3.125 %) of any value in it;
 //! values from 2³⁷ ns up share one overflow bucket, read back as the
-//! maximum. 434 buckets in all.
+//! maximum. 450 buckets in all.
 //!
 //! Recording takes the calling thread's stripe (see the module docs of
 //! [`metrics`](crate::metrics)): a thread that owns its stripe updates the
@@ -22,12 +22,12 @@ use super::{thread_stripe, Striped};
 /// Sub-buckets per power of two (as a shift).
 const SUB_BITS: u32 = 4;
 const SUB: usize = 1 << SUB_BITS;
-/// The first power of two with sub-buckets: 2¹⁰ ns.
-const MIN_EXP: u32 = 10;
+/// The first power of two with sub-buckets: 2⁹ ns.
+const MIN_EXP: u32 = 9;
 /// The last power of two with sub-buckets: 2³⁶ ns; from 2³⁷ ns the
 /// overflow bucket.
 const MAX_EXP: u32 = 36;
-/// Bucket 0 (below 2¹⁰ ns), 16 per power of two, the overflow bucket.
+/// Bucket 0 (below 2⁹ ns), 16 per power of two, the overflow bucket.
 pub(crate) const BUCKETS: usize = 1 + (MAX_EXP - MIN_EXP + 1) as usize * SUB + 1;
 const OVERFLOW: usize = BUCKETS - 1;
 
@@ -81,9 +81,9 @@ impl Default for Cells {
 }
 
 /// A latency histogram: fixed log-scale buckets on striped atomics, ≤ 3.125 %
-/// relative error from 1 µs to 137 s.
+/// relative error from 512 ns to 137 s.
 ///
-/// Recording never allocates and takes no lock; each stripe is about 3.5 KB,
+/// Recording never allocates and takes no lock; each stripe is about 3.7 KB,
 /// one per stripe slot (twice the cores plus one, at most 33), allocated
 /// when the histogram is made. Snapshots are mergeable, so histograms of
 /// several instances (or several processes) add up.
@@ -176,7 +176,7 @@ impl fmt::Debug for Histogram {
 ///
 /// Quantiles are read at the midpoint of the bucket that holds the rank
 /// (nearest rank: the smallest value with at least `q` of the values at or
-/// below it), capped at the maximum seen, so from 1 µs to 137 s they are
+/// below it), capped at the maximum seen, so from 512 ns to 137 s they are
 /// within 3.125 % of the true value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HistogramSnapshot {
@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn buckets_are_contiguous_and_narrow() {
-        assert_eq!(BUCKETS, 434);
+        assert_eq!(BUCKETS, 450);
         for i in 0..OVERFLOW {
             let (lo, hi) = (lower(i), upper(i).unwrap());
             assert!(lo < hi, "bucket {i}");
@@ -363,8 +363,8 @@ mod tests {
             }
         }
         assert_eq!(index(0), 0);
-        assert_eq!(index(1023), 0);
-        assert_eq!(index(1024), 1);
+        assert_eq!(index(511), 0);
+        assert_eq!(index(512), 1);
         assert_eq!(index((1 << 37) - 1), OVERFLOW - 1);
         assert_eq!(index(1 << 37), OVERFLOW);
         assert_eq!(index(u64::MAX), OVERFLOW);
@@ -382,20 +382,20 @@ mod tests {
     #[test]
     fn sum_max_and_quantile_edges() {
         let h = Histogram::new();
-        for ns in [500, 2_000, 3_000_000, 200_000_000_000] {
+        for ns in [300, 2_000, 3_000_000, 200_000_000_000] {
             h.record_nanos(ns);
         }
         let s = h.snapshot();
         assert_eq!(s.count(), 4);
-        assert_eq!(s.sum(), Duration::from_nanos(200_003_002_500));
+        assert_eq!(s.sum(), Duration::from_nanos(200_003_002_300));
         assert_eq!(s.max(), Duration::from_secs(200));
         // The overflow bucket reads as the maximum.
         assert_eq!(s.quantile(1.0), Some(Duration::from_secs(200)));
         assert_eq!(s.quantile(f64::NAN), s.quantile(0.0));
         assert_eq!(s.quantile(-3.0), s.quantile(0.0));
         assert_eq!(s.quantile(7.0), s.quantile(1.0));
-        // The lowest bucket's midpoint is 512 ns.
-        assert_eq!(s.quantile(0.25), Some(Duration::from_nanos(512)));
+        // The lowest bucket's midpoint is 256 ns.
+        assert_eq!(s.quantile(0.25), Some(Duration::from_nanos(256)));
         assert_eq!(s.count_at_or_below(Duration::from_millis(10)), 3);
         assert_eq!(s.count_at_or_below(Duration::from_secs(199)), 3);
         assert_eq!(s.count_at_or_below(Duration::from_secs(200)), 4);
