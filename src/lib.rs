@@ -146,6 +146,7 @@ mod runtime;
 mod sync;
 
 pub mod bulkhead;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
