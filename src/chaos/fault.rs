@@ -91,7 +91,7 @@ fn duration_from_nanos(nanos: u128) -> Duration {
 /// `Res` is the inner service's response type; it is inferred from the
 /// service the layer wraps, and only faults that answer with a response
 /// ([`respond`](Self::respond), and with feature `http`
-/// [`http_status`](Self::http_status), [`grpc_status`](Self::grpc_status))
+/// `http_status` and `grpc_status`)
 /// fix it themselves.
 ///
 /// See the [module docs](super) for what each fault does to the call.
@@ -336,6 +336,27 @@ pub(super) mod http_fault {
         /// inner service: a 503 from an overloaded backend, a 429 from a
         /// rate limiter. Add [`retry_after`](Self::retry_after) for a
         /// `Retry-After` header.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use http::StatusCode;
+        /// use steadfast::chaos::{Fault, FaultLayer};
+        /// use tower::{service_fn, Layer, ServiceExt};
+        ///
+        /// # #[tokio::main(flavor = "current_thread")]
+        /// # async fn main() -> Result<(), steadfast::BoxError> {
+        /// let overloaded = Fault::http_status(StatusCode::SERVICE_UNAVAILABLE)
+        ///     .retry_after(Duration::from_secs(2));
+        /// let svc = FaultLayer::builder().fault(1.0, overloaded).build()?.layer(service_fn(
+        ///     |_: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(String::from("ok"))) },
+        /// ));
+        /// let res = svc.oneshot(http::Request::new(())).await?;
+        /// assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        /// assert_eq!(res.headers()["retry-after"], "2");
+        /// assert_eq!(res.body(), ""); // `B::default()`
+        /// # Ok(())
+        /// # }
+        /// ```
         pub fn http_status(status: StatusCode) -> Self {
             Self::http(Spec {
                 status,

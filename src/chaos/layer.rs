@@ -16,7 +16,9 @@ use crate::error::InvalidConfig;
 /// hangs and outages; every service it makes, and every clone of those,
 /// draws from one seeded sequence and counts into one snapshot.
 ///
-/// `Res` is the inner service's response type (inferred from the service).
+/// `Res` is the inner service's response type. It is inferred from the
+/// service the layer wraps; name it (`FaultLayer::<Response>::builder()`)
+/// where the layer is built with no service in sight.
 /// See the [module docs](super).
 pub struct FaultLayer<Res> {
     shared: Arc<Shared<Res>>,
