@@ -76,9 +76,9 @@ impl<F, Res> ResponseFuture<F, Res> {
         }
     }
 
-    pub(super) fn hang() -> Self {
+    pub(super) fn hang(sleep: Option<Sleep>) -> Self {
         Self {
-            sleep: None,
+            sleep,
             kind: Kind::Hang,
         }
     }

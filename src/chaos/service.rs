@@ -95,7 +95,7 @@ where
             Some(Kind::Reset) => ResponseFuture::reset(sleep, self.inner.call(req)),
             Some(Kind::Error(make)) => ResponseFuture::fail(sleep, make()),
             Some(Kind::Refused) => ResponseFuture::fail(sleep, Box::new(InjectedRefused::new())),
-            Some(Kind::Hang) => ResponseFuture::hang(),
+            Some(Kind::Hang) => ResponseFuture::hang(sleep),
             Some(Kind::Respond(make)) => ResponseFuture::respond(sleep, make()),
             #[cfg(feature = "http")]
             Some(Kind::Http { spec, make }) => ResponseFuture::respond(sleep, make(spec)),

@@ -11,6 +11,8 @@
 //!   and dropping the future at any point releases everything;
 //! * `http`: status and gRPC responses, read back by our own classifiers,
 //!   hint parsers and retry layer (feature `http`);
+//! * `outage`: the outage simulation — a breaker and a timeout around a
+//!   backend that hangs, then refuses, for 30 s;
 //! * `config`: bad values are errors that name the field.
 
 #[path = "../support/mod.rs"]
@@ -21,6 +23,7 @@ mod determinism;
 mod faults;
 #[cfg(feature = "http")]
 mod http;
+mod outage;
 mod rates;
 mod windows;
 
