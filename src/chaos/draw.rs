@@ -15,6 +15,8 @@ pub(super) const LATENCY_GATE: u64 = 0;
 pub(super) const LATENCY_VALUE: u64 = 1;
 pub(super) const FAULT_PICK: u64 = 2;
 pub(super) const FAULT_DELAY: u64 = 3;
+/// Window `i`'s rate draw is slot `WINDOW + i`.
+pub(super) const WINDOW: u64 = 4;
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 

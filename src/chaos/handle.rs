@@ -15,7 +15,7 @@ pub(super) struct Counters {
     hangs: Count,
     refused: Count,
     reset: Count,
-    /// Calls that fell in each window, in declaration order.
+    /// Calls that got each window's fault, in declaration order.
     windows: Box<[Count]>,
 }
 
@@ -175,8 +175,9 @@ pub struct FaultSnapshot {
     /// Calls sent and then failed as reset connections
     /// ([`Fault::reset`](super::Fault::reset)).
     pub reset: u64,
-    /// Calls that fell in each [window](super::FaultBuilder::window), in the
-    /// order the windows were added.
+    /// Calls that got each [window](super::FaultBuilder::window)'s fault,
+    /// in the order the windows were added: every call made in the window,
+    /// or the window's rate of them.
     pub windows: Vec<u64>,
 }
 

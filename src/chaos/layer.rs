@@ -25,10 +25,11 @@ pub struct FaultLayer<Res> {
 }
 
 /// A window of virtual time, `[from, to)` after the layer's start, in which
-/// every call gets `fault`.
+/// a fraction `rate` of the calls get `fault`.
 struct Window<Res> {
     from: Duration,
     to: Duration,
+    rate: f64,
     fault: Fault<Res>,
 }
 
@@ -65,12 +66,11 @@ impl<Res> Shared<Res> {
         let mut fault = None;
         if !self.windows.is_empty() {
             let elapsed = now.saturating_duration_since(self.start);
-            if let Some((i, w)) = self
-                .windows
-                .iter()
-                .enumerate()
-                .find(|(_, w)| w.from <= elapsed && elapsed < w.to)
-            {
+            if let Some((i, w)) = self.windows.iter().enumerate().find(|(i, w)| {
+                w.from <= elapsed
+                    && elapsed < w.to
+                    && (w.rate >= 1.0 || draws.unit(draw::WINDOW + *i as u64) < w.rate)
+            }) {
                 window = Some(i);
                 fault = Some(&w.fault);
             }
@@ -218,8 +218,30 @@ impl<Res> FaultBuilder<Res> {
     /// May be called more than once; where windows overlap, the one added
     /// first wins. Inside a window the [rated faults](Self::fault) are not
     /// drawn; the [latency](Self::latency) still is.
-    pub fn window(mut self, from: Duration, to: Duration, fault: Fault<Res>) -> Self {
-        self.windows.push(Window { from, to, fault });
+    pub fn window(self, from: Duration, to: Duration, fault: Fault<Res>) -> Self {
+        self.window_with_rate(from, to, 1.0, fault)
+    }
+
+    /// Like [`window`](Self::window), but only a fraction `rate` of the
+    /// calls made in `[from, to)`, in `[0, 1]`, get the fault: a brownout
+    /// rather than an outage ("from 10 s to 40 s, half the calls fail").
+    ///
+    /// A call the window's draw spares is treated as if the window were not
+    /// there: a later window, or the [rated faults](Self::fault), may still
+    /// give it a fault.
+    pub fn window_with_rate(
+        mut self,
+        from: Duration,
+        to: Duration,
+        rate: f64,
+        fault: Fault<Res>,
+    ) -> Self {
+        self.windows.push(Window {
+            from,
+            to,
+            rate,
+            fault,
+        });
         self
     }
 
@@ -242,8 +264,8 @@ impl<Res> FaultBuilder<Res> {
     ///
     /// [`InvalidConfig`] naming the first bad field:
     ///
-    /// - `chaos.latency_rate`, `chaos.faults[i].rate`: not a finite number
-    ///   in `[0, 1]`;
+    /// - `chaos.latency_rate`, `chaos.faults[i].rate`,
+    ///   `chaos.windows[i].rate`: not a finite number in `[0, 1]`;
     /// - `chaos.faults`: the rates add up to more than 1;
     /// - `chaos.latency`, `chaos.faults[i].delay`, `chaos.windows[i].delay`:
     ///   a uniform latency whose `min` exceeds its `max`;
@@ -280,6 +302,7 @@ impl<Res> FaultBuilder<Res> {
                     ),
                 ));
             }
+            check_rate(&format!("chaos.windows[{i}].rate"), w.rate)?;
             w.fault.check(&format!("chaos.windows[{i}]"))?;
         }
         let stats = Arc::new(Stats::new(self.name, self.windows.len()));

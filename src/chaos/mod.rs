@@ -63,7 +63,9 @@
 //! 2. **A window's fault.** A call made in a [window](FaultBuilder::window)
 //!    `[from, to)` after the layer's start gets the window's fault: at
 //!    exactly `from` it is in, at exactly `to` it is out. The window is
-//!    judged by the clock at `call`, before any delay.
+//!    judged by the clock at `call`, before any delay. A
+//!    [window with a rate](FaultBuilder::window_with_rate) gives its fault
+//!    to that fraction of its calls only (a brownout).
 //! 3. **Otherwise a rated fault.** Each [`fault(rate, …)`](FaultBuilder::fault)
 //!    takes its share of the calls; the faults are exclusive, their rates
 //!    add up to at most 1, and the rest pass through.
@@ -95,14 +97,19 @@
 //!
 //! - the same [seed](FaultBuilder::seed), with calls made in the same order
 //!   and (for windows) at the same virtual instants, gives the same faults
-//!   and the same delays, call by call, on every platform and with every
-//!   version of `rand`;
+//!   and the same delays, call by call, with every version of `rand` (the
+//!   layer does not use its generators, whose output may change between
+//!   versions);
 //! - calls made concurrently take their numbers in whatever order they
 //!   reach `call`: the *set* of draws is the same, which call gets which may
 //!   differ between runs. Drive calls one after another (or from one task)
 //!   for an exact replay;
-//! - windows draw nothing: whether a call falls in one does not shift the
-//!   draws of later calls.
+//! - a call's draws do not depend on one another: whether it falls in a
+//!   window does not shift its own other draws or those of later calls;
+//! - the rates are exact to 2^-53; the latency values are computed in
+//!   `f64` (the exponential one with the platform's `ln`, whose last bit
+//!   may differ between platforms: a delay may then differ by a
+//!   nanosecond).
 //!
 //! The windows are measured from the layer's start: tokio's
 //! [`Instant::now`](tokio::time::Instant::now) when `build` runs, or the

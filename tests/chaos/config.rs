@@ -21,6 +21,15 @@ fn rates_must_be_finite_and_in_zero_to_one() {
             ),
             "chaos.faults[1].rate"
         );
+        assert_eq!(
+            field_of(FaultLayer::builder().window_with_rate(
+                Duration::ZERO,
+                Duration::from_secs(1),
+                bad,
+                Fault::hang()
+            )),
+            "chaos.windows[0].rate"
+        );
     }
     // The bounds themselves are fine.
     FaultLayer::<u32>::builder()

@@ -96,3 +96,56 @@ async fn start_at_sets_the_origin() {
     advance(S(8)).await;
     assert_eq!(Seen::of(svc.call(1).now_or_never()), Seen::Ok);
 }
+
+/// A window with a rate: over 100,000 calls inside it, its share is within
+/// 5σ of the rate; the calls it spares fall through to the rated faults;
+/// outside it only the rated faults apply.
+#[tokio::test(start_paused = true)]
+async fn window_with_rate_is_a_brownout() {
+    const CALLS: u64 = 100_000;
+    let started = Arc::new(AtomicUsize::new(0));
+    let layer = FaultLayer::builder()
+        .seed(99)
+        .fault(0.2, Fault::reset())
+        .window_with_rate(S(10), S(40), 0.5, Fault::error(|| Boom))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(counting(&started));
+    let before = count(&mut svc, CALLS);
+    assert_eq!(before.get(&Seen::Error), None);
+    advance(S(10)).await;
+    let during = count(&mut svc, CALLS);
+
+    let sigma = |p: f64| (CALLS as f64 * p * (1.0 - p)).sqrt();
+    let within = |got: u64, p: f64| (got as f64 - CALLS as f64 * p).abs() <= 5.0 * sigma(p);
+    let errors = during[&Seen::Error];
+    assert!(within(errors, 0.5), "{errors}");
+    // Resets: 20 % of the half the window spared.
+    let resets = during[&Seen::Reset];
+    assert!(within(resets, 0.1), "{resets}");
+    assert!(
+        within(before[&Seen::Reset], 0.2),
+        "{}",
+        before[&Seen::Reset]
+    );
+
+    let snap = layer.handle().snapshot();
+    assert_eq!(snap.windows, vec![errors]);
+    assert_eq!(snap.errors, errors);
+    assert_eq!(snap.reset, resets + before[&Seen::Reset]);
+    assert_eq!(snap.calls, 2 * CALLS);
+}
+
+/// Makes `calls` calls at the current instant and counts what they returned.
+fn count<S>(svc: &mut S, calls: u64) -> std::collections::HashMap<Seen, u64>
+where
+    S: Service<u32, Response = u32, Error = steadfast::BoxError>,
+{
+    let mut seen = std::collections::HashMap::new();
+    for i in 0..calls {
+        *seen
+            .entry(Seen::of(svc.call(i as u32).now_or_never()))
+            .or_default() += 1;
+    }
+    seen
+}
