@@ -373,7 +373,9 @@ pub(super) mod http_fault {
         /// [`GrpcClassifier`](crate::classify::GrpcClassifier) reads the
         /// code from there. Add [`grpc_message`](Self::grpc_message) and
         /// [`retry_after`](Self::retry_after) (as `grpc-retry-pushback-ms`)
-        /// as needed.
+        /// as needed. Works around a tonic `Channel` too: its response body,
+        /// `tonic::body::Body`, is `Default`, and tonic reads a
+        /// trailers-only answer as a `Status` with this code.
         pub fn grpc_status(code: GrpcCode) -> Self {
             Self::http(Spec {
                 status: StatusCode::OK,
