@@ -15,6 +15,7 @@
 //! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
 //! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
+//! | [`chaos`] | [`FaultLayer`] | injects latency, errors, hangs, refused or reset connections and outage windows, seeded and on tokio's clock, for tests and demos |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
 //! | [`prelude`] | — | the layers, configs and error types of the common case, in one `use` |
@@ -125,6 +126,7 @@
 //! [`TimeoutLayer`]: timeout::TimeoutLayer
 //! [`DeadlineLayer`]: timeout::DeadlineLayer
 //! [`BulkheadLayer`]: bulkhead::BulkheadLayer
+//! [`FaultLayer`]: chaos::FaultLayer
 //! [`Deadline`]: deadline::Deadline
 //! [`KeyedCircuitBreakerLayer`]: circuit_breaker::KeyedCircuitBreakerLayer
 //! [`tower::Service`]: tower_service::Service
@@ -145,6 +147,7 @@ mod runtime;
 mod sync;
 
 pub mod bulkhead;
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
