@@ -19,15 +19,16 @@
 //! cargo run --example quickstart
 //! ```
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steadfast::bulkhead::BulkheadLayer;
+use steadfast::chaos::{Fault, FaultLayer, FaultSnapshot, Latency};
 use steadfast::circuit_breaker::{CircuitBreakerConfig, Window};
 use steadfast::classify::ErrorsAsFailures;
 use steadfast::deadline::{CarriesDeadline, Deadline};
 use steadfast::retry::{Backoff, Jitter, RetryBudget, RetryConfig};
+use steadfast::stack::ResilienceSnapshot;
 use steadfast::{BoxError, Rejection, ResilienceLayer};
 use tokio::time::{self, Instant};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -85,50 +86,37 @@ impl Tally {
     }
 }
 
-/// Counts the backend's attempts that were cut short: dropped unfinished,
-/// as the per-attempt timeout drops them.
-struct CutIfDropped(Option<Arc<AtomicU32>>);
-
-impl CutIfDropped {
-    fn finished(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CutIfDropped {
-    fn drop(&mut self) {
-        if let Some(cut) = self.0.take() {
-            cut.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> Result<(), BoxError> {
     let start = Instant::now();
     let secs = move || start.elapsed().as_secs_f64();
 
-    // The backend: 10 ms per call; during the blip one attempt in three
-    // fails, during the outage every one does, and in the slow phase each
-    // takes 400 ms.
-    let hits = Arc::new(AtomicU32::new(0));
-    let timeouts = Arc::new(AtomicU32::new(0));
-    let (counter, cut) = (hits.clone(), timeouts.clone());
-    let products = service_fn(move |req: GetProduct| {
-        let n = counter.fetch_add(1, Ordering::Relaxed);
-        let mut guard = CutIfDropped(Some(cut.clone()));
-        async move {
-            let t = secs();
-            let latency = if SLOW.contains(&t) { 400 } else { 10 };
-            time::sleep(Duration::from_millis(latency)).await;
-            guard.finished();
-            if OUTAGE.contains(&t) || (BLIP.contains(&t) && n % 3 == 0) {
-                Err::<String, BoxError>("connection refused".into())
-            } else {
-                Ok(format!("product {}", req.id))
-            }
-        }
-    });
+    // The backend: 10 ms per call. Its faults come from a `FaultLayer`,
+    // seeded and on tokio's clock, so every run is the same: during the
+    // blip one attempt in three fails, during the outage every connection
+    // is refused, and in the slow phase each answer takes 400 ms.
+    let at = |s: f64| Duration::from_secs_f64(s);
+    let faults = FaultLayer::builder()
+        .seed(7)
+        .latency(Latency::fixed(Duration::from_millis(10)))
+        .window_with_rate(
+            at(BLIP.start),
+            at(BLIP.end),
+            1.0 / 3.0,
+            Fault::error(|| std::io::Error::other("internal error")),
+        )
+        .window(at(OUTAGE.start), at(OUTAGE.end), Fault::refused())
+        .window(
+            at(SLOW.start),
+            at(SLOW.end),
+            Fault::delay(Latency::fixed(Duration::from_millis(390))),
+        )
+        .build()?;
+    let backend = faults.handle();
+    let products =
+        service_fn(
+            |req: GetProduct| async move { Ok::<_, BoxError>(format!("product {}", req.id)) },
+        );
 
     // The preset, outermost first: the whole call within 1 s, up to 3
     // attempts, at most 4 attempts in flight, the breaker, 250 ms per
@@ -173,8 +161,13 @@ async fn main() -> Result<(), BoxError> {
                 .on_transition(move |t| println!("{:>7.3}s  ** {t}", secs())),
         )
         .attempt_timeout(Duration::from_millis(250))
+        // Outermost: every call counted by outcome and timed.
+        .metrics("products")
         .build()?; // Err(InvalidConfig) would name the bad field
-    let svc = ServiceBuilder::new().layer(resilience).service(products);
+    let svc = ServiceBuilder::new()
+        .layer(resilience)
+        .layer(faults)
+        .service(products);
     let breaker = handle.circuit_breaker().expect("the breaker is on").clone();
     let retries = handle.retry().expect("retries are on").clone();
 
@@ -183,16 +176,15 @@ async fn main() -> Result<(), BoxError> {
         BLIP.start, BLIP.end, OUTAGE.start, OUTAGE.end, SLOW.start, SLOW.end
     );
     println!("calls ended as: ok, failed, timed out, rejected by the open breaker (open), shed by the bulkhead (shed);");
-    println!("attempts: sent to the backend (hits), cut by the 250 ms timeout, retried, retries refused by the budget\n");
-    println!(
-        "   time   ok  failed  timed-out  open  shed    hits  timeouts  retries  refused  breaker"
-    );
+    println!("attempts: that reached the backend (hits), retried, retries refused by the budget\n");
+    println!("   time   ok  failed  timed-out  open  shed    hits  retries  refused  breaker");
 
     let tally = Arc::new(Mutex::new(Tally::default()));
     let tasks = tokio::task::LocalSet::new();
     let mut tick = time::interval(EVERY);
     let mut next_report = Duration::from_secs(1);
     let mut last = retries.snapshot();
+    let mut last_hits = 0;
     let mut id = 0;
     while start.elapsed() < RUN_FOR {
         tasks.run_until(tick.tick()).await;
@@ -206,26 +198,75 @@ async fn main() -> Result<(), BoxError> {
         if start.elapsed() >= next_report {
             let t = std::mem::take(&mut *tally.lock().unwrap());
             let now = retries.snapshot();
+            let hits = backend.snapshot().calls;
             println!(
-                "{:>6.1}s  {:>3}  {:>6}  {:>9}  {:>4}  {:>4}  {:>6}  {:>8}  {:>7}  {:>7}  {}",
+                "{:>6.1}s  {:>3}  {:>6}  {:>9}  {:>4}  {:>4}  {:>6}  {:>7}  {:>7}  {}",
                 next_report.as_secs_f64(),
                 t.ok,
                 t.failed,
                 t.timed_out,
                 t.open,
                 t.shed,
-                hits.swap(0, Ordering::Relaxed),
-                timeouts.swap(0, Ordering::Relaxed),
+                hits - last_hits,
                 now.retries - last.retries,
                 now.refused_by_budget - last.refused_by_budget,
                 breaker.state()
             );
             last = now;
+            last_hits = hits;
             next_report += Duration::from_secs(1);
         }
     }
     tasks.await;
 
     println!("\n{handle}");
+    print_table(&handle.snapshot(), &backend.snapshot());
     Ok(())
+}
+
+/// The run in one table: what callers saw (the metrics piece), what the
+/// pieces did, and what the backend was made to do.
+fn print_table(stack: &ResilienceSnapshot, backend: &FaultSnapshot) {
+    let ms = |d: Option<Duration>| {
+        d.map_or_else(
+            || "-".into(),
+            |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+        )
+    };
+    println!("\n{:<34} {:>10}", "snapshot", "value");
+    let mut row = |name: &str, value: String| println!("{name:<34} {value:>10}");
+    if let Some(m) = &stack.metrics {
+        row("calls", m.calls.to_string());
+        row("  ok", m.successes.to_string());
+        row("  failed (incl. timed out)", m.failures.to_string());
+        row("  ignored (open, shed, deadline)", m.ignored.to_string());
+        row("  timed out", m.timed_out.to_string());
+        row(
+            "  rejected: breaker open",
+            m.rejected_circuit_open.to_string(),
+        );
+        row(
+            "  rejected: bulkhead full",
+            m.rejected_bulkhead_full.to_string(),
+        );
+        row("  deadline exceeded", m.deadline_exceeded.to_string());
+        row("call duration p50", ms(m.duration.p50()));
+        row("call duration p90", ms(m.duration.p90()));
+        row("call duration p99", ms(m.duration.p99()));
+        row("call duration max", ms(Some(m.duration.max())));
+    }
+    if let Some(r) = &stack.retry {
+        row("attempts", r.attempts.to_string());
+        row("  retries", r.retries.to_string());
+        row("  refused by the budget", r.refused_by_budget.to_string());
+    }
+    if let Some(b) = &stack.circuit_breaker {
+        row("breaker opened", b.opened.to_string());
+        row("breaker time open", format!("{:.1?}", b.time_open));
+    }
+    row(
+        "backend: calls reaching the fault layer",
+        backend.calls.to_string(),
+    );
+    row("backend: faults injected", backend.injected().to_string());
 }

@@ -1,6 +1,7 @@
 //! [`ResilienceBuilder`]: the settings of a preset stack, checked at once.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Identity;
@@ -15,6 +16,7 @@ use crate::circuit_breaker::{
     CircuitBreakerBuilder, CircuitBreakerConfig, CircuitBreakerLayer, KeyedCircuitBreakerLayer,
 };
 use crate::error::InvalidConfig;
+use crate::metrics::MetricsLayer;
 use crate::retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -57,6 +59,7 @@ enum BreakerSpec<Kf> {
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s × 2 up to 60 s | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
 /// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | metrics (outermost) | off | [`metrics`](Self::metrics) | [`no_metrics`](Self::no_metrics) |
 pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity> {
     classifier: C,
     retry_on: On,
@@ -77,6 +80,7 @@ struct Settings {
     retry: Option<RetryConfigBuilder>,
     bulkhead: Option<BulkheadBuilder>,
     attempt_timeout: Option<Duration>,
+    metrics: Option<Arc<str>>,
 }
 
 impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
@@ -120,6 +124,7 @@ impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
                 retry: Some(RetryConfig::builder()),
                 bulkhead: None,
                 attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
+                metrics: None,
             },
         }
     }
@@ -159,6 +164,24 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// No per-attempt timeout: only the deadline bounds an attempt.
     pub fn no_attempt_timeout(mut self) -> Self {
         self.settings.attempt_timeout = None;
+        self
+    }
+
+    /// Adds a [`MetricsLayer`] named `name` as the outermost piece (inside
+    /// only the gRPC status mapping): every call counted by outcome — the
+    /// stack's classifier judges — and by which piece ended it, an in-flight
+    /// gauge and the call-duration histogram, read through
+    /// [`ResilienceHandle::metrics`] and in the stack's snapshot. Off by
+    /// default; costs two clock reads per call, one of which the deadline
+    /// piece then reuses.
+    pub fn metrics(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.settings.metrics = Some(name.into());
+        self
+    }
+
+    /// No metrics piece (the default).
+    pub fn no_metrics(mut self) -> Self {
+        self.settings.metrics = None;
         self
     }
 
@@ -387,7 +410,14 @@ where
     #[allow(clippy::type_complexity)]
     pub fn build(
         self,
-    ) -> Result<(ResilienceLayer<C, On, Rp, Kf, Kl, Ol>, ResilienceHandle), InvalidConfig> {
+    ) -> Result<(ResilienceLayer<C, On, Rp, Kf, Kl, Ol>, ResilienceHandle), InvalidConfig>
+    where
+        C: Clone + Send + Sync + 'static,
+    {
+        let metrics = self
+            .settings
+            .metrics
+            .map(|name| MetricsLayer::with_classifier(name, self.classifier.clone()).0);
         let deadline = match self.settings.deadline {
             Some(d) => {
                 let layer = DeadlineLayer::new(d).map_err(|_| {
@@ -480,6 +510,7 @@ where
             }
         };
         let handle = ResilienceHandle::new(Parts {
+            metrics: metrics.as_ref().map(MetricsLayer::handle),
             deadline: deadline.as_ref().map(DeadlineLayer::timeout),
             attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
             retry: retry.as_ref().map(RetryLayer::handle),
@@ -488,6 +519,7 @@ where
         });
         let layer = ResilienceLayer {
             outer: self.outer,
+            metrics: ToggleLayer::new(metrics),
             key: self.key,
             deadline: ToggleLayer::new(deadline),
             retry: RetryPiece::new(retry, replay),

@@ -11,6 +11,7 @@ use crate::bulkhead::{BulkheadHandle, BulkheadSnapshot};
 use crate::circuit_breaker::{
     CircuitBreakerHandle, CircuitBreakerSnapshot, KeyedCircuitBreakerHandle,
 };
+use crate::metrics::{MetricsHandle, MetricsSnapshot};
 use crate::retry::{RetryHandle, RetrySnapshot};
 
 /// One handle on every piece of a [`ResilienceLayer`](super::ResilienceLayer):
@@ -33,6 +34,7 @@ pub struct ResilienceHandle {
 }
 
 pub(crate) struct Parts {
+    pub(crate) metrics: Option<MetricsHandle>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryHandle>,
@@ -61,6 +63,12 @@ impl ResilienceHandle {
     /// The timeout of each attempt, when the timeout piece is on.
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.inner.attempt_timeout
+    }
+
+    /// The metrics piece's handle, when the stack has one
+    /// ([`ResilienceBuilder::metrics`](super::ResilienceBuilder::metrics)).
+    pub fn metrics(&self) -> Option<&MetricsHandle> {
+        self.inner.metrics.as_ref()
     }
 
     /// The retry layer's handle, when retries are on.
@@ -94,6 +102,7 @@ impl ResilienceHandle {
     pub fn snapshot(&self) -> ResilienceSnapshot {
         let parts = &self.inner;
         ResilienceSnapshot {
+            metrics: parts.metrics.as_ref().map(MetricsHandle::snapshot),
             deadline: parts.deadline,
             attempt_timeout: parts.attempt_timeout,
             retry: parts.retry.as_ref().map(RetryHandle::snapshot),
@@ -155,6 +164,9 @@ impl<S> Layer<S> for ResilienceHandle {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ResilienceSnapshot {
+    /// The metrics piece's counters and call-duration histogram, when the
+    /// stack has one ([`ResilienceBuilder::metrics`](super::ResilienceBuilder::metrics)).
+    pub metrics: Option<MetricsSnapshot>,
     /// The deadline of each whole call.
     pub deadline: Option<Duration>,
     /// The timeout of each attempt.
@@ -185,6 +197,9 @@ pub struct KeyedSnapshot {
 impl fmt::Display for ResilienceSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let off = |f: &mut fmt::Formatter<'_>, name: &str| writeln!(f, "{name:<9} off");
+        if let Some(m) = &self.metrics {
+            writeln!(f, "{:<9} {m}", "metrics")?;
+        }
         match self.deadline {
             Some(d) => writeln!(f, "{:<9} {d:?} per call", "deadline")?,
             None => off(f, "deadline")?,

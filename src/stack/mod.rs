@@ -118,6 +118,7 @@ use tower_layer::{Identity, Layer};
 
 use crate::bulkhead::BulkheadLayer;
 use crate::deadline::RequestDeadline;
+use crate::metrics::MetricsLayer;
 use crate::retry::{CloneWithDeadline, RetryFailures};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -136,6 +137,7 @@ pub use self::tonic::{try_status_from, GrpcStatus, GrpcStatusFuture, GrpcStatusL
 /// (HTTP) and an outermost layer `Ol` (the gRPC status mapping).
 pub struct ResilienceLayer<C, On, Rp, Kf: BreakerKey = NoKey, Kl = Identity, Ol = Identity> {
     outer: Ol,
+    metrics: ToggleLayer<MetricsLayer<C>>,
     key: Kl,
     deadline: ToggleLayer<DeadlineLayer>,
     retry: RetryPiece<On, Rp>,
@@ -164,6 +166,7 @@ impl<C, On, Rp: Clone, Kf: BreakerKey, Kl: Clone, Ol: Clone> Clone
     fn clone(&self) -> Self {
         Self {
             outer: self.outer.clone(),
+            metrics: self.metrics.clone(),
             key: self.key.clone(),
             deadline: self.deadline.clone(),
             retry: self.retry.clone(),
@@ -195,7 +198,7 @@ where
     Rp: Clone,
     Kf: BreakerKey,
     Kl: Layer<Core<S, C, On, Rp, Kf>>,
-    Ol: Layer<Kl::Service>,
+    Ol: Layer<Toggle<MetricsLayer<C>, Kl::Service>>,
 {
     type Service = Ol::Service;
 
@@ -205,7 +208,8 @@ where
         let service = self.bulkhead.layer(service);
         let service = self.retry.layer(service);
         let service = self.deadline.layer(service);
-        self.outer.layer(self.key.layer(service))
+        self.outer
+            .layer(self.metrics.layer(self.key.layer(service)))
     }
 }
 

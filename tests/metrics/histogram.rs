@@ -84,7 +84,10 @@ fn check_quantiles(values: &[u64]) -> Result<(), TestCaseError> {
             100.0 * error
         );
     }
-    prop_assert_eq!(snapshot.max(), Duration::from_nanos(*sorted.last().unwrap()));
+    prop_assert_eq!(
+        snapshot.max(),
+        Duration::from_nanos(*sorted.last().unwrap())
+    );
     Ok(())
 }
 

@@ -49,12 +49,22 @@ async fn outcomes_and_durations_follow_virtual_time() {
     let s = metrics.snapshot();
     assert_eq!(&*s.name, "db");
     assert_eq!(
-        (s.calls, s.successes, s.ignored, s.failures, s.cancelled, s.in_flight),
+        (
+            s.calls,
+            s.successes,
+            s.ignored,
+            s.failures,
+            s.cancelled,
+            s.in_flight
+        ),
         (5, 3, 1, 1, 0, 0)
     );
     assert_eq!(s.rejected(), 0);
     assert_eq!(s.duration.count(), 5);
-    assert_eq!(s.duration.sum(), Duration::from_millis(10 + 20 + 30 + 999 + 1000));
+    assert_eq!(
+        s.duration.sum(),
+        Duration::from_millis(10 + 20 + 30 + 999 + 1000)
+    );
     assert_eq!(s.duration.max(), Duration::from_millis(1000));
     let p50 = s.duration.p50().unwrap();
     assert!(
@@ -82,7 +92,14 @@ async fn in_flight_and_cancelled() {
     assert_eq!(first.await.unwrap(), 100);
     let s = metrics.snapshot();
     assert_eq!(
-        (s.calls, s.successes, s.failures, s.ignored, s.cancelled, s.in_flight),
+        (
+            s.calls,
+            s.successes,
+            s.failures,
+            s.ignored,
+            s.cancelled,
+            s.in_flight
+        ),
         (2, 1, 0, 0, 1, 0)
     );
     assert_eq!(s.duration.count(), 1);
@@ -154,7 +171,10 @@ async fn clones_and_handles_share_one_set_of_counters() {
     assert_eq!(metrics.snapshot().successes, 2);
     assert_eq!(other_handle.snapshot(), metrics.snapshot());
     assert_eq!(other_handle.name(), "shared");
-    assert!(metrics.snapshot().to_string().starts_with("shared: 2 calls"));
+    assert!(metrics
+        .snapshot()
+        .to_string()
+        .starts_with("shared: 2 calls"));
 }
 
 async fn busy(n: u64) -> Result<u64, BoxError> {

@@ -469,6 +469,7 @@ async fn many_tasks_share_one_stack() {
 // --- The deadline in scope (see `steadfast::deadline`, "Carried in a scope") ---
 
 mod hot_path;
+mod metrics;
 
 mod deadline_in_scope {
     use super::*;

@@ -1,0 +1,244 @@
+//! What metrics cost: `MetricsLayer` against a bare service, the preset
+//! with and without its metrics piece, and one histogram record on one
+//! thread and on two threads sharing one histogram.
+//!
+//! Calls are made the way users make them: each awaited in an `async fn`
+//! (`ready().await`, then `call(..).await`) on a current-thread runtime.
+//! Before criterion runs, the binary prints each case's response future
+//! size and allocations per call, counted by a global allocator.
+
+#[path = "../tests/alloc/cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cases::{allocs_per_call, Bare};
+use criterion::{criterion_group, Criterion};
+use http::{Request, Response};
+use http_body_util::Empty;
+use steadfast::metrics::{Histogram, MetricsLayer};
+use steadfast::stack::ResilienceLayer;
+use tower::{Layer, Service, ServiceExt};
+
+/// One call, as users make it.
+async fn one<S, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    svc.ready().await?.call(req).await
+}
+
+/// An HTTP backend that answers 200 at once.
+#[derive(Clone, Copy)]
+struct Backend;
+
+impl Service<Request<steadfast::retry::body::ReplayBody<Empty<Bytes>>>> for Backend {
+    type Response = Response<()>;
+    type Error = steadfast::BoxError;
+    type Future = std::future::Ready<Result<Response<()>, steadfast::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        _: Request<steadfast::retry::body::ReplayBody<Empty<Bytes>>>,
+    ) -> Self::Future {
+        std::future::ready(Ok(Response::new(())))
+    }
+}
+
+fn get() -> Request<Empty<Bytes>> {
+    Request::get("http://backend/items")
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+/// `MetricsLayer` over the bare `u64` service, and the bare service.
+macro_rules! layer_cases {
+    ($with:ident) => {{
+        $with!("bare", Bare);
+        $with!("metrics_layer", MetricsLayer::new("bench").0.layer(Bare));
+    }};
+}
+
+/// The HTTP preset without and with its metrics piece.
+macro_rules! preset_cases {
+    ($with:ident) => {{
+        $with!(
+            "preset_http",
+            ResilienceLayer::http().build().unwrap().0.layer(Backend)
+        );
+        $with!(
+            "preset_http_metrics",
+            ResilienceLayer::http()
+                .metrics("bench")
+                .build()
+                .unwrap()
+                .0
+                .layer(Backend)
+        );
+    }};
+}
+
+fn layer(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("metrics");
+    macro_rules! bench {
+        ($name:expr, $svc:expr) => {{
+            let svc = $svc;
+            g.bench_function($name, |b| {
+                b.iter_custom(|iters| {
+                    let mut svc = svc.clone();
+                    rt.block_on(async {
+                        #[allow(clippy::disallowed_types)]
+                        let start = std::time::Instant::now();
+                        for i in 0..iters {
+                            let _ = black_box(one(&mut svc, black_box(i)).await);
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }};
+    }
+    layer_cases!(bench);
+    macro_rules! bench_http {
+        ($name:expr, $svc:expr) => {{
+            let svc = $svc;
+            g.bench_function($name, |b| {
+                b.iter_custom(|iters| {
+                    let mut svc = svc.clone();
+                    rt.block_on(async {
+                        #[allow(clippy::disallowed_types)]
+                        let start = std::time::Instant::now();
+                        for _ in 0..iters {
+                            let _ =
+                                black_box(one::<_, Request<Empty<Bytes>>>(&mut svc, get()).await);
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }};
+    }
+    preset_cases!(bench_http);
+    g.finish();
+}
+
+fn histogram(c: &mut Criterion) {
+    let mut g = c.benchmark_group("histogram");
+    let h = Histogram::new();
+    g.bench_function("record/1_thread", |b| {
+        let mut v = 1_000u64;
+        b.iter(|| {
+            v = v
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            h.record_nanos(black_box(v >> 30));
+        })
+    });
+    // Two threads record into one histogram at once; the time is per record
+    // on each thread.
+    g.bench_function("record/2_threads_one_histogram", |b| {
+        b.iter_custom(|iters| {
+            let barrier = Barrier::new(2);
+            std::thread::scope(|s| {
+                let run = || {
+                    barrier.wait();
+                    #[allow(clippy::disallowed_types)]
+                    let start = std::time::Instant::now();
+                    let mut v = 1_000u64;
+                    for _ in 0..iters {
+                        v = v
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        h.record_nanos(black_box(v >> 30));
+                    }
+                    start.elapsed()
+                };
+                let other = s.spawn(run);
+                let mine = run();
+                mine.max(other.join().unwrap())
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Prints each case's response future size and allocations per call.
+fn print_sizes_and_allocations() {
+    let rt = runtime();
+    macro_rules! report {
+        ($name:expr, $svc:expr) => {{
+            let mut svc = $svc;
+            let size = {
+                let _guard = rt.enter();
+                let ready = rt.block_on(ServiceExt::<u64>::ready(&mut svc));
+                assert!(ready.is_ok(), "bench services are ready");
+                std::mem::size_of_val(&svc.call(7))
+            };
+            let per_call = allocs_per_call(10_000, |i| {
+                let _ = black_box(rt.block_on(one(&mut svc, i)));
+            });
+            println!(
+                "{:<22} response future {size:>4} B, {per_call} allocations per call",
+                $name
+            );
+        }};
+    }
+    layer_cases!(report);
+    macro_rules! report_http {
+        ($name:expr, $svc:expr) => {{
+            let mut svc = $svc;
+            let size = {
+                let _guard = rt.enter();
+                let ready = rt.block_on(ServiceExt::<Request<Empty<Bytes>>>::ready(&mut svc));
+                assert!(ready.is_ok(), "bench services are ready");
+                std::mem::size_of_val(&svc.call(get()))
+            };
+            let per_call = allocs_per_call(10_000, |_| {
+                let _ = black_box(rt.block_on(one::<_, Request<Empty<Bytes>>>(&mut svc, get())));
+            });
+            println!("{:<22} response future {size:>4} B, {per_call} allocations per call (the request itself makes 2)", $name);
+        }};
+    }
+    preset_cases!(report_http);
+    let h = Histogram::new();
+    let per_record = allocs_per_call(10_000, |i| h.record_nanos(i * 1_000));
+    println!("{:<22} {per_record} allocations per record", "histogram");
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = layer, histogram
+}
+
+fn main() {
+    print_sizes_and_allocations();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
