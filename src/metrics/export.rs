@@ -387,6 +387,16 @@ mod tests {
     }
 
     #[test]
+    fn collect_is_object_safe_and_the_registry_is_shareable() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<super::super::Registry>();
+        shareable::<Samples>();
+        let registry = super::super::Registry::new();
+        let sources: [&dyn Collect; 1] = [&registry];
+        assert!(Samples::from_sources(&sources).is_empty());
+    }
+
+    #[test]
     fn the_docs_table_is_the_families_table() {
         let docs = include_str!("mod.rs");
         let table: Vec<&str> = docs

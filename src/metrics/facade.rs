@@ -75,6 +75,11 @@ impl Registry {
     /// the last publish, one per bucket midpoint (within 3.125 % of the
     /// true values) with its count. The first publish describes every
     /// metric (unit and help) once.
+    ///
+    /// The last published histograms are kept per registry: publish each
+    /// series from one registry (and one registry from one task), or the
+    /// recorder gets its durations more than once.
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish(&self) {
         let state = self.facade();
         if !state.described.swap(true, Ordering::Relaxed) {
@@ -132,6 +137,7 @@ impl Registry {
     ///
     /// The future panics if `period` is zero, and outside a tokio runtime
     /// with the time driver.
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn publish_every(&self, period: Duration) -> impl Future<Output = ()> + Send + 'static {
         let registry = self.clone();
         async move {

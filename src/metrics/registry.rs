@@ -41,7 +41,8 @@ impl Registry {
     /// [`MetricsHandle`](super::MetricsHandle),
     /// [`CircuitBreakerHandle`](crate::circuit_breaker::CircuitBreakerHandle)
     /// or [`ResilienceHandle`](crate::ResilienceHandle); returns `self` for
-    /// chaining.
+    /// chaining. A registry can hold another (never itself: collecting
+    /// would not end).
     pub fn register(&self, source: impl Collect + 'static) -> &Self {
         lock(&self.inner.sources).push(Arc::new(source));
         self
