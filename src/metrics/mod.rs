@@ -30,7 +30,8 @@
 //! call path, and the counts are exact whenever they are read. The facade's
 //! per-event cost (a key lookup in the recorder for every call) stays off
 //! the hot path; the price is that a facade recorder sees values only as
-//! often as you publish.
+//! often as you publish. For any other sink, read [`Registry::samples`]:
+//! each [`Sample`] has its [`Family`], labels and [`Value`].
 //!
 //! ```
 //! use std::time::Duration;
