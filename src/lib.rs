@@ -113,6 +113,7 @@
 //! | `http` | yes | `classify::HttpClassifier`, `classify::GrpcClassifier`, `classify::hints`, ready-made keys for `http::Request` (`circuit_breaker::keys`), `RetryLayer::http` / `grpc` with body replay |
 //! | `reqwest` | no | `ResilienceLayer::reqwest()`; `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
+//! | `metrics` | no | `metrics::Registry::publish` / `publish_every`: every registered handle's counters, gauges and histograms to the [`metrics`](https://docs.rs/metrics) facade, under OpenTelemetry-style names (`resilience.calls`, …); the Prometheus text needs no feature |
 //! | `tonic` | no | tonic's core only (no transport): `ResilienceLayer::grpc()` maps our rejections to a `tonic::Status`; `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
 //!
 //! # Minimum supported Rust version

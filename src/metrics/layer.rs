@@ -16,7 +16,7 @@ use crate::classify::ErrorsAsFailures;
 /// Made with a name, which tells dependencies apart in the exporters, and
 /// a handle to read it with; no global registry. Outcomes come from a
 /// [`Classify`](crate::classify::Classify)er — [`ErrorsAsFailures`] unless
-/// [`classifier`](Self::classifier) sets another — the same one the
+/// [`with_classifier`](Self::with_classifier) sets another — the same one the
 /// breaker and retry use.
 ///
 /// ```

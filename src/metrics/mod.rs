@@ -1,10 +1,119 @@
-//! Metrics: the [`MetricsLayer`], the latency [`Histogram`], and the
-//! counting every layer shares.
+//! Metrics: the [`MetricsLayer`], the latency [`Histogram`], the counting
+//! every layer shares, and the exporters — Prometheus text and (feature
+//! `metrics`) the `metrics` facade.
 //!
 //! [`MetricsLayer`] counts calls by outcome and by which of this crate's
 //! layers ended them, keeps an in-flight gauge, and times every call into a
 //! [`Histogram`]; each other layer keeps its own counters behind its handle
 //! (e.g. [`CircuitBreakerSnapshot`](crate::circuit_breaker::CircuitBreakerSnapshot)).
+//!
+//! # Exporters
+//!
+//! Every handle — [`MetricsHandle`], [`CircuitBreakerHandle`],
+//! [`RetryHandle`], [`BulkheadHandle`], `IdempotencyHandle` (feature
+//! `http`), [`ResilienceHandle`] — and every snapshot implements
+//! [`Collect`]: it writes its current values as [`Samples`] of the families
+//! below. Register the handles in a [`Registry`] and either
+//!
+//! * serve [`Registry::render_prometheus`] from your scrape endpoint
+//!   (text format 0.0.4, `Content-Type` [`PROMETHEUS_CONTENT_TYPE`]; no
+//!   dependency), or
+//! * with feature `metrics`, call `Registry::publish` (or spawn
+//!   `Registry::publish_every(period)`) to push the same samples to the
+//!   `metrics` facade's installed recorder, under the OpenTelemetry-style
+//!   names: counters as totals (`Counter::absolute`), gauges set, and each
+//!   histogram given the durations recorded since the last publish (at
+//!   their bucket midpoints, within 3.125 %). Every metric is described
+//!   (unit, help) once, on the first publish.
+//!
+//! Both read the snapshots the layers keep anyway: nothing is added on the
+//! call path, and the counts are exact whenever they are read. The facade's
+//! per-event cost (a key lookup in the recorder for every call) stays off
+//! the hot path; the price is that a facade recorder sees values only as
+//! often as you publish. For any other sink, read [`Registry::samples`]:
+//! each [`Sample`] has its [`Family`], labels and [`Value`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+//! use steadfast::metrics::{MetricsLayer, Registry};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let breaker = CircuitBreakerLayer::new(
+//!     CircuitBreakerConfig::builder()
+//!         .name("inventory")
+//!         .consecutive_failures(2)
+//!         .open_duration(Duration::from_secs(30))
+//!         .build()?,
+//! );
+//! let (metrics, calls) = MetricsLayer::new("inventory");
+//! let registry = Registry::new();
+//! registry.register(calls).register(breaker.handle());
+//!
+//! // Metrics outside the breaker, so that it sees the breaker's rejections.
+//! let svc = metrics.layer(breaker.layer(service_fn(|n: u32| async move {
+//!     if n == 0 { Ok(n) } else { Err("unavailable") }
+//! })));
+//! for n in [0, 1, 1, 1] {
+//!     let _ = svc.clone().oneshot(n).await; // ok, failed, failed, rejected
+//! }
+//!
+//! let text = registry.render_prometheus();
+//! println!("{text}");
+//! assert!(text.contains(r#"resilience_calls_total{layer="metrics",name="inventory",outcome="failure"} 2"#));
+//! assert!(text.contains(r#"resilience_events_total{layer="circuit_breaker",name="inventory",event="rejected"} 1"#));
+//! assert!(text.contains(r#"resilience_circuit_state{name="inventory",state="open"} 1"#));
+//! assert!(text.contains(r#"resilience_call_duration_seconds_count{name="inventory"} 4"#));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Metric families
+//!
+//! One table for both exporters (the Prometheus name is the OpenTelemetry
+//! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
+//! counters). Counters count since the layer was made. `name` is the
+//! instance's name (`""` when it has none); `layer` one of `metrics`,
+//! `circuit_breaker`, `retry`, `bulkhead`, `idempotency`; `outcome` one of
+//! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
+//! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
+//! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+//! 2.5, 5, 10, 30, 60 seconds and `+Inf`. Series with the same labels (two
+//! handles with one name) are added up; for the rates the highest is kept.
+//!
+//! | OpenTelemetry name | Prometheus name | type | unit | labels | what |
+//! |---|---|---|---|---|---|
+//! | `resilience.calls` | `resilience_calls_total` | counter | `{call}` | `layer`, `name`, `outcome` | Finished calls by outcome: success, failure, ignored (neither), cancelled (dropped before the result). |
+//! | `resilience.events` | `resilience_events_total` | counter | `{event}` | `layer`, `name`, `event` | What the layers did: rejections, retries and give-ups by reason, transitions, sheds. |
+//! | `resilience.retry.attempts` | `resilience_retry_attempts_total` | counter | `{attempt}` | `name` | Attempts the retry layer sent: first attempts and retries. |
+//! | `resilience.in_flight` | `resilience_in_flight` | gauge | `{call}` | `layer`, `name` | Calls started and not yet finished (metrics) or holding a slot (bulkhead). |
+//! | `resilience.bulkhead.waiting` | `resilience_bulkhead_waiting` | gauge | `{call}` | `name` | Calls waiting in the bulkhead's queue for a slot. |
+//! | `resilience.bulkhead.limit` | `resilience_bulkhead_limit` | gauge | `{call}` | `name` | The bulkhead's limit on calls in flight. |
+//! | `resilience.circuit.state` | `resilience_circuit_state` | gauge | `1` | `name`, `state` | 1 for the breaker's current state, 0 for the others. |
+//! | `resilience.circuit.failure_rate` | `resilience_circuit_failure_rate` | gauge | `1` | `name` | Failures over calls in the breaker's current window, 0 to 1; absent while the window is empty. |
+//! | `resilience.circuit.slow_call_rate` | `resilience_circuit_slow_call_rate` | gauge | `1` | `name` | Slow calls over calls in the breaker's current window, 0 to 1; absent while the window is empty. |
+//! | `resilience.circuit.keys` | `resilience_circuit_keys` | gauge | `{breaker}` | `name` | Keys with a breaker of their own, for breakers kept one per key. |
+//! | `resilience.retry.budget.available` | `resilience_retry_budget_available` | gauge | `{retry}` | `name` | Retries the retry budget would allow now. |
+//! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
+//! | `resilience.attempt.duration` | `resilience_attempt_duration_seconds` | histogram | `s` | `name` | How long each attempt of the retry layer took. |
+//!
+//! `resilience.attempt.duration` is listed for the retry layer's
+//! per-attempt histogram, and has no samples until its snapshot carries
+//! one.
+//!
+//! # Events
+//!
+//! The values of `event` in `resilience.events`, by `layer`:
+//!
+//! | layer | events |
+//! |---|---|
+//! | `metrics` | `rejected_circuit_open`, `rejected_bulkhead_full`, `deadline_exceeded`, `timed_out` (calls this crate's layers ended, as the metrics layer saw them) |
+//! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
+//! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
+//! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
+//! | `idempotency` | `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
 //!
 //! # How counting works
 //!
@@ -18,17 +127,31 @@
 //! when its thread exits, so a pool that replaces its threads reuses them.
 //! Reading a value sums the stripes; readers are rare (snapshots,
 //! exporters), writers are every call.
+//!
+//! [`CircuitBreakerHandle`]: crate::circuit_breaker::CircuitBreakerHandle
+//! [`RetryHandle`]: crate::retry::RetryHandle
+//! [`BulkheadHandle`]: crate::bulkhead::BulkheadHandle
+//! [`ResilienceHandle`]: crate::ResilienceHandle
 
+mod collect;
+mod export;
+#[cfg(feature = "metrics")]
+mod facade;
 mod future;
 mod handle;
 mod histogram;
 mod layer;
+mod prometheus;
+mod registry;
 mod service;
 
+pub use self::export::{families, Collect, Family, Kind, Sample, Samples, Value};
 pub use self::future::ResponseFuture;
 pub use self::handle::{MetricsHandle, MetricsSnapshot};
 pub use self::histogram::{Histogram, HistogramSnapshot};
 pub use self::layer::MetricsLayer;
+pub use self::prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
+pub use self::registry::Registry;
 pub use self::service::Metrics;
 
 use std::fmt;
