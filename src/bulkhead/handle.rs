@@ -88,7 +88,7 @@ impl BulkheadHandle {
     pub fn snapshot(&self) -> BulkheadSnapshot {
         let s = self.shared.totals();
         BulkheadSnapshot {
-            name: self.name().map(str::to_owned),
+            name: self.shared.name.clone(),
             max_concurrent: self.max_concurrent(),
             in_flight: self.in_flight(),
             waiting: self.waiting(),
@@ -137,8 +137,8 @@ impl fmt::Debug for BulkheadHandle {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkheadSnapshot {
-    /// The bulkhead's name.
-    pub name: Option<String>,
+    /// The bulkhead's name, shared with the bulkhead (no copy).
+    pub name: Option<Arc<str>>,
     /// The limit on calls in flight.
     pub max_concurrent: usize,
     /// Calls holding a slot.

@@ -1,6 +1,6 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -185,7 +185,7 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_wait: Duration,
     max_waiting: Option<usize>,
-    name: Option<Cow<'static, str>>,
+    name: Option<Arc<str>>,
 }
 
 impl BulkheadBuilder {
@@ -206,10 +206,17 @@ impl BulkheadBuilder {
         self
     }
 
-    /// A name for the bulkhead's events and snapshot.
-    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+    /// A name for the bulkhead's events, snapshot and listener events, to
+    /// tell several bulkheads apart. Stored once and shared (no copy per
+    /// call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = Some(name.into());
         self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.name.is_some()
     }
 
     /// Checks the values and builds the layer.

@@ -1,6 +1,5 @@
 //! What every service of one layer shares, and the guards that hold a slot.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +13,7 @@ use crate::metrics::{stripe_count, sum, thread_stripe, Count, Striped};
 pub(crate) struct Shared {
     pub(crate) sem: Semaphore,
     pub(crate) stats: Striped<Stats>,
-    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) name: Option<Arc<str>>,
     /// How long a call may wait for a slot; zero: not at all.
     pub(crate) max_wait: Duration,
     /// How many callers may wait at once (`usize::MAX`: no bound).

@@ -1,4 +1,3 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +51,7 @@ pub(crate) type OnTransition = Arc<dyn Fn(&Transition) + Send + Sync>;
 /// See the [module docs](super) for what each setting does.
 #[derive(Clone)]
 pub struct CircuitBreakerConfig {
-    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) name: Option<Arc<str>>,
     pub(crate) failure_rate: Option<f64>,
     pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) slow_call_rate: Option<f64>,
@@ -152,10 +151,17 @@ impl CircuitBreakerBuilder {
         }
     }
 
-    /// A name for this breaker, used in `tracing` events and snapshots.
-    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+    /// A name for this breaker, used in `tracing` events, snapshots and
+    /// listener events, to tell several breakers apart. Stored once; every
+    /// event and snapshot shares it (no copy per call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.cfg.name = Some(name.into());
         self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.cfg.name.is_some()
     }
 
     /// Trip when at least `percent` % of the calls in the window failed

@@ -26,7 +26,7 @@ impl CircuitBreakerHandle {
 
     /// The breaker's name, if it has one.
     pub fn name(&self) -> Option<&str> {
-        self.core.name().map(|n| n.as_ref())
+        self.core.name().map(|n| &**n)
     }
 
     /// Opens the breaker until [`reset`](Self::reset): every call is rejected.
@@ -53,7 +53,7 @@ impl CircuitBreakerHandle {
         let s = self.core.snapshot(self.core.now());
         let rate = |n: u64, of: u64| (of > 0).then(|| 100.0 * n as f64 / of as f64);
         CircuitBreakerSnapshot {
-            name: self.name().map(str::to_owned),
+            name: self.core.name().cloned(),
             state: s.state,
             successes: s.successes,
             failures: s.failures,
@@ -93,8 +93,8 @@ impl fmt::Debug for CircuitBreakerHandle {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitBreakerSnapshot {
-    /// The breaker's name.
-    pub name: Option<String>,
+    /// The breaker's name, shared with the breaker (no copy).
+    pub name: Option<Arc<str>>,
     /// The state.
     pub state: CircuitState,
     /// Calls classified as successes.

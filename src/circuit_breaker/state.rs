@@ -23,7 +23,6 @@
 //! Time is passed in as nanoseconds since the breaker was made, through a
 //! closure, so the closed path reads the clock only when a rule needs it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::Arc;
@@ -95,7 +94,7 @@ impl fmt::Display for TransitionReason {
 /// [`on_transition`]: super::CircuitBreakerBuilder::on_transition
 #[derive(Debug, Clone)]
 pub struct Transition {
-    name: Option<Cow<'static, str>>,
+    name: Option<Arc<str>>,
     from: CircuitState,
     to: CircuitState,
     reason: TransitionReason,
@@ -287,7 +286,7 @@ pub(crate) struct Core {
     counters: Striped<Counters>,
     slow: Mutex<Slow>,
     params: Params,
-    name: Option<Cow<'static, str>>,
+    name: Option<Arc<str>>,
     on_transition: Option<OnTransition>,
     /// Wakes services that wait in `poll_ready` on every transition and
     /// every freed probe slot.
@@ -411,7 +410,7 @@ impl Core {
         nanos(tokio::time::Instant::now().saturating_duration_since(self.base))
     }
 
-    pub(crate) fn name(&self) -> Option<&Cow<'static, str>> {
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
         self.name.as_ref()
     }
 

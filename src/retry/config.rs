@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::{Backoff, Jitter};
@@ -21,6 +22,7 @@ pub struct RetryConfig {
     pub(crate) wait_for_open_circuit: bool,
     pub(crate) retry_timeouts: bool,
     pub(crate) seed: Option<u64>,
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl RetryConfig {
@@ -42,6 +44,11 @@ impl RetryConfig {
     /// The budget, unless switched off.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
+    }
+
+    /// The name given with [`RetryConfigBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 }
 
@@ -93,6 +100,7 @@ pub struct RetryConfigBuilder {
     wait_for_open_circuit: bool,
     retry_timeouts: bool,
     seed: Option<u64>,
+    name: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +126,7 @@ impl Default for RetryConfigBuilder {
             wait_for_open_circuit: false,
             retry_timeouts: false,
             seed: None,
+            name: None,
         }
     }
 }
@@ -200,6 +209,19 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// A name for the layer's `tracing` events, snapshot and listener
+    /// events, to tell several retry layers apart. Stored once and shared
+    /// (no copy per call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.name.is_some()
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
@@ -237,6 +259,7 @@ impl RetryConfigBuilder {
             wait_for_open_circuit: self.wait_for_open_circuit,
             retry_timeouts: self.retry_timeouts,
             seed: self.seed,
+            name: self.name,
         })
     }
 }
