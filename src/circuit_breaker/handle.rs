@@ -70,6 +70,7 @@ impl CircuitBreakerHandle {
             slow_call_rate: s.window.and_then(|w| rate(w.slow, w.calls)),
             consecutive_failures: s.consecutive_failures,
             time_open: Duration::from_nanos(s.open_total),
+            time_in_state: Duration::from_nanos(s.in_state),
             retry_after: s.retry_after.map(Duration::from_nanos),
             probes_in_flight: s.probes_in_flight,
         }
@@ -129,6 +130,10 @@ pub struct CircuitBreakerSnapshot {
     pub consecutive_failures: u32,
     /// Total time spent open or forced open.
     pub time_open: Duration,
+    /// Time since the last state change (since the breaker was made, when
+    /// it never changed state). A [`reset`](CircuitBreakerHandle::reset)
+    /// of a closed breaker is no state change.
+    pub time_in_state: Duration,
     /// While open: time until the next probe is admitted.
     pub retry_after: Option<Duration>,
     /// While half-open: probes admitted and not yet finished.

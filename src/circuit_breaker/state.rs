@@ -248,6 +248,8 @@ struct Slow {
     reopens: u32,
     open_since: Option<u64>,
     open_total: u64,
+    /// When the last transition happened (0: the breaker's making).
+    state_since: u64,
 }
 
 /// Snapshot numbers of the core; the public snapshot adds the name.
@@ -267,6 +269,7 @@ pub(crate) struct CoreSnapshot {
     pub(crate) window: Option<Totals>,
     pub(crate) consecutive_failures: u32,
     pub(crate) open_total: u64,
+    pub(crate) in_state: u64,
     pub(crate) retry_after: Option<u64>,
     pub(crate) probes_in_flight: u32,
 }
@@ -368,6 +371,7 @@ impl Core {
                 reopens: 0,
                 open_since: None,
                 open_total: 0,
+                state_since: 0,
             }),
             params: Params {
                 failure_rate: cfg.failure_rate,
@@ -889,6 +893,7 @@ impl Core {
         if from == to {
             return None;
         }
+        slow.state_since = t;
         Some(Transition {
             name: self.name.clone(),
             from: state_from_bits(from),
@@ -974,9 +979,9 @@ impl Core {
         let c = &self.counters;
         let w = self.state.load(Acquire);
         let state = state_from_bits(state_of(w));
-        let (open_total, open_since) = {
+        let (open_total, open_since, state_since) = {
             let slow = lock(&self.slow);
-            (slow.open_total, slow.open_since)
+            (slow.open_total, slow.open_since, slow.state_since)
         };
         let open_total = open_total.saturating_add(open_since.map_or(0, |s| t.saturating_sub(s)));
         let retry_after =
@@ -996,6 +1001,7 @@ impl Core {
             window: self.window.as_ref().map(|w| w.totals(t)),
             consecutive_failures: self.consecutive.load(Relaxed),
             open_total,
+            in_state: t.saturating_sub(state_since),
             retry_after,
             probes_in_flight: if state == CircuitState::HalfOpen {
                 inflight_of(w) as u32

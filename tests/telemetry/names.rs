@@ -34,19 +34,28 @@ fn snapshots_share_the_layers_name() {
     let (a, b) = (cb.handle().snapshot(), cb.handle().snapshot());
     assert_eq!(a.name.as_deref(), Some("inventory"));
     // One allocation shared by every snapshot: not a copy per snapshot.
-    assert!(Arc::ptr_eq(a.name.as_ref().unwrap(), b.name.as_ref().unwrap()));
+    assert!(Arc::ptr_eq(
+        a.name.as_ref().unwrap(),
+        b.name.as_ref().unwrap()
+    ));
 
     let bulkhead = BulkheadLayer::builder(2).name("db").build().unwrap();
     let (a, b) = (bulkhead.handle().snapshot(), bulkhead.handle().snapshot());
     assert_eq!(a.name.as_deref(), Some("db"));
-    assert!(Arc::ptr_eq(a.name.as_ref().unwrap(), b.name.as_ref().unwrap()));
+    assert!(Arc::ptr_eq(
+        a.name.as_ref().unwrap(),
+        b.name.as_ref().unwrap()
+    ));
 
     let retry = RetryLayer::new(RetryConfig::builder().name("api").build().unwrap());
     let h = retry.handle();
     assert_eq!(h.name(), Some("api"));
     let (a, b) = (h.snapshot(), h.snapshot());
     assert_eq!(a.name.as_deref(), Some("api"));
-    assert!(Arc::ptr_eq(a.name.as_ref().unwrap(), b.name.as_ref().unwrap()));
+    assert!(Arc::ptr_eq(
+        a.name.as_ref().unwrap(),
+        b.name.as_ref().unwrap()
+    ));
     assert!(a.to_string().starts_with("api: "), "{a}");
 
     let unnamed = RetryLayer::new(RetryConfig::default()).handle();
@@ -66,7 +75,10 @@ fn idempotency_layer_is_named() {
         .unwrap();
     assert_eq!(layer.handle().name(), Some("orders"));
     assert_eq!(layer.handle().snapshot().name.as_deref(), Some("orders"));
-    assert_eq!(IdempotencyLayer::new(MemoryStore::new()).handle().name(), None);
+    assert_eq!(
+        IdempotencyLayer::new(MemoryStore::new()).handle().name(),
+        None
+    );
 }
 
 #[cfg(feature = "http")]

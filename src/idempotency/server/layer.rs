@@ -56,6 +56,11 @@ pub enum OnDisconnect {
 /// The layer's counters, shared by its services and handles.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) claims: AtomicU64,
+    pub(crate) replays: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) mismatches: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) detached: AtomicU64,
     pub(crate) detached_timed_out: AtomicU64,
@@ -88,6 +93,26 @@ pub struct IdempotencyHandle {
 pub struct IdempotencyStats {
     /// The layer's name, shared with the layer (no copy).
     pub name: Option<Arc<str>>,
+    /// Keys claimed: keyed requests whose handler this layer ran (or began
+    /// to run).
+    pub claims: u64,
+    /// Repeats answered with a stored response (marked
+    /// `idempotent-replayed: true`).
+    pub replays: u64,
+    /// Repeats answered 409 because the first request with the key was
+    /// still running (after waiting, with
+    /// [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result)).
+    pub conflicts: u64,
+    /// Requests answered 422 because their key was used before for a
+    /// different request (method, path or body).
+    pub mismatches: u64,
+    /// Store operations the layer awaited that failed: a claim (answered
+    /// 503), a renewal, a release, each attempt to store a response, and a
+    /// stored response that could not be read back (answered 503).
+    ///
+    /// Evictions are the store's business: see
+    /// [`MemoryStoreStats::evicted_responses`](crate::idempotency::store::MemoryStoreStats::evicted_responses).
+    pub store_errors: u64,
     /// New keyed requests answered 503 because the store was full of
     /// running claims ([`Claim::Full`](crate::idempotency::store::Claim::Full)).
     pub shed: u64,
@@ -119,6 +144,11 @@ impl IdempotencyHandle {
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         IdempotencyStats {
             name: self.name.clone(),
+            claims: get(&c.claims),
+            replays: get(&c.replays),
+            conflicts: get(&c.conflicts),
+            mismatches: get(&c.mismatches),
+            store_errors: get(&c.store_errors),
             shed: get(&c.shed),
             detached: get(&c.detached),
             detached_timed_out: get(&c.detached_timed_out),
