@@ -113,6 +113,7 @@
 //! | `reqwest` | no | `ResilienceLayer::reqwest()`; `reqwest::Request` in every layer, around a plain `reqwest::Client`: `RetryLayer::http` replays it with `try_clone`, `IdempotencyKeyLayer` keys it, and `DeadlineLayer` carries the deadline as its timeout (`deadline` module docs); `reqwest::Response` is classified like `http::Response` |
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
 //! | `tonic` | no | tonic's core only (no transport): `ResilienceLayer::grpc()` maps our rejections to a `tonic::Status`; `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
+//! | `serde` | no | `serde::Serialize` on every snapshot (`CircuitBreakerSnapshot`, `BulkheadSnapshot`, `RetrySnapshot`, `BudgetSnapshot`, `IdempotencyStats`, `MemoryStoreStats`, `ResilienceSnapshot`) and `CircuitState` (as `"half_open"`, …); names as strings, durations as serde writes a `Duration` (`{"secs": 5, "nanos": 0}`) |
 //!
 //! # Minimum supported Rust version
 //!

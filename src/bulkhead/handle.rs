@@ -134,6 +134,7 @@ impl fmt::Debug for BulkheadHandle {
 /// Counters count since the bulkhead was made. The fields are read one
 /// after another without a lock: while calls come and go, they may be a
 /// moment apart.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkheadSnapshot {

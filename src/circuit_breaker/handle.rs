@@ -91,6 +91,7 @@ impl fmt::Debug for CircuitBreakerHandle {
 /// Counters count since the breaker was made; rates are over the current
 /// window. Call outcomes are counted in every state, results that arrive
 /// after the breaker changed state included.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitBreakerSnapshot {

@@ -158,6 +158,7 @@ impl fmt::Debug for RetryHandle {
 }
 
 /// The counters of a retry layer at one moment; totals since it was built.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetrySnapshot {

@@ -4,4 +4,6 @@
 #[cfg(feature = "http")]
 mod idempotency;
 mod names;
+#[cfg(feature = "serde")]
+mod serde;
 mod snapshots;

@@ -88,6 +88,7 @@ pub struct IdempotencyHandle {
 /// What the layer counted since it was built; from
 /// [`IdempotencyHandle::snapshot`]. Each counter is read on its own (no
 /// lock), so the snapshot is not one instant's.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdempotencyStats {
