@@ -105,6 +105,29 @@
 //! The other layers (the breaker that rejects, the keyed breaker, a
 //! bulkhead that never waits) work anywhere.
 //!
+//! # Telemetry
+//!
+//! Each layer with a handle (circuit breaker, bulkhead, retry, idempotency
+//! server) can be named once at build (`.name("inventory")`; a preset built
+//! with [`ResilienceBuilder::name`](stack::ResilienceBuilder::name) names
+//! its pieces) and gives a snapshot of its counters from its handle.
+//!
+//! Every state change, rejection, timeout, retry and give-up emits one
+//! `tracing` event (target `steadfast::<layer>`) with these stable fields:
+//!
+//! | field | value |
+//! |---|---|
+//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"retry"`, `"timeout"`, `"deadline"` |
+//! | `name` | the instance's name, or `""` |
+//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`) |
+//! | `state` | breaker: the state entered (`state_change`) or rejecting in (`rejected`), as [`CircuitState::as_str`](circuit_breaker::CircuitState::as_str) |
+//! | `attempt` | retry: the attempt about to be sent (`retry`), or the last one sent (`give_up`) |
+//! | `delay_ms` | retry: the backoff before the attempt |
+//! | `reason` | why: the trip rule, the bulkhead's `FullReason`, the retry's cause or why it gave up |
+//!
+//! The values are primitives and static strings: while an event's level is
+//! disabled nothing is formatted or allocated (`tests/alloc` checks it).
+//!
 //! # Features
 //!
 //! | feature | default | enables |

@@ -79,6 +79,9 @@ impl Shared {
         let max_concurrent = self.sem.limit();
         tracing::debug!(
             target: "steadfast::bulkhead",
+            layer = "bulkhead",
+            name = self.name.as_deref().unwrap_or(""),
+            event = "rejected",
             bulkhead = self.name.as_deref().unwrap_or(""),
             reason = reason.as_str(),
             max_concurrent,

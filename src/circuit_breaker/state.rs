@@ -547,6 +547,15 @@ impl Core {
     ) -> Rejection {
         if count {
             self.counters.get(stripe).rejected.incr(stripe);
+            tracing::debug!(
+                target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name = self.name.as_deref().unwrap_or(""),
+                event = "rejected",
+                state = state.as_str(),
+                retry_after_ms = retry_after.map_or(0, |n| n / 1_000_000),
+                "circuit breaker rejected a call"
+            );
         }
         Rejection {
             state,
@@ -940,6 +949,10 @@ impl Core {
         match event.to {
             CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
                 target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name,
+                event = "state_change",
+                state = event.to.as_str(),
                 breaker = name,
                 from = event.from.as_str(),
                 to = event.to.as_str(),
@@ -949,6 +962,10 @@ impl Core {
             ),
             _ => tracing::info!(
                 target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name,
+                event = "state_change",
+                state = event.to.as_str(),
                 breaker = name,
                 from = event.from.as_str(),
                 to = event.to.as_str(),

@@ -398,6 +398,9 @@ where
     state.pending = pending;
     tracing::debug!(
         target: "steadfast::retry",
+        layer = "retry",
+        name = shared.stats.name.as_deref().unwrap_or(""),
+        event = "retry",
         attempt = retry_number + 1,
         reason,
         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -455,6 +458,10 @@ fn skip<On, Rp, T>(shared: &Shared<On, Rp>, why: Skip, attempts: u32, result: T)
     shared.stats.skip(why);
     tracing::debug!(
         target: "steadfast::retry",
+        layer = "retry",
+        name = shared.stats.name.as_deref().unwrap_or(""),
+        event = "give_up",
+        attempt = attempts,
         attempts,
         reason = why.as_str(),
         "not retrying"
