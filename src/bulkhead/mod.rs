@@ -198,7 +198,7 @@ mod service;
 
 pub use self::handle::{BulkheadHandle, BulkheadSnapshot};
 pub use self::layer::{BulkheadBuilder, BulkheadLayer};
-pub use self::permit::Permit;
+pub use self::permit::{Permit, Rejected};
 #[cfg(feature = "http")]
 pub use self::policy::ReleaseOnBodyEnd;
 pub use self::policy::{HoldPermit, ReleaseOnResponse};

@@ -227,4 +227,4 @@ pub use self::keyed::{
 };
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreaker;
-pub use self::state::{CircuitState, Transition, TransitionReason};
+pub use self::state::{CircuitState, Rejected, Transition, TransitionReason};

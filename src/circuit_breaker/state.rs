@@ -31,9 +31,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
+use super::config::{CircuitBreakerConfig, Window as WindowConfig};
 use super::window::{CountWindow, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
+use crate::metrics::listener::Listeners;
 use crate::metrics::{shared_stripe_count, sum, thread_stripe, CachePadded, Count, Striped};
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
@@ -135,6 +136,32 @@ impl fmt::Display for Transition {
             write!(f, " for {d:.2?}")?;
         }
         Ok(())
+    }
+}
+
+/// A call the breaker rejected, as given to the [`on_rejection`] listeners.
+///
+/// [`on_rejection`]: super::CircuitBreakerBuilder::on_rejection
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    name: Option<Arc<str>>,
+    state: CircuitState,
+    retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    /// The breaker's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The state the breaker rejected the call in: open, forced open, or
+    /// half-open with every probe slot taken.
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+    /// While open: the time until the next probe may be admitted.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -290,7 +317,8 @@ pub(crate) struct Core {
     slow: Mutex<Slow>,
     params: Params,
     name: Option<Arc<str>>,
-    on_transition: Option<OnTransition>,
+    on_transition: Listeners<Transition>,
+    on_rejection: Listeners<Rejected>,
     /// Wakes services that wait in `poll_ready` on every transition and
     /// every freed probe slot.
     pub(crate) notify: Arc<tokio::sync::Notify>,
@@ -389,6 +417,7 @@ impl Core {
             },
             name: cfg.name.clone(),
             on_transition: cfg.on_transition.clone(),
+            on_rejection: cfg.on_rejection.clone(),
             notify: Arc::new(tokio::sync::Notify::new()),
             base: tokio::time::Instant::now(),
             needs_start: slow_nanos.is_some(),
@@ -556,6 +585,15 @@ impl Core {
                 retry_after_ms = retry_after.map_or(0, |n| n / 1_000_000),
                 "circuit breaker rejected a call"
             );
+            if !self.on_rejection.is_empty() {
+                let event = Rejected {
+                    name: self.name.clone(),
+                    state,
+                    retry_after: retry_after.map(Duration::from_nanos),
+                };
+                self.on_rejection
+                    .call("circuit_breaker", self.name.as_deref(), &event);
+            }
         }
         Rejection {
             state,
@@ -973,8 +1011,9 @@ impl Core {
                 "circuit breaker state changed"
             ),
         }
-        if let Some(cb) = &self.on_transition {
-            cb(&event);
+        if !self.on_transition.is_empty() {
+            self.on_transition
+                .call("circuit_breaker", self.name.as_deref(), &event);
         }
     }
 

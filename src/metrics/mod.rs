@@ -13,6 +13,8 @@
 //! writers are every call. The snapshot types live with their layer, e.g.
 //! [`CircuitBreakerSnapshot`](crate::circuit_breaker::CircuitBreakerSnapshot).
 
+pub(crate) mod listener;
+
 use std::fmt;
 use std::ops::Deref;
 use std::sync::OnceLock;

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::backoff::{Backoff, Jitter};
 use super::budget::RetryBudget;
 use crate::error::InvalidConfig;
+use crate::metrics::listener::Listeners;
 
 /// A validated retry configuration; made by [`RetryConfig::builder`].
 ///
@@ -23,6 +24,38 @@ pub struct RetryConfig {
     pub(crate) retry_timeouts: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) on_retry: Listeners<Retried>,
+}
+
+/// A retry about to be made, as given to the
+/// [`on_retry`](RetryConfigBuilder::on_retry) listeners.
+#[derive(Debug, Clone)]
+pub struct Retried {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) attempt: u32,
+    pub(crate) delay: Duration,
+    pub(crate) reason: &'static str,
+}
+
+impl Retried {
+    /// The layer's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The number of the attempt about to be made (2 for the first retry).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The wait before it.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+    /// Why the last attempt is retried (`"retryable failure"`,
+    /// `"throttled"`, `"server hint"`, `"circuit open"`), as in the
+    /// `tracing` event's `reason` field.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
 }
 
 impl RetryConfig {
@@ -101,6 +134,7 @@ pub struct RetryConfigBuilder {
     retry_timeouts: bool,
     seed: Option<u64>,
     name: Option<Arc<str>>,
+    on_retry: Listeners<Retried>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +161,7 @@ impl Default for RetryConfigBuilder {
             retry_timeouts: false,
             seed: None,
             name: None,
+            on_retry: Listeners::new(),
         }
     }
 }
@@ -217,6 +252,20 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// Called for each retry once it is decided (after the budget allowed
+    /// it, before the backoff), on the thread that polls the call: keep it
+    /// short. Each call adds a listener; they are called in the order
+    /// added. A listener that panics is caught (and reported as a
+    /// `tracing` error): the call goes on and the listeners after it still
+    /// get the event. Calls that are not retried cost nothing.
+    pub fn on_retry<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Retried) + Send + Sync + 'static,
+    {
+        self.on_retry.push(Arc::new(f));
+        self
+    }
+
     /// Whether a name was set (the preset names unnamed pieces).
     pub(crate) fn has_name(&self) -> bool {
         self.name.is_some()
@@ -260,6 +309,7 @@ impl RetryConfigBuilder {
             retry_timeouts: self.retry_timeouts,
             seed: self.seed,
             name: self.name,
+            on_retry: self.on_retry,
         })
     }
 }

@@ -406,6 +406,19 @@ where
         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         "retrying"
     );
+    if !config.on_retry.is_empty() {
+        let name = shared.stats.name.clone();
+        let (attempt, delay) = (retry_number + 1, delay);
+        let event = super::Retried {
+            name,
+            attempt,
+            delay,
+            reason,
+        };
+        config
+            .on_retry
+            .call("retry", shared.stats.name.as_deref(), &event);
+    }
     // The failed response (and its body) goes before the next attempt.
     drop(result);
     state.next = Some(request);

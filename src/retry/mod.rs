@@ -268,7 +268,7 @@ mod service;
 
 pub use self::backoff::{Backoff, Delays, Jitter};
 pub use self::budget::{BudgetSnapshot, RetryBudget, Withdrawal};
-pub use self::config::{RetryConfig, RetryConfigBuilder};
+pub use self::config::{Retried, RetryConfig, RetryConfigBuilder};
 pub use self::handle::{RetryHandle, RetrySnapshot};
 pub use self::layer::RetryLayer;
 #[cfg(feature = "http")]

@@ -3,6 +3,7 @@
 
 #[cfg(feature = "http")]
 mod idempotency;
+mod listeners;
 mod names;
 #[cfg(feature = "serde")]
 mod serde;
