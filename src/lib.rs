@@ -127,6 +127,14 @@
 //!
 //! The values are primitives and static strings: while an event's level is
 //! disabled nothing is formatted or allocated (`tests/alloc` checks it).
+//! The layers open no span per call; for one, wrap the stack in a tracing
+//! layer of your own (tower-http's `TraceLayer`, or
+//! `tracing::Instrument` on the call), and the events above nest in it.
+//!
+//! Listeners (`on_transition` and `on_rejection` on the breaker,
+//! `on_rejection` on the bulkhead, `on_retry` on retry) get the same events
+//! as typed values, outside any lock; several may be added, and one that
+//! panics is caught without stopping the others.
 //!
 //! # Features
 //!

@@ -238,6 +238,15 @@
 //! timed-out attempt is a failure the breaker counts and retry may repeat,
 //! and the deadline bounds all attempts and sleeps together.
 //!
+//! # Telemetry
+//!
+//! Each retry and each give-up emits one `tracing` event at `DEBUG`
+//! (target `steadfast::retry`, `event = "retry"` with `attempt`, `delay_ms`
+//! and `reason`, or `event = "give_up"` with `attempt` and `reason`; see
+//! [the crate docs](crate#telemetry)). [`on_retry`](RetryConfigBuilder::on_retry)
+//! listeners get each retry; the [snapshot](RetryHandle::snapshot) counts
+//! retries, budget refusals, skips and give-ups by reason.
+//!
 //! # Errors
 //!
 //! The layer returns the inner service's errors, boxed ([`BoxError`]); it
