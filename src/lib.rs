@@ -132,9 +132,9 @@
 //! `tracing::Instrument` on the call), and the events above nest in it.
 //!
 //! Listeners (`on_transition` and `on_rejection` on the breaker,
-//! `on_rejection` on the bulkhead, `on_retry` on retry) get the same events
-//! as typed values, outside any lock; several may be added, and one that
-//! panics is caught without stopping the others.
+//! `on_rejection` on the bulkhead, `on_retry` and `on_give_up` on retry)
+//! get the same events as typed values, outside any lock; several may be
+//! added, and one that panics is caught without stopping the others.
 //!
 //! # Features
 //!

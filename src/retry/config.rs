@@ -25,6 +25,33 @@ pub struct RetryConfig {
     pub(crate) seed: Option<u64>,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) on_retry: Listeners<Retried>,
+    pub(crate) on_give_up: Listeners<GaveUp>,
+}
+
+/// A retryable failure returned without a retry, as given to the
+/// [`on_give_up`](RetryConfigBuilder::on_give_up) listeners.
+#[derive(Debug, Clone)]
+pub struct GaveUp {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) attempts: u32,
+    pub(crate) reason: &'static str,
+}
+
+impl GaveUp {
+    /// The layer's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// Attempts sent for the call, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    /// Why no retry was made (`"attempts exhausted"`, `"deadline"`,
+    /// `"server hint"`, `"budget exhausted"`, `"not safe to repeat"`,
+    /// `"not replayable"`), as in the `tracing` event's `reason` field.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
 }
 
 /// A retry about to be made, as given to the
@@ -135,6 +162,7 @@ pub struct RetryConfigBuilder {
     seed: Option<u64>,
     name: Option<Arc<str>>,
     on_retry: Listeners<Retried>,
+    on_give_up: Listeners<GaveUp>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +190,7 @@ impl Default for RetryConfigBuilder {
             seed: None,
             name: None,
             on_retry: Listeners::new(),
+            on_give_up: Listeners::new(),
         }
     }
 }
@@ -266,6 +295,18 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// Called for each retryable failure that is returned without a retry
+    /// (attempts exhausted, deadline, server hint, budget refused, not safe
+    /// to repeat, not replayable), as [`on_retry`](Self::on_retry) is for
+    /// retries: in order, a panic caught, no cost to calls that succeed.
+    pub fn on_give_up<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&GaveUp) + Send + Sync + 'static,
+    {
+        self.on_give_up.push(Arc::new(f));
+        self
+    }
+
     /// Whether a name was set (the preset names unnamed pieces).
     pub(crate) fn has_name(&self) -> bool {
         self.name.is_some()
@@ -310,6 +351,7 @@ impl RetryConfigBuilder {
             seed: self.seed,
             name: self.name,
             on_retry: self.on_retry,
+            on_give_up: self.on_give_up,
         })
     }
 }

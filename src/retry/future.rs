@@ -479,5 +479,15 @@ fn skip<On, Rp, T>(shared: &Shared<On, Rp>, why: Skip, attempts: u32, result: T)
         reason = why.as_str(),
         "not retrying"
     );
+    let listeners = &shared.config.on_give_up;
+    if !listeners.is_empty() {
+        let (name, reason) = (shared.stats.name.clone(), why.as_str());
+        let event = super::GaveUp {
+            name,
+            attempts,
+            reason,
+        };
+        listeners.call("retry", shared.stats.name.as_deref(), &event);
+    }
     result
 }

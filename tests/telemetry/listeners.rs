@@ -144,3 +144,29 @@ async fn retry_listeners_survive_a_panicking_one() {
     );
     assert_eq!(layer.handle().snapshot().retries, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn give_up_listeners_survive_a_panicking_one() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let config = RetryConfig::builder()
+        .name("api")
+        .max_attempts(2)
+        .backoff(Backoff::fixed(Duration::ZERO))
+        .on_give_up(|_| panic!("first give-up listener"))
+        .on_give_up(move |g| {
+            assert_eq!(g.name(), Some("api"));
+            log.lock().unwrap().push((g.attempts(), g.reason()));
+        })
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(config);
+    let svc = layer.layer(service_fn(|_: ()| async { Err::<(), _>("down") }));
+    assert!(svc.clone().oneshot(()).await.is_err());
+    assert!(svc.clone().oneshot(()).await.is_err());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(2, "attempts exhausted"), (2, "attempts exhausted")]
+    );
+    assert_eq!(layer.handle().snapshot().exhausted, 2);
+}
