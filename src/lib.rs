@@ -106,6 +106,37 @@
 //! The other layers (the breaker that rejects, the keyed breaker, a
 //! bulkhead that never waits) work anywhere.
 //!
+//! # Telemetry
+//!
+//! Each layer with a handle (circuit breaker, bulkhead, retry, idempotency
+//! server) can be named once at build (`.name("inventory")`; a preset built
+//! with [`ResilienceBuilder::name`](stack::ResilienceBuilder::name) names
+//! its pieces) and gives a snapshot of its counters from its handle.
+//!
+//! Every state change, rejection, timeout, retry and give-up emits one
+//! `tracing` event (target `steadfast::<layer>`) with these stable fields:
+//!
+//! | field | value |
+//! |---|---|
+//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"retry"`, `"timeout"`, `"deadline"` |
+//! | `name` | the instance's name, or `""` |
+//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`) |
+//! | `state` | breaker: the state entered (`state_change`) or rejecting in (`rejected`), as [`CircuitState::as_str`](circuit_breaker::CircuitState::as_str) |
+//! | `attempt` | retry: the attempt about to be sent (`retry`), or the last one sent (`give_up`) |
+//! | `delay_ms` | retry: the backoff before the attempt |
+//! | `reason` | why: the trip rule, the bulkhead's `FullReason`, the retry's cause or why it gave up |
+//!
+//! The values are primitives and static strings: while an event's level is
+//! disabled nothing is formatted or allocated (`tests/alloc` checks it).
+//! The layers open no span per call; for one, wrap the stack in a tracing
+//! layer of your own (tower-http's `TraceLayer`, or
+//! `tracing::Instrument` on the call), and the events above nest in it.
+//!
+//! Listeners (`on_transition` and `on_rejection` on the breaker,
+//! `on_rejection` on the bulkhead, `on_retry` and `on_give_up` on retry)
+//! get the same events as typed values, outside any lock; several may be
+//! added, and one that panics is caught without stopping the others.
+//!
 //! # Features
 //!
 //! | feature | default | enables |
@@ -115,6 +146,7 @@
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
 //! | `metrics` | no | `metrics::Registry::publish` / `publish_every`: every registered handle's counters, gauges and histograms to the [`metrics`](https://docs.rs/metrics) facade, under OpenTelemetry-style names (`resilience.calls`, …); the Prometheus text needs no feature |
 //! | `tonic` | no | tonic's core only (no transport): `ResilienceLayer::grpc()` maps our rejections to a `tonic::Status`; `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
+//! | `serde` | no | `serde::Serialize` on every snapshot (`CircuitBreakerSnapshot`, `BulkheadSnapshot`, `RetrySnapshot`, `BudgetSnapshot`, `IdempotencyStats`, `MemoryStoreStats`, `ResilienceSnapshot`) and `CircuitState` (as `"half_open"`, …); names as strings, durations as serde writes a `Duration` (`{"secs": 5, "nanos": 0}`) |
 //!
 //! # Minimum supported Rust version
 //!

@@ -88,7 +88,7 @@ impl BulkheadHandle {
     pub fn snapshot(&self) -> BulkheadSnapshot {
         let s = self.shared.totals();
         BulkheadSnapshot {
-            name: self.name().map(str::to_owned),
+            name: self.shared.name.clone(),
             max_concurrent: self.max_concurrent(),
             in_flight: self.in_flight(),
             waiting: self.waiting(),
@@ -134,11 +134,12 @@ impl fmt::Debug for BulkheadHandle {
 /// Counters count since the bulkhead was made. The fields are read one
 /// after another without a lock: while calls come and go, they may be a
 /// moment apart.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BulkheadSnapshot {
-    /// The bulkhead's name.
-    pub name: Option<String>,
+    /// The bulkhead's name, shared with the bulkhead (no copy).
+    pub name: Option<Arc<str>>,
     /// The limit on calls in flight.
     pub max_concurrent: usize,
     /// Calls holding a slot.

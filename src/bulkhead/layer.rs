@@ -1,17 +1,18 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::Layer;
 
 use super::handle::{check_max_concurrent, BulkheadHandle};
-use super::permit::{Nodes, Shared};
+use super::permit::{Nodes, Rejected, Shared};
 use super::policy::ReleaseOnResponse;
 use super::semaphore::Semaphore;
 use super::service::Bulkhead;
 use crate::deadline::{NoDeadline, RequestDeadline};
 use crate::error::InvalidConfig;
+use crate::metrics::listener::Listeners;
 use crate::metrics::Striped;
 
 /// Wraps services in a [`Bulkhead`]; every service it makes, and every
@@ -57,6 +58,7 @@ impl BulkheadLayer {
             max_wait: Duration::ZERO,
             max_waiting: None,
             name: None,
+            on_rejection: Listeners::new(),
         }
     }
 }
@@ -185,7 +187,8 @@ pub struct BulkheadBuilder {
     max_concurrent: usize,
     max_wait: Duration,
     max_waiting: Option<usize>,
-    name: Option<Cow<'static, str>>,
+    name: Option<Arc<str>>,
+    on_rejection: Listeners<Rejected>,
 }
 
 impl BulkheadBuilder {
@@ -206,10 +209,32 @@ impl BulkheadBuilder {
         self
     }
 
-    /// A name for the bulkhead's events and snapshot.
-    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+    /// A name for the bulkhead's events, snapshot and listener events, to
+    /// tell several bulkheads apart. Stored once and shared (no copy per
+    /// call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = Some(name.into());
         self
+    }
+
+    /// Called on every call the bulkhead rejects with
+    /// [`BulkheadFull`](super::error::BulkheadFull), outside any lock, on
+    /// the rejecting thread: keep it short. Each call adds a listener;
+    /// they are called in the order added. A listener that panics is caught
+    /// (and reported as a `tracing` error): the bulkhead goes on and the
+    /// listeners after it still get the event. With no listener the
+    /// rejection path only checks that the list is empty.
+    pub fn on_rejection<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Rejected) + Send + Sync + 'static,
+    {
+        self.on_rejection.push(Arc::new(f));
+        self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.name.is_some()
     }
 
     /// Checks the values and builds the layer.
@@ -257,6 +282,7 @@ impl BulkheadBuilder {
             sem: Semaphore::new(self.max_concurrent),
             stats: Striped::new(),
             name: self.name,
+            on_rejection: self.on_rejection,
             max_wait: self.max_wait,
             max_waiting: if self.max_wait.is_zero() {
                 0

@@ -105,8 +105,11 @@
 //! wait ([`QueueFull`](error::FullReason::QueueFull): the queue held
 //! `max_waiting` callers, or `max_wait` is zero) or waited in vain
 //! ([`WaitTimedOut`](error::FullReason::WaitTimedOut)). A rejected call never
-//! reaches the inner service. Each rejection emits a `tracing` event at
-//! `DEBUG` level, target `steadfast::bulkhead`.
+//! reaches the inner service. Each rejection emits one `tracing` event at
+//! `DEBUG` level, target `steadfast::bulkhead`, with the crate's stable
+//! fields (`layer = "bulkhead"`, `name`, `event = "rejected"`, `reason`; see
+//! [the crate docs](crate#telemetry)), and is handed to the
+//! [`on_rejection`](BulkheadBuilder::on_rejection) listeners.
 //!
 //! # Clone
 //!
@@ -198,7 +201,7 @@ mod service;
 
 pub use self::handle::{BulkheadHandle, BulkheadSnapshot};
 pub use self::layer::{BulkheadBuilder, BulkheadLayer};
-pub use self::permit::Permit;
+pub use self::permit::{Permit, Rejected};
 #[cfg(feature = "http")]
 pub use self::policy::ReleaseOnBodyEnd;
 pub use self::policy::{HoldPermit, ReleaseOnResponse};

@@ -1,6 +1,5 @@
 //! What every service of one layer shares, and the guards that hold a slot.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,17 +7,43 @@ use std::time::Duration;
 
 use super::error::{BulkheadFull, FullReason};
 use super::semaphore::Semaphore;
+use crate::metrics::listener::Listeners;
 use crate::metrics::{stripe_count, sum, thread_stripe, Count, Striped};
 
 /// The state every service of one layer, and every clone, shares.
 pub(crate) struct Shared {
     pub(crate) sem: Semaphore,
     pub(crate) stats: Striped<Stats>,
-    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) name: Option<Arc<str>>,
     /// How long a call may wait for a slot; zero: not at all.
     pub(crate) max_wait: Duration,
     /// How many callers may wait at once (`usize::MAX`: no bound).
     pub(crate) max_waiting: usize,
+    pub(crate) on_rejection: Listeners<Rejected>,
+}
+
+/// A call the bulkhead rejected, as given to the
+/// [`on_rejection`](super::BulkheadBuilder::on_rejection) listeners.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    name: Option<Arc<str>>,
+    full: BulkheadFull,
+}
+
+impl Rejected {
+    /// The bulkhead's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The rejection the caller gets: its reason, the limit, how long the
+    /// call waited.
+    pub fn error(&self) -> &BulkheadFull {
+        &self.full
+    }
+    /// Why the call was rejected.
+    pub fn reason(&self) -> FullReason {
+        self.full.reason()
+    }
 }
 
 /// Counters, one set per stripe.
@@ -80,6 +105,9 @@ impl Shared {
         let max_concurrent = self.sem.limit();
         tracing::debug!(
             target: "steadfast::bulkhead",
+            layer = "bulkhead",
+            name = self.name.as_deref().unwrap_or(""),
+            event = "rejected",
             bulkhead = self.name.as_deref().unwrap_or(""),
             reason = reason.as_str(),
             max_concurrent,
@@ -87,7 +115,16 @@ impl Shared {
             waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
             "bulkhead rejected a call"
         );
-        BulkheadFull::new(reason, max_concurrent, waited)
+        let full = BulkheadFull::new(reason, max_concurrent, waited);
+        if !self.on_rejection.is_empty() {
+            let event = Rejected {
+                name: self.name.clone(),
+                full: full.clone(),
+            };
+            self.on_rejection
+                .call("bulkhead", self.name.as_deref(), &event);
+        }
+        full
     }
 }
 

@@ -1,10 +1,10 @@
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::Transition;
+use super::state::{Rejected, Transition};
 use crate::error::InvalidConfig;
+use crate::metrics::listener::Listeners;
 
 /// Which calls the failure-rate and slow-call-rate rules look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +44,13 @@ impl Default for Window {
     }
 }
 
-pub(crate) type OnTransition = Arc<dyn Fn(&Transition) + Send + Sync>;
-
 /// A validated circuit-breaker configuration; made by
 /// [`CircuitBreakerConfig::builder`].
 ///
 /// See the [module docs](super) for what each setting does.
 #[derive(Clone)]
 pub struct CircuitBreakerConfig {
-    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) name: Option<Arc<str>>,
     pub(crate) failure_rate: Option<f64>,
     pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) slow_call_rate: Option<f64>,
@@ -69,7 +67,8 @@ pub struct CircuitBreakerConfig {
     pub(crate) seed: Option<u64>,
     pub(crate) minimum_calls_set: bool,
     pub(crate) max_open_set: bool,
-    pub(crate) on_transition: Option<OnTransition>,
+    pub(crate) on_transition: Listeners<Transition>,
+    pub(crate) on_rejection: Listeners<Rejected>,
 }
 
 impl fmt::Debug for CircuitBreakerConfig {
@@ -89,7 +88,8 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("half_open_max_calls", &self.half_open_max_calls)
             .field("success_threshold", &self.success_threshold)
             .field("probe_timeout", &self.probe_timeout)
-            .field("on_transition", &self.on_transition.as_ref().map(|_| ".."))
+            .field("on_transition", &self.on_transition)
+            .field("on_rejection", &self.on_rejection)
             .finish()
     }
 }
@@ -147,15 +147,23 @@ impl CircuitBreakerBuilder {
                 seed: None,
                 minimum_calls_set: false,
                 max_open_set: false,
-                on_transition: None,
+                on_transition: Listeners::new(),
+                on_rejection: Listeners::new(),
             },
         }
     }
 
-    /// A name for this breaker, used in `tracing` events and snapshots.
-    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+    /// A name for this breaker, used in `tracing` events, snapshots and
+    /// listener events, to tell several breakers apart. Stored once; every
+    /// event and snapshot shares it (no copy per call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.cfg.name = Some(name.into());
         self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.cfg.name.is_some()
     }
 
     /// Trip when at least `percent` % of the calls in the window failed
@@ -270,11 +278,30 @@ impl CircuitBreakerBuilder {
     }
 
     /// Called on every state change, after the change and outside any lock.
+    ///
+    /// Each call adds a listener; they are called in the order added. A
+    /// listener that panics is caught (and reported as a `tracing` error):
+    /// the breaker is not poisoned and the listeners after it still get the
+    /// event.
     pub fn on_transition<F>(mut self, f: F) -> Self
     where
         F: Fn(&Transition) + Send + Sync + 'static,
     {
-        self.cfg.on_transition = Some(Arc::new(f));
+        self.cfg.on_transition.push(Arc::new(f));
+        self
+    }
+
+    /// Called on every call the breaker rejects with
+    /// [`CircuitOpen`](super::error::CircuitOpen), outside any lock, on the
+    /// rejecting thread: keep it short. As with
+    /// [`on_transition`](Self::on_transition), several may be added and a
+    /// panic in one is caught. With no listener the rejection path only
+    /// checks that the list is empty.
+    pub fn on_rejection<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Rejected) + Send + Sync + 'static,
+    {
+        self.cfg.on_rejection.push(Arc::new(f));
         self
     }
 

@@ -26,7 +26,7 @@ impl CircuitBreakerHandle {
 
     /// The breaker's name, if it has one.
     pub fn name(&self) -> Option<&str> {
-        self.core.name().map(|n| n.as_ref())
+        self.core.name().map(|n| &**n)
     }
 
     /// Opens the breaker until [`reset`](Self::reset): every call is rejected.
@@ -53,7 +53,7 @@ impl CircuitBreakerHandle {
         let s = self.core.snapshot(self.core.now());
         let rate = |n: u64, of: u64| (of > 0).then(|| 100.0 * n as f64 / of as f64);
         CircuitBreakerSnapshot {
-            name: self.name().map(str::to_owned),
+            name: self.core.name().cloned(),
             state: s.state,
             successes: s.successes,
             failures: s.failures,
@@ -70,6 +70,7 @@ impl CircuitBreakerHandle {
             slow_call_rate: s.window.and_then(|w| rate(w.slow, w.calls)),
             consecutive_failures: s.consecutive_failures,
             time_open: Duration::from_nanos(s.open_total),
+            time_in_state: Duration::from_nanos(s.in_state),
             retry_after: s.retry_after.map(Duration::from_nanos),
             probes_in_flight: s.probes_in_flight,
         }
@@ -90,11 +91,12 @@ impl fmt::Debug for CircuitBreakerHandle {
 /// Counters count since the breaker was made; rates are over the current
 /// window. Call outcomes are counted in every state, results that arrive
 /// after the breaker changed state included.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitBreakerSnapshot {
-    /// The breaker's name.
-    pub name: Option<String>,
+    /// The breaker's name, shared with the breaker (no copy).
+    pub name: Option<Arc<str>>,
     /// The state.
     pub state: CircuitState,
     /// Calls classified as successes.
@@ -129,6 +131,10 @@ pub struct CircuitBreakerSnapshot {
     pub consecutive_failures: u32,
     /// Total time spent open or forced open.
     pub time_open: Duration,
+    /// Time since the last state change (since the breaker was made, when
+    /// it never changed state). A [`reset`](CircuitBreakerHandle::reset)
+    /// of a closed breaker is no state change.
+    pub time_in_state: Duration,
     /// While open: time until the next probe is admitted.
     pub retry_after: Option<Duration>,
     /// While half-open: probes admitted and not yet finished.

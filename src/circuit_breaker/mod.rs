@@ -108,6 +108,19 @@
 //! the breaker already opened and closed again — is counted in the snapshot
 //! ([`late`](CircuitBreakerSnapshot::late)) but moves nothing.
 //!
+//! # Telemetry
+//!
+//! Every state change emits one `tracing` event (target
+//! `steadfast::circuit_breaker`, `WARN` when it opens, `INFO` otherwise)
+//! and every rejection one at `DEBUG`, with the crate's stable fields
+//! (`layer = "circuit_breaker"`, `name`, `event`, `state`; see
+//! [the crate docs](crate#telemetry)). Listeners added with
+//! [`on_transition`](CircuitBreakerBuilder::on_transition) and
+//! [`on_rejection`](CircuitBreakerBuilder::on_rejection) get the same
+//! events, outside any lock; a listener that panics is caught. The
+//! [snapshot](CircuitBreakerHandle::snapshot) adds the counters and the
+//! time in the current state.
+//!
 //! # Errors
 //!
 //! The service's error type is [`BoxError`](crate::BoxError): the inner
@@ -227,4 +240,4 @@ pub use self::keyed::{
 };
 pub use self::layer::CircuitBreakerLayer;
 pub use self::service::CircuitBreaker;
-pub use self::state::{CircuitState, Transition, TransitionReason};
+pub use self::state::{CircuitState, Rejected, Transition, TransitionReason};

@@ -23,7 +23,6 @@
 //! Time is passed in as nanoseconds since the breaker was made, through a
 //! closure, so the closed path reads the clock only when a rule needs it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::sync::Arc;
@@ -32,9 +31,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::config::{CircuitBreakerConfig, OnTransition, Window as WindowConfig};
+use super::config::{CircuitBreakerConfig, Window as WindowConfig};
 use super::window::{CountWindow, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
+use crate::metrics::listener::Listeners;
 use crate::metrics::{shared_stripe_count, sum, thread_stripe, CachePadded, Count, Striped};
 use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, Mutex};
 
@@ -95,7 +95,7 @@ impl fmt::Display for TransitionReason {
 /// [`on_transition`]: super::CircuitBreakerBuilder::on_transition
 #[derive(Debug, Clone)]
 pub struct Transition {
-    name: Option<Cow<'static, str>>,
+    name: Option<Arc<str>>,
     from: CircuitState,
     to: CircuitState,
     reason: TransitionReason,
@@ -136,6 +136,32 @@ impl fmt::Display for Transition {
             write!(f, " for {d:.2?}")?;
         }
         Ok(())
+    }
+}
+
+/// A call the breaker rejected, as given to the [`on_rejection`] listeners.
+///
+/// [`on_rejection`]: super::CircuitBreakerBuilder::on_rejection
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    name: Option<Arc<str>>,
+    state: CircuitState,
+    retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    /// The breaker's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The state the breaker rejected the call in: open, forced open, or
+    /// half-open with every probe slot taken.
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+    /// While open: the time until the next probe may be admitted.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -249,6 +275,8 @@ struct Slow {
     reopens: u32,
     open_since: Option<u64>,
     open_total: u64,
+    /// When the last transition happened (0: the breaker's making).
+    state_since: u64,
 }
 
 /// Snapshot numbers of the core; the public snapshot adds the name.
@@ -268,6 +296,7 @@ pub(crate) struct CoreSnapshot {
     pub(crate) window: Option<Totals>,
     pub(crate) consecutive_failures: u32,
     pub(crate) open_total: u64,
+    pub(crate) in_state: u64,
     pub(crate) retry_after: Option<u64>,
     pub(crate) probes_in_flight: u32,
 }
@@ -287,8 +316,9 @@ pub(crate) struct Core {
     counters: Striped<Counters>,
     slow: Mutex<Slow>,
     params: Params,
-    name: Option<Cow<'static, str>>,
-    on_transition: Option<OnTransition>,
+    name: Option<Arc<str>>,
+    on_transition: Listeners<Transition>,
+    on_rejection: Listeners<Rejected>,
     /// Wakes services that wait in `poll_ready` on every transition and
     /// every freed probe slot.
     pub(crate) notify: Arc<tokio::sync::Notify>,
@@ -369,6 +399,7 @@ impl Core {
                 reopens: 0,
                 open_since: None,
                 open_total: 0,
+                state_since: 0,
             }),
             params: Params {
                 failure_rate: cfg.failure_rate,
@@ -386,6 +417,7 @@ impl Core {
             },
             name: cfg.name.clone(),
             on_transition: cfg.on_transition.clone(),
+            on_rejection: cfg.on_rejection.clone(),
             notify: Arc::new(tokio::sync::Notify::new()),
             base: tokio::time::Instant::now(),
             needs_start: slow_nanos.is_some(),
@@ -411,7 +443,7 @@ impl Core {
         nanos(tokio::time::Instant::now().saturating_duration_since(self.base))
     }
 
-    pub(crate) fn name(&self) -> Option<&Cow<'static, str>> {
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
         self.name.as_ref()
     }
 
@@ -544,6 +576,24 @@ impl Core {
     ) -> Rejection {
         if count {
             self.counters.get(stripe).rejected.incr(stripe);
+            tracing::debug!(
+                target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name = self.name.as_deref().unwrap_or(""),
+                event = "rejected",
+                state = state.as_str(),
+                retry_after_ms = retry_after.map_or(0, |n| n / 1_000_000),
+                "circuit breaker rejected a call"
+            );
+            if !self.on_rejection.is_empty() {
+                let event = Rejected {
+                    name: self.name.clone(),
+                    state,
+                    retry_after: retry_after.map(Duration::from_nanos),
+                };
+                self.on_rejection
+                    .call("circuit_breaker", self.name.as_deref(), &event);
+            }
         }
         Rejection {
             state,
@@ -890,6 +940,7 @@ impl Core {
         if from == to {
             return None;
         }
+        slow.state_since = t;
         Some(Transition {
             name: self.name.clone(),
             from: state_from_bits(from),
@@ -936,6 +987,10 @@ impl Core {
         match event.to {
             CircuitState::Open | CircuitState::ForcedOpen => tracing::warn!(
                 target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name,
+                event = "state_change",
+                state = event.to.as_str(),
                 breaker = name,
                 from = event.from.as_str(),
                 to = event.to.as_str(),
@@ -945,6 +1000,10 @@ impl Core {
             ),
             _ => tracing::info!(
                 target: "steadfast::circuit_breaker",
+                layer = "circuit_breaker",
+                name,
+                event = "state_change",
+                state = event.to.as_str(),
                 breaker = name,
                 from = event.from.as_str(),
                 to = event.to.as_str(),
@@ -952,8 +1011,9 @@ impl Core {
                 "circuit breaker state changed"
             ),
         }
-        if let Some(cb) = &self.on_transition {
-            cb(&event);
+        if !self.on_transition.is_empty() {
+            self.on_transition
+                .call("circuit_breaker", self.name.as_deref(), &event);
         }
     }
 
@@ -975,9 +1035,9 @@ impl Core {
         let c = &self.counters;
         let w = self.state.load(Acquire);
         let state = state_from_bits(state_of(w));
-        let (open_total, open_since) = {
+        let (open_total, open_since, state_since) = {
             let slow = lock(&self.slow);
-            (slow.open_total, slow.open_since)
+            (slow.open_total, slow.open_since, slow.state_since)
         };
         let open_total = open_total.saturating_add(open_since.map_or(0, |s| t.saturating_sub(s)));
         let retry_after =
@@ -997,6 +1057,7 @@ impl Core {
             window: self.window.as_ref().map(|w| w.totals(t)),
             consecutive_failures: self.consecutive.load(Relaxed),
             open_total,
+            in_state: t.saturating_sub(state_since),
             retry_after,
             probes_in_flight: if state == CircuitState::HalfOpen {
                 inflight_of(w) as u32

@@ -125,6 +125,7 @@ impl fmt::Debug for MetricsHandle {
 /// The fields are read one after another without a lock: while calls come
 /// and go they may be a moment apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
     /// The layer's name.

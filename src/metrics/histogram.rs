@@ -317,6 +317,32 @@ impl HistogramSnapshot {
     }
 }
 
+/// With feature `serde`: the count, sum, maximum and p50/p90/p99 (as
+/// `Duration`s, `null` when empty), and the non-empty buckets as
+/// `[lower_ns, upper_ns or null, count]`.
+#[cfg(feature = "serde")]
+impl serde::Serialize for HistogramSnapshot {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let buckets: Vec<(u64, Option<u64>, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| (lower(i), upper(i), *n))
+            .collect();
+        let mut s = serializer.serialize_struct("HistogramSnapshot", 7)?;
+        s.serialize_field("count", &self.count)?;
+        s.serialize_field("sum", &self.sum())?;
+        s.serialize_field("max", &self.max())?;
+        s.serialize_field("p50", &self.p50())?;
+        s.serialize_field("p90", &self.p90())?;
+        s.serialize_field("p99", &self.p99())?;
+        s.serialize_field("buckets", &buckets)?;
+        s.end()
+    }
+}
+
 impl fmt::Debug for HistogramSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HistogramSnapshot")

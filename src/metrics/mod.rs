@@ -154,6 +154,8 @@ pub use self::prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
 pub use self::registry::Registry;
 pub use self::service::Metrics;
 
+pub(crate) mod listener;
+
 use std::fmt;
 use std::ops::Deref;
 use std::sync::OnceLock;

@@ -228,6 +228,7 @@ pub struct Withdrawal {
 }
 
 /// A budget's counters at one moment, from [`RetryBudget::snapshot`].
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct BudgetSnapshot {

@@ -1,8 +1,10 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::{Backoff, Jitter};
 use super::budget::RetryBudget;
 use crate::error::InvalidConfig;
+use crate::metrics::listener::Listeners;
 
 /// A validated retry configuration; made by [`RetryConfig::builder`].
 ///
@@ -21,6 +23,66 @@ pub struct RetryConfig {
     pub(crate) wait_for_open_circuit: bool,
     pub(crate) retry_timeouts: bool,
     pub(crate) seed: Option<u64>,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) on_retry: Listeners<Retried>,
+    pub(crate) on_give_up: Listeners<GaveUp>,
+}
+
+/// A retryable failure returned without a retry, as given to the
+/// [`on_give_up`](RetryConfigBuilder::on_give_up) listeners.
+#[derive(Debug, Clone)]
+pub struct GaveUp {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) attempts: u32,
+    pub(crate) reason: &'static str,
+}
+
+impl GaveUp {
+    /// The layer's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// Attempts sent for the call, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+    /// Why no retry was made (`"attempts exhausted"`, `"deadline"`,
+    /// `"server hint"`, `"budget exhausted"`, `"not safe to repeat"`,
+    /// `"not replayable"`), as in the `tracing` event's `reason` field.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+/// A retry about to be made, as given to the
+/// [`on_retry`](RetryConfigBuilder::on_retry) listeners.
+#[derive(Debug, Clone)]
+pub struct Retried {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) attempt: u32,
+    pub(crate) delay: Duration,
+    pub(crate) reason: &'static str,
+}
+
+impl Retried {
+    /// The layer's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The number of the attempt about to be made (2 for the first retry).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+    /// The wait before it.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+    /// Why the last attempt is retried (`"retryable failure"`,
+    /// `"throttled"`, `"server hint"`, `"circuit open"`), as in the
+    /// `tracing` event's `reason` field.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
 }
 
 impl RetryConfig {
@@ -42,6 +104,11 @@ impl RetryConfig {
     /// The budget, unless switched off.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
+    }
+
+    /// The name given with [`RetryConfigBuilder::name`], if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 }
 
@@ -93,6 +160,9 @@ pub struct RetryConfigBuilder {
     wait_for_open_circuit: bool,
     retry_timeouts: bool,
     seed: Option<u64>,
+    name: Option<Arc<str>>,
+    on_retry: Listeners<Retried>,
+    on_give_up: Listeners<GaveUp>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +188,9 @@ impl Default for RetryConfigBuilder {
             wait_for_open_circuit: false,
             retry_timeouts: false,
             seed: None,
+            name: None,
+            on_retry: Listeners::new(),
+            on_give_up: Listeners::new(),
         }
     }
 }
@@ -200,6 +273,45 @@ impl RetryConfigBuilder {
         self
     }
 
+    /// A name for the layer's `tracing` events, snapshot and listener
+    /// events, to tell several retry layers apart. Stored once and shared
+    /// (no copy per call).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Called for each retry once it is decided (after the budget allowed
+    /// it, before the backoff), on the thread that polls the call: keep it
+    /// short. Each call adds a listener; they are called in the order
+    /// added. A listener that panics is caught (and reported as a
+    /// `tracing` error): the call goes on and the listeners after it still
+    /// get the event. Calls that are not retried cost nothing.
+    pub fn on_retry<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Retried) + Send + Sync + 'static,
+    {
+        self.on_retry.push(Arc::new(f));
+        self
+    }
+
+    /// Called for each retryable failure that is returned without a retry
+    /// (attempts exhausted, deadline, server hint, budget refused, not safe
+    /// to repeat, not replayable), as [`on_retry`](Self::on_retry) is for
+    /// retries: in order, a panic caught, no cost to calls that succeed.
+    pub fn on_give_up<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&GaveUp) + Send + Sync + 'static,
+    {
+        self.on_give_up.push(Arc::new(f));
+        self
+    }
+
+    /// Whether a name was set (the preset names unnamed pieces).
+    pub(crate) fn has_name(&self) -> bool {
+        self.name.is_some()
+    }
+
     /// Checks every setting.
     ///
     /// # Errors
@@ -237,6 +349,9 @@ impl RetryConfigBuilder {
             wait_for_open_circuit: self.wait_for_open_circuit,
             retry_timeouts: self.retry_timeouts,
             seed: self.seed,
+            name: self.name,
+            on_retry: self.on_retry,
+            on_give_up: self.on_give_up,
         })
     }
 }

@@ -398,11 +398,27 @@ where
     state.pending = pending;
     tracing::debug!(
         target: "steadfast::retry",
+        layer = "retry",
+        name = shared.stats.name.as_deref().unwrap_or(""),
+        event = "retry",
         attempt = retry_number + 1,
         reason,
         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         "retrying"
     );
+    if !config.on_retry.is_empty() {
+        let name = shared.stats.name.clone();
+        let (attempt, delay) = (retry_number + 1, delay);
+        let event = super::Retried {
+            name,
+            attempt,
+            delay,
+            reason,
+        };
+        config
+            .on_retry
+            .call("retry", shared.stats.name.as_deref(), &event);
+    }
     // The failed response (and its body) goes before the next attempt.
     drop(result);
     state.next = Some(request);
@@ -455,9 +471,23 @@ fn skip<On, Rp, T>(shared: &Shared<On, Rp>, why: Skip, attempts: u32, result: T)
     shared.stats.skip(why);
     tracing::debug!(
         target: "steadfast::retry",
+        layer = "retry",
+        name = shared.stats.name.as_deref().unwrap_or(""),
+        event = "give_up",
+        attempt = attempts,
         attempts,
         reason = why.as_str(),
         "not retrying"
     );
+    let listeners = &shared.config.on_give_up;
+    if !listeners.is_empty() {
+        let (name, reason) = (shared.stats.name.clone(), why.as_str());
+        let event = super::GaveUp {
+            name,
+            attempts,
+            reason,
+        };
+        listeners.call("retry", shared.stats.name.as_deref(), &event);
+    }
     result
 }

@@ -51,10 +51,11 @@ pub(crate) struct Stats {
     unsafe_: AtomicU64,
     unreplayable: AtomicU64,
     pub(crate) budget_ref: Option<RetryBudget>,
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl Stats {
-    pub(crate) fn new(budget_ref: Option<RetryBudget>) -> Self {
+    pub(crate) fn new(budget_ref: Option<RetryBudget>, name: Option<Arc<str>>) -> Self {
         Self {
             hot: Striped::new(),
             retries: AtomicU64::new(0),
@@ -65,6 +66,7 @@ impl Stats {
             unsafe_: AtomicU64::new(0),
             unreplayable: AtomicU64::new(0),
             budget_ref,
+            name,
         }
     }
 
@@ -94,6 +96,7 @@ impl Stats {
         let retries = self.retries.load(Ordering::Relaxed);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         RetrySnapshot {
+            name: self.name.clone(),
             calls,
             attempts: calls.saturating_add(retries),
             retries,
@@ -134,6 +137,12 @@ impl RetryHandle {
         self.stats.snapshot()
     }
 
+    /// The layer's name, if it has one
+    /// ([`RetryConfigBuilder::name`](super::RetryConfigBuilder::name)).
+    pub fn name(&self) -> Option<&str> {
+        self.stats.name.as_deref()
+    }
+
     /// The layer's budget, unless it has none.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.stats.budget_ref.as_ref()
@@ -149,9 +158,12 @@ impl fmt::Debug for RetryHandle {
 }
 
 /// The counters of a retry layer at one moment; totals since it was built.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetrySnapshot {
+    /// The layer's name, shared with the layer (no copy).
+    pub name: Option<Arc<str>>,
     /// Calls made through the layer.
     pub calls: u64,
     /// Attempts sent: calls plus retries.
@@ -183,6 +195,9 @@ pub struct RetrySnapshot {
 
 impl fmt::Display for RetrySnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = &self.name {
+            write!(f, "{name}: ")?;
+        }
         write!(
             f,
             "calls={} attempts={} retries={} refused_by_budget={} skipped_unsafe={} \

@@ -238,6 +238,16 @@
 //! timed-out attempt is a failure the breaker counts and retry may repeat,
 //! and the deadline bounds all attempts and sleeps together.
 //!
+//! # Telemetry
+//!
+//! Each retry and each give-up emits one `tracing` event at `DEBUG`
+//! (target `steadfast::retry`, `event = "retry"` with `attempt`, `delay_ms`
+//! and `reason`, or `event = "give_up"` with `attempt` and `reason`; see
+//! [the crate docs](crate#telemetry)). [`on_retry`](RetryConfigBuilder::on_retry)
+//! and [`on_give_up`](RetryConfigBuilder::on_give_up) listeners get each
+//! retry and give-up; the [snapshot](RetryHandle::snapshot) counts
+//! retries, budget refusals, skips and give-ups by reason.
+//!
 //! # Errors
 //!
 //! The layer returns the inner service's errors, boxed ([`BoxError`]); it
@@ -268,7 +278,7 @@ mod service;
 
 pub use self::backoff::{Backoff, Delays, Jitter};
 pub use self::budget::{BudgetSnapshot, RetryBudget, Withdrawal};
-pub use self::config::{RetryConfig, RetryConfigBuilder};
+pub use self::config::{GaveUp, Retried, RetryConfig, RetryConfigBuilder};
 pub use self::handle::{RetryHandle, RetrySnapshot};
 pub use self::layer::RetryLayer;
 #[cfg(feature = "http")]

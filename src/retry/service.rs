@@ -31,7 +31,7 @@ pub(crate) struct Shared<On, Rp> {
 
 impl<On, Rp> Shared<On, Rp> {
     pub(crate) fn new(config: RetryConfig, on: On, replay: Rp) -> Self {
-        let stats = Arc::new(Stats::new(config.budget.clone()));
+        let stats = Arc::new(Stats::new(config.budget.clone(), config.name.clone()));
         let seed = config.seed.unwrap_or_else(|| {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(0x5eed_u64)

@@ -161,6 +161,7 @@ impl<S> Layer<S> for ResilienceHandle {
 
 /// The counters of every piece of a stack at one moment; `None` for a
 /// piece that is off. `Display` prints one line per piece.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ResilienceSnapshot {
@@ -182,6 +183,7 @@ pub struct ResilienceSnapshot {
 }
 
 /// The totals of a stack's keyed breakers.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyedSnapshot {

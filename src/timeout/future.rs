@@ -34,10 +34,33 @@ pub(crate) enum Limit {
 impl Limit {
     fn error(self) -> BoxError {
         match self {
-            Limit::Attempt(timeout) => Box::new(Elapsed::new(timeout)),
-            Limit::Deadline(budget) => Box::new(DeadlineExceeded::new(budget)),
+            Limit::Attempt(timeout) => {
+                tracing::debug!(
+                    target: "steadfast::timeout",
+                    layer = "timeout",
+                    name = "",
+                    event = "timed_out",
+                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    "attempt timed out"
+                );
+                Box::new(Elapsed::new(timeout))
+            }
+            Limit::Deadline(budget) => deadline_exceeded(budget),
         }
     }
+}
+
+/// Reports and builds a [`DeadlineExceeded`].
+#[cold]
+fn deadline_exceeded(budget: Option<Duration>) -> BoxError {
+    tracing::debug!(
+        target: "steadfast::deadline",
+        layer = "deadline",
+        name = "",
+        event = "timed_out",
+        "deadline exceeded"
+    );
+    Box::new(DeadlineExceeded::new(budget))
 }
 
 pin_project! {
@@ -194,16 +217,16 @@ where
                     if Instant::now() >= *deadline
                         && !crate::error::is_caused_by::<DeadlineExceeded>(e.as_ref())
                     {
-                        Poll::Ready(Err(Box::new(DeadlineExceeded::new(None))))
+                        Poll::Ready(Err(deadline_exceeded(None)))
                     } else {
                         Poll::Ready(Err(e))
                     }
                 }
             },
             KindProj::Expired { budget } => {
-                let error = DeadlineExceeded::new(*budget);
+                let error = deadline_exceeded(*budget);
                 kind.set(Kind::Done);
-                Poll::Ready(Err(Box::new(error)))
+                Poll::Ready(Err(error))
             }
             KindProj::Done => panic!("deadline future polled after completion"),
         }

@@ -6,6 +6,7 @@
 //! allocation counted is the breaker's.
 
 mod cases;
+mod telemetry;
 
 use cases::{allocs_per_call, drive, Bare, Mode};
 use steadfast::circuit_breaker::CircuitState;

@@ -1,11 +1,17 @@
-//! The `tracing` events a breaker emits on transitions.
+//! The `tracing` events of every layer: one event per state change,
+//! rejection, timeout, retry and give-up, with the stable fields `layer`,
+//! `name`, `event` (and `state`, `attempt`, `delay_ms`, `reason` where they
+//! apply).
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use steadfast::bulkhead::BulkheadLayer;
 use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use tower::{service_fn, Layer, ServiceExt};
+use steadfast::retry::{Backoff, RetryConfig, RetryLayer};
+use steadfast::timeout::{DeadlineLayer, TimeoutLayer};
+use tower::{service_fn, Layer, Service, ServiceExt};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -51,8 +57,9 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for Collect {
     }
 }
 
-#[test]
-fn transitions_emit_events_with_stable_fields() {
+/// Runs `body` on a paused current-thread runtime and returns every event
+/// of a `steadfast::` target it emitted.
+fn events_of<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> Vec<Seen> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry().with(Collect(seen.clone()));
     tracing::subscriber::with_default(subscriber, || {
@@ -61,28 +68,131 @@ fn transitions_emit_events_with_stable_fields() {
             .start_paused(true)
             .build()
             .unwrap();
-        rt.block_on(async {
-            let config = CircuitBreakerConfig::builder()
-                .name("products")
-                .without_failure_rate()
-                .consecutive_failures(1)
-                .open_duration(Duration::from_secs(1))
-                .open_jitter(0.0)
-                .build()
-                .unwrap();
-            let layer = CircuitBreakerLayer::new(config);
-            let fail = layer.layer(service_fn(|_: ()| async { Err::<(), _>("down") }));
-            let ok = layer.layer(service_fn(|_: ()| async { Ok::<_, &str>(()) }));
-            let _ = fail.oneshot(()).await;
-            tokio::time::advance(Duration::from_secs(1)).await;
-            ok.oneshot(()).await.unwrap();
-        });
+        rt.block_on(body());
+    });
+    let seen = seen.lock().unwrap();
+    seen.iter()
+        .filter(|e| e.target.starts_with("steadfast::"))
+        .cloned()
+        .collect()
+}
+
+/// A breaker named "products" that opens for `open_secs` on one failure.
+fn products_breaker(open_secs: u64) -> CircuitBreakerConfig {
+    CircuitBreakerConfig::builder()
+        .name("products")
+        .without_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(open_secs))
+        .open_jitter(0.0)
+        .build()
+        .unwrap()
+}
+
+/// Every event carries `layer`, `name` and `event`.
+fn assert_stable(event: &Seen, layer: &str, name: &str, kind: &str) {
+    assert_eq!(event.field("layer"), Some(layer), "{event:?}");
+    assert_eq!(event.field("name"), Some(name), "{event:?}");
+    assert_eq!(event.field("event"), Some(kind), "{event:?}");
+}
+
+#[test]
+fn breaker_rejections_emit_one_debug_event() {
+    let seen = events_of(|| async {
+        let layer = CircuitBreakerLayer::new(products_breaker(5));
+        let svc = layer.layer(service_fn(|_: ()| async { Err::<(), _>("down") }));
+        let _ = svc.clone().oneshot(()).await;
+        let _ = svc.clone().oneshot(()).await;
+    });
+    let rejected: Vec<_> = seen
+        .iter()
+        .filter(|e| e.field("event") == Some("rejected"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{seen:#?}");
+    assert_stable(rejected[0], "circuit_breaker", "products", "rejected");
+    assert_eq!(rejected[0].level, Level::DEBUG);
+    assert_eq!(rejected[0].field("state"), Some("open"));
+    assert_eq!(rejected[0].field("retry_after_ms"), Some("5000"));
+}
+
+#[test]
+fn bulkhead_rejections_emit_one_debug_event() {
+    let seen = events_of(|| async {
+        let layer = BulkheadLayer::builder(1).name("db").build().unwrap();
+        let mut svc = layer.layer(service_fn(|_: ()| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok::<_, std::io::Error>(())
+        }));
+        let busy = svc.ready().await.unwrap().call(());
+        let _ = svc.ready().await.unwrap().call(()).await;
+        busy.await.unwrap();
+    });
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_stable(&seen[0], "bulkhead", "db", "rejected");
+    assert_eq!(seen[0].level, Level::DEBUG);
+    assert_eq!(seen[0].field("reason"), Some("queue_full"));
+}
+
+#[test]
+fn retries_and_give_ups_emit_one_event_each() {
+    let seen = events_of(|| async {
+        let config = RetryConfig::builder()
+            .name("api")
+            .max_attempts(3)
+            .backoff(Backoff::fixed(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        let svc = RetryLayer::new(config).layer(service_fn(|_: ()| async { Err::<(), _>("down") }));
+        let _ = svc.oneshot(()).await;
+    });
+    let kinds: Vec<_> = seen.iter().map(|e| e.field("event").unwrap()).collect();
+    assert_eq!(kinds, ["retry", "retry", "give_up"], "{seen:#?}");
+    for (event, attempt) in seen.iter().zip(["2", "3", "3"]) {
+        assert_stable(event, "retry", "api", event.field("event").unwrap());
+        assert_eq!(event.level, Level::DEBUG);
+        assert_eq!(event.field("attempt"), Some(attempt), "{event:?}");
+    }
+    assert_eq!(seen[0].field("delay_ms"), Some("100"));
+    assert_eq!(seen[2].field("reason"), Some("attempts exhausted"));
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn timeouts_and_deadlines_emit_one_event_each() {
+    let seen = events_of(|| async {
+        let slow = || {
+            service_fn(|_: http::Request<()>| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, std::io::Error>(())
+            })
+        };
+        let timeout = TimeoutLayer::new(Duration::from_secs(1)).unwrap();
+        let _ = timeout.layer(slow()).oneshot(http::Request::new(())).await;
+        let deadline = DeadlineLayer::new(Duration::from_secs(2)).unwrap();
+        let _ = deadline.layer(slow()).oneshot(http::Request::new(())).await;
+    });
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    assert_stable(&seen[0], "timeout", "", "timed_out");
+    assert_eq!(seen[0].field("timeout_ms"), Some("1000"));
+    assert_stable(&seen[1], "deadline", "", "timed_out");
+    assert!(seen.iter().all(|e| e.level == Level::DEBUG));
+}
+
+#[test]
+fn transitions_emit_events_with_stable_fields() {
+    let seen = events_of(|| async {
+        let layer = CircuitBreakerLayer::new(products_breaker(1));
+        let fail = layer.layer(service_fn(|_: ()| async { Err::<(), _>("down") }));
+        let ok = layer.layer(service_fn(|_: ()| async { Ok::<_, &str>(()) }));
+        let _ = fail.oneshot(()).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+        ok.oneshot(()).await.unwrap();
     });
 
-    let seen = seen.lock().unwrap();
     let transitions: Vec<&Seen> = seen
         .iter()
         .filter(|e| e.target == "steadfast::circuit_breaker")
+        .filter(|e| e.field("event") == Some("state_change"))
         .collect();
     assert_eq!(transitions.len(), 3, "{seen:#?}");
     let expect = [
@@ -93,6 +203,8 @@ fn transitions_emit_events_with_stable_fields() {
     for (event, (level, from, to)) in transitions.iter().zip(expect) {
         assert_eq!(event.level, level, "{event:?}");
         assert_eq!(event.field("breaker"), Some("products"));
+        assert_stable(event, "circuit_breaker", "products", "state_change");
+        assert_eq!(event.field("state"), Some(to));
         assert_eq!(event.field("from"), Some(from));
         assert_eq!(event.field("to"), Some(to));
         assert!(event.field("reason").is_some());

@@ -107,10 +107,14 @@ where
             Err(error) => {
                 // The claim may have landed: the guard stays armed, and
                 // releases it when the flow ends.
+                Counters::add(&config.counters.store_errors);
                 tracing::warn!(%error, "idempotency store failed; answering 503");
                 return Ok(unavailable());
             }
-            Ok(Claim::Claimed(_)) => break,
+            Ok(Claim::Claimed(_)) => {
+                Counters::add(&config.counters.claims);
+                break;
+            }
             Ok(Claim::Full) => {
                 guard.armed = false;
                 Counters::add(&config.counters.shed);
@@ -123,13 +127,15 @@ where
             }) => {
                 guard.armed = false;
                 if fingerprint != fp {
+                    Counters::add(&config.counters.mismatches);
                     return Ok(mismatch());
                 }
-                return Ok(replay(response));
+                return Ok(replay(response, &config.counters));
             }
             Ok(Claim::InProgress { fingerprint }) => {
                 guard.armed = false;
                 if fingerprint != fp {
+                    Counters::add(&config.counters.mismatches);
                     return Ok(mismatch());
                 }
                 let now = Instant::now();
@@ -138,7 +144,10 @@ where
                         tokio::time::sleep(delay.min(until - now)).await;
                         delay = delay.saturating_mul(2).min(MAX_POLL);
                     }
-                    _ => return Ok(conflict()),
+                    _ => {
+                        Counters::add(&config.counters.conflicts);
+                        return Ok(conflict());
+                    }
                 }
             }
         }
@@ -154,12 +163,12 @@ where
     let (rparts, rbody) = match res {
         Ok(res) => res.into_parts(),
         Err(e) => {
-            guard.release().await;
+            guard.release(&config.counters).await;
             return Err(e);
         }
     };
     if rparts.status.is_server_error() {
-        guard.release().await;
+        guard.release(&config.counters).await;
         return Ok(Response::from_parts(rparts, IdempotencyBody::stream(rbody)));
     }
     match lease.hold(collect(rbody, config.max_response_body)).await {
@@ -174,14 +183,14 @@ where
         } => {
             // Too large to store, or carries trailers: return it whole,
             // free the key.
-            guard.release().await;
+            guard.release(&config.counters).await;
             Ok(Response::from_parts(
                 rparts,
                 IdempotencyBody::prefixed(prefix, trailers, rest),
             ))
         }
         Collected::Failed => {
-            guard.release().await;
+            guard.release(&config.counters).await;
             Ok(problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the response body failed while it was read",
@@ -333,6 +342,7 @@ impl<'a, St: Store> Lease<'a, St> {
                 );
             }
             Err(error) => {
+                Counters::add(&counters.store_errors);
                 tracing::warn!(%error, key_hash = %KeyHash::of(self.key), "idempotency store failed to renew a claim; retrying");
             }
         }
@@ -426,9 +436,10 @@ struct ClaimGuard<St: Store> {
 }
 
 impl<St: Store> ClaimGuard<St> {
-    async fn release(&mut self) {
+    async fn release(&mut self, counters: &Counters) {
         if std::mem::take(&mut self.armed) {
             if let Err(error) = self.store.release(&self.key, &self.token).await {
+                Counters::add(&counters.store_errors);
                 tracing::warn!(%error, "idempotency store failed to release a claim; it frees itself at its lock timeout");
             }
         }
@@ -463,11 +474,13 @@ impl<St: Store> ClaimGuard<St> {
                     break;
                 }
                 Err(error) if attempt < WRITE_ATTEMPTS => {
+                    Counters::add(&config.counters.store_errors);
                     tracing::warn!(%error, attempt, "idempotency store failed to store a response; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(4).min(config.lock_timeout / 8);
                 }
                 Err(error) => {
+                    Counters::add(&config.counters.store_errors);
                     Counters::add(&config.counters.store_write_failures);
                     tracing::error!(
                         %error,
@@ -499,12 +512,14 @@ impl<St: Store> Drop for ClaimGuard<St> {
     }
 }
 
-fn replay<B>(stored: StoredResponse) -> Response<IdempotencyBody<B>> {
+fn replay<B>(stored: StoredResponse, counters: &Counters) -> Response<IdempotencyBody<B>> {
     let status = stored.status();
     let Some((status, mut headers, body)) = stored.into_http(1) else {
+        Counters::add(&counters.store_errors);
         tracing::warn!(status, "idempotency store returned a bad status or header");
         return unavailable();
     };
+    Counters::add(&counters.replays);
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     let mut res = Response::new(IdempotencyBody::full(body));
     *res.status_mut() = status;

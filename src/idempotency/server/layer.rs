@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) spawner: Option<Spawner>,
     pub(crate) on_disconnect: OnDisconnect,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) name: Option<Arc<str>>,
 }
 
 /// What happens to a keyed request whose response future is dropped (the
@@ -55,6 +56,11 @@ pub enum OnDisconnect {
 /// The layer's counters, shared by its services and handles.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    pub(crate) claims: AtomicU64,
+    pub(crate) replays: AtomicU64,
+    pub(crate) conflicts: AtomicU64,
+    pub(crate) mismatches: AtomicU64,
+    pub(crate) store_errors: AtomicU64,
     pub(crate) shed: AtomicU64,
     pub(crate) detached: AtomicU64,
     pub(crate) detached_timed_out: AtomicU64,
@@ -76,14 +82,38 @@ impl Counters {
 #[derive(Debug, Clone)]
 pub struct IdempotencyHandle {
     counters: Arc<Counters>,
+    name: Option<Arc<str>>,
 }
 
 /// What the layer counted since it was built; from
 /// [`IdempotencyHandle::snapshot`]. Each counter is read on its own (no
 /// lock), so the snapshot is not one instant's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdempotencyStats {
+    /// The layer's name, shared with the layer (no copy).
+    pub name: Option<Arc<str>>,
+    /// Keys claimed: keyed requests whose handler this layer ran (or began
+    /// to run).
+    pub claims: u64,
+    /// Repeats answered with a stored response (marked
+    /// `idempotent-replayed: true`).
+    pub replays: u64,
+    /// Repeats answered 409 because the first request with the key was
+    /// still running (after waiting, with
+    /// [`wait_for_result`](IdempotencyLayerBuilder::wait_for_result)).
+    pub conflicts: u64,
+    /// Requests answered 422 because their key was used before for a
+    /// different request (method, path or body).
+    pub mismatches: u64,
+    /// Store operations the layer awaited that failed: a claim (answered
+    /// 503), a renewal, a release, each attempt to store a response, and a
+    /// stored response that could not be read back (answered 503).
+    ///
+    /// Evictions are the store's business: see
+    /// [`MemoryStoreStats::evicted_responses`](crate::idempotency::store::MemoryStoreStats::evicted_responses).
+    pub store_errors: u64,
     /// New keyed requests answered 503 because the store was full of
     /// running claims ([`Claim::Full`](crate::idempotency::store::Claim::Full)).
     pub shed: u64,
@@ -103,11 +133,23 @@ pub struct IdempotencyStats {
 }
 
 impl IdempotencyHandle {
+    /// The layer's name, if it has one
+    /// ([`IdempotencyLayerBuilder::name`]).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> IdempotencyStats {
         let c = &self.counters;
         let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
         IdempotencyStats {
+            name: self.name.clone(),
+            claims: get(&c.claims),
+            replays: get(&c.replays),
+            conflicts: get(&c.conflicts),
+            mismatches: get(&c.mismatches),
+            store_errors: get(&c.store_errors),
             shed: get(&c.shed),
             detached: get(&c.detached),
             detached_timed_out: get(&c.detached_timed_out),
@@ -130,6 +172,7 @@ impl fmt::Debug for Config {
             .field("wait_for_result", &self.wait_for_result)
             .field("spawner", &self.spawner.is_some())
             .field("on_disconnect", &self.on_disconnect)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +190,7 @@ impl Default for Config {
             spawner: None,
             on_disconnect: OnDisconnect::Complete,
             counters: Arc::default(),
+            name: None,
         }
     }
 }
@@ -254,6 +298,7 @@ impl<St, P> IdempotencyLayer<St, P> {
     pub fn handle(&self) -> IdempotencyHandle {
         IdempotencyHandle {
             counters: self.config.counters.clone(),
+            name: self.config.name.clone(),
         }
     }
 }
@@ -377,6 +422,13 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
     /// ```
     pub fn on_disconnect(mut self, on_disconnect: OnDisconnect) -> Self {
         self.config.on_disconnect = on_disconnect;
+        self
+    }
+
+    /// A name for the layer's snapshot, to tell several layers apart.
+    /// Stored once and shared (no copy per request).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = Some(name.into());
         self
     }
 

@@ -96,6 +96,7 @@ struct Inner {
 }
 
 /// What [`MemoryStore::stats`] reports.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryStoreStats {
