@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use super::export::{
-    Collect, Samples, Value, BULKHEAD_LIMIT, BULKHEAD_WAITING, CALLS, CALL_DURATION,
-    CIRCUIT_FAILURE_RATE, CIRCUIT_KEYS, CIRCUIT_SLOW_CALL_RATE, CIRCUIT_STATE, EVENTS, IN_FLIGHT,
-    RETRY_ATTEMPTS, RETRY_BUDGET_AVAILABLE,
+    Collect, Samples, Value, ATTEMPT_DURATION, BULKHEAD_LIMIT, BULKHEAD_WAITING, CALLS,
+    CALL_DURATION, CIRCUIT_FAILURE_RATE, CIRCUIT_KEYS, CIRCUIT_SLOW_CALL_RATE, CIRCUIT_STATE,
+    EVENTS, IN_FLIGHT, RETRY_ATTEMPTS, RETRY_BUDGET_AVAILABLE,
 };
 use super::handle::{MetricsHandle, MetricsSnapshot};
 use crate::bulkhead::{BulkheadHandle, BulkheadSnapshot};
@@ -170,8 +170,7 @@ collect_with!(circuit_breaker: CircuitBreakerSnapshot, CircuitBreakerHandle);
 // === Retry ===
 
 fn retry(out: &mut Samples, s: &RetrySnapshot) {
-    // The retry layer has no name yet.
-    let (layer, name) = (layer::RETRY, "");
+    let (layer, name) = (layer::RETRY, s.name.as_name());
     out.counter(&RETRY_ATTEMPTS, &[name], s.attempts);
     events(
         out,
@@ -190,8 +189,13 @@ fn retry(out: &mut Samples, s: &RetrySnapshot) {
     if let Some(budget) = &s.budget {
         out.gauge(&RETRY_BUDGET_AVAILABLE, &[name], budget.available as f64);
     }
-    // `resilience.attempt.duration` (ATTEMPT_DURATION) comes from the retry
-    // snapshot's attempt histogram, once it has one.
+    if let Some(attempts) = &s.attempt_duration {
+        out.push(
+            &ATTEMPT_DURATION,
+            &[name],
+            Value::Histogram(attempts.clone()),
+        );
+    }
 }
 
 collect_with!(retry: RetrySnapshot, RetryHandle);
@@ -223,12 +227,16 @@ collect_with!(bulkhead: BulkheadSnapshot, BulkheadHandle);
 
 #[cfg(feature = "http")]
 fn idempotency(out: &mut Samples, s: &crate::idempotency::IdempotencyStats) {
-    // The idempotency layer has no name yet.
     events(
         out,
         layer::IDEMPOTENCY,
-        "",
+        s.name.as_name(),
         &[
+            ("claim", s.claims),
+            ("replay", s.replays),
+            ("conflict", s.conflicts),
+            ("mismatch", s.mismatches),
+            ("store_error", s.store_errors),
             ("shed", s.shed),
             ("detached", s.detached),
             ("detached_timed_out", s.detached_timed_out),

@@ -99,9 +99,9 @@
 //! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
 //! | `resilience.attempt.duration` | `resilience_attempt_duration_seconds` | histogram | `s` | `name` | How long each attempt of the retry layer took. |
 //!
-//! `resilience.attempt.duration` is listed for the retry layer's
-//! per-attempt histogram, and has no samples until its snapshot carries
-//! one.
+//! `resilience.attempt.duration` has samples when the retry layer times
+//! its attempts ([`RetryConfigBuilder::attempt_durations`](crate::retry::RetryConfigBuilder::attempt_durations),
+//! on in the preset with [`metrics`](crate::stack::ResilienceBuilder::metrics)).
 //!
 //! # Events
 //!
@@ -113,7 +113,7 @@
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
-//! | `idempotency` | `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
+//! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
 //!
 //! # How counting works
 //!

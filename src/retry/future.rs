@@ -89,6 +89,8 @@ pin_project! {
         stash: Result<Rp::Stash, NotReplayable>,
         attempts: u32,
         deadline: Option<Deadline>,
+        // When the attempt in flight started, if attempts are timed.
+        started: Option<Instant>,
         retry: Option<Box<RetryState<Rp::Request>>>,
         _req: PhantomData<fn(Req)>,
     }
@@ -106,6 +108,7 @@ where
         shared: Arc<Shared<On, Rp>>,
         stash: Result<Rp::Stash, NotReplayable>,
         deadline: Option<Deadline>,
+        started: Option<Instant>,
     ) -> Self {
         Self {
             state: State::Calling { future },
@@ -114,6 +117,7 @@ where
             stash,
             attempts: 1,
             deadline,
+            started,
             retry: None,
             _req: PhantomData,
         }
@@ -179,6 +183,9 @@ where
         // The common case inline: the first attempt's result is not retried.
         if let StateProj::Calling { future } = this.state.as_mut().project() {
             let result = ready!(future.poll(cx)).map_err(Into::into);
+            if let Some(started) = *this.started {
+                time_attempt(this.shared, started);
+            }
             if result.is_ok() && this.shared.on.verdict(&result) == Verdict::Done {
                 return Poll::Ready(result);
             }
@@ -187,6 +194,14 @@ where
             }
         }
         drive(&mut this, cx)
+    }
+}
+
+/// Records how long the attempt that just finished took.
+#[inline]
+fn time_attempt<On, Rp>(shared: &Shared<On, Rp>, started: Instant) {
+    if let Some(histogram) = &shared.stats.attempt_duration {
+        histogram.record(Instant::now().saturating_duration_since(started));
     }
 }
 
@@ -207,6 +222,9 @@ where
         match this.state.as_mut().project() {
             StateProj::Calling { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
+                if let Some(started) = *this.started {
+                    time_attempt(this.shared, started);
+                }
                 if let Some(result) = decide(this, result) {
                     return Poll::Ready(result);
                 }
@@ -269,6 +287,9 @@ where
                 // attempt: the layers inside read it there.
                 let service = &mut *this.service;
                 let _scope = this.deadline.map(Deadline::enter);
+                if this.started.is_some() {
+                    *this.started = Some(Instant::now());
+                }
                 let future = service.call(request);
                 this.state.set(State::Calling { future });
             }

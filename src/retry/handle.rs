@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::budget::{BudgetSnapshot, RetryBudget};
-use crate::metrics::{sum, Count, Striped};
+use crate::metrics::{sum, Count, Histogram, HistogramSnapshot, Striped};
 
 /// Why a retryable failure was returned instead of retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +52,16 @@ pub(crate) struct Stats {
     unreplayable: AtomicU64,
     pub(crate) budget_ref: Option<RetryBudget>,
     pub(crate) name: Option<Arc<str>>,
+    /// Each attempt's duration, when the layer times them.
+    pub(crate) attempt_duration: Option<Histogram>,
 }
 
 impl Stats {
-    pub(crate) fn new(budget_ref: Option<RetryBudget>, name: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(
+        budget_ref: Option<RetryBudget>,
+        name: Option<Arc<str>>,
+        attempt_durations: bool,
+    ) -> Self {
         Self {
             hot: Striped::new(),
             retries: AtomicU64::new(0),
@@ -67,6 +73,7 @@ impl Stats {
             unreplayable: AtomicU64::new(0),
             budget_ref,
             name,
+            attempt_duration: attempt_durations.then(Histogram::new),
         }
     }
 
@@ -108,6 +115,7 @@ impl Stats {
             deadline_reached: get(&self.deadline),
             server_hint: get(&self.server_hint),
             budget: self.budget_ref.as_ref().map(RetryBudget::snapshot),
+            attempt_duration: self.attempt_duration.as_ref().map(Histogram::snapshot),
         }
     }
 }
@@ -191,6 +199,10 @@ pub struct RetrySnapshot {
     pub server_hint: u64,
     /// The budget's own counters, when the layer has one.
     pub budget: Option<BudgetSnapshot>,
+    /// How long each finished attempt took, when the layer times them
+    /// ([`attempt_durations`](super::RetryConfigBuilder::attempt_durations);
+    /// on in the preset with metrics).
+    pub attempt_duration: Option<HistogramSnapshot>,
 }
 
 impl fmt::Display for RetrySnapshot {

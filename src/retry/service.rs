@@ -31,7 +31,11 @@ pub(crate) struct Shared<On, Rp> {
 
 impl<On, Rp> Shared<On, Rp> {
     pub(crate) fn new(config: RetryConfig, on: On, replay: Rp) -> Self {
-        let stats = Arc::new(Stats::new(config.budget.clone(), config.name.clone()));
+        let stats = Arc::new(Stats::new(
+            config.budget.clone(),
+            config.name.clone(),
+            config.attempt_durations,
+        ));
         let seed = config.seed.unwrap_or_else(|| {
             use std::hash::{BuildHasher, RandomState};
             RandomState::new().hash_one(0x5eed_u64)
@@ -134,7 +138,14 @@ where
         // (readied again before each retry), as tower's own retry does.
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
+        // Timed only when asked: the start is the time a layer outside
+        // just read (the preset's metrics piece), or the clock.
+        let started = shared
+            .stats
+            .attempt_duration
+            .is_some()
+            .then(|| crate::deadline::scope_now().unwrap_or_else(tokio::time::Instant::now));
         let future = service.call(request);
-        ResponseFuture::new(future, service, shared.clone(), stash, deadline)
+        ResponseFuture::new(future, service, shared.clone(), stash, deadline, started)
     }
 }

@@ -194,9 +194,12 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// only the gRPC status mapping): every call counted by outcome — the
     /// stack's classifier judges — and by which piece ended it, an in-flight
     /// gauge and the call-duration histogram, read through
-    /// [`ResilienceHandle::metrics`] and in the stack's snapshot. Off by
-    /// default; costs two clock reads per call, one of which the deadline
-    /// piece then reuses.
+    /// [`ResilienceHandle::metrics`] and in the stack's snapshot. The retry
+    /// piece then also times each attempt
+    /// ([`RetrySnapshot::attempt_duration`](crate::retry::RetrySnapshot::attempt_duration)),
+    /// and `name` names the pieces left unnamed, unless [`name`](Self::name)
+    /// did. Off by default; costs two clock reads per call (one of which the
+    /// deadline piece then reuses) and one per retry.
     pub fn metrics(mut self, name: impl Into<Arc<str>>) -> Self {
         self.settings.metrics = Some(name.into());
         self
@@ -440,6 +443,7 @@ where
         let metrics = self
             .settings
             .metrics
+            .clone()
             .map(|name| MetricsLayer::with_classifier(name, self.classifier.clone()).0);
         let deadline = match self.settings.deadline {
             Some(d) => {
@@ -481,15 +485,19 @@ where
             ),
             None => None,
         };
-        let name = self.settings.name;
+        // The metrics piece's name names the stack when `name` did not.
+        let name = self.settings.name.or_else(|| self.settings.metrics.clone());
         // The stack's name for a piece its own builder left unnamed.
         let named = |has: bool| name.as_ref().filter(|_| !has).cloned();
+        let timed = self.settings.metrics.is_some();
         let config = match self.settings.retry {
             Some(builder) => Some(
                 match named(builder.has_name()) {
                     Some(n) => builder.name(n),
                     None => builder,
                 }
+                // With metrics, attempts are timed apart from whole calls.
+                .attempt_durations(timed)
                 .build()
                 .map_err(|e| in_stack("retry", e))?,
             ),

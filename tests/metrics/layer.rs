@@ -3,6 +3,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -216,4 +218,57 @@ fn exact_counts_from_many_tasks_on_a_multi_thread_runtime() {
     assert_eq!(s.successes, 16_000);
     assert_eq!(s.in_flight, 0);
     assert_eq!(s.duration.count(), 24_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_latency_and_attempt_latency_apart() {
+    use steadfast::retry::{Backoff, RetryConfig, RetryLayer};
+    let (metrics_layer, metrics) = MetricsLayer::new("orders");
+    let retry = RetryLayer::new(
+        RetryConfig::builder()
+            .max_attempts(3)
+            .backoff(Backoff::fixed(Duration::from_millis(100)))
+            .attempt_durations(true)
+            .build()
+            .unwrap(),
+    );
+    let retry_handle = retry.handle();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let counter = attempts.clone();
+    // Fails twice after 10 ms, then answers after 20 ms.
+    let service = ServiceBuilder::new()
+        .layer(metrics_layer)
+        .layer(retry)
+        .service(service_fn(move |_: ()| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    sleep(Duration::from_millis(10)).await;
+                    Err::<u64, BoxError>("try again".into())
+                } else {
+                    sleep(Duration::from_millis(20)).await;
+                    Ok(n)
+                }
+            }
+        }));
+    assert_eq!(service.oneshot(()).await.unwrap(), 2);
+    let attempt = retry_handle
+        .snapshot()
+        .attempt_duration
+        .expect("attempts are timed");
+    assert_eq!(attempt.count(), 3);
+    assert_eq!(attempt.sum(), Duration::from_millis(10 + 10 + 20));
+    assert_eq!(attempt.max(), Duration::from_millis(20));
+    let call = metrics.snapshot().duration;
+    assert_eq!(call.count(), 1);
+    assert_eq!(call.sum(), Duration::from_millis(10 + 100 + 10 + 100 + 20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempts_are_not_timed_unless_asked() {
+    use steadfast::retry::{RetryConfig, RetryLayer};
+    let retry = RetryLayer::new(RetryConfig::default());
+    let handle = retry.handle();
+    retry.layer(service_fn(backend)).oneshot(1).await.unwrap();
+    assert_eq!(handle.snapshot().attempt_duration, None);
 }

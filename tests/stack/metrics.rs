@@ -35,6 +35,12 @@ async fn one_count_per_call_and_the_whole_duration() {
     assert_eq!(s.duration.max(), Duration::from_millis(3 * 10 + 2 * 100));
     let snapshot = handle.snapshot();
     assert_eq!(snapshot.metrics.as_ref(), Some(&s));
+    // Each attempt timed apart, by the retry piece the metrics name named.
+    let retry = snapshot.retry.as_ref().unwrap();
+    assert_eq!(retry.name.as_deref(), Some("products"));
+    let attempts = retry.attempt_duration.as_ref().expect("timed with metrics");
+    assert_eq!(attempts.count(), 3);
+    assert_eq!(attempts.max(), Duration::from_millis(10));
     assert!(
         handle
             .to_string()
