@@ -233,8 +233,8 @@ fn print_table(stack: &ResilienceSnapshot, backend: &FaultSnapshot) {
             |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
         )
     };
-    println!("\n{:<34} {:>10}", "snapshot", "value");
-    let mut row = |name: &str, value: String| println!("{name:<34} {value:>10}");
+    println!("\n{:<40} {:>10}", "snapshot", "value");
+    let row = |name: &str, value: String| println!("{name:<40} {value:>10}");
     if let Some(m) = &stack.metrics {
         row("calls", m.calls.to_string());
         row("  ok", m.successes.to_string());

@@ -97,13 +97,13 @@ pin_project! {
     pub struct ResponseFuture<F, C> {
         #[pin]
         inner: F,
-        guard: Guard<C>,
+        guard: Option<Guard<C>>,
     }
 }
 
 impl<F, C> ResponseFuture<F, C> {
     #[inline]
-    pub(crate) fn new(inner: F, guard: Guard<C>) -> Self {
+    pub(crate) fn new(inner: F, guard: Option<Guard<C>>) -> Self {
         Self { inner, guard }
     }
 }
@@ -111,7 +111,10 @@ impl<F, C> ResponseFuture<F, C> {
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("name", &&*self.guard.node.core.name)
+            .field(
+                "name",
+                &self.guard.as_ref().map_or("", |g| &*g.node.core.name),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -128,8 +131,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx)).map_err(Into::into);
-        if this.guard.armed {
-            this.guard.finish(&result);
+        if let Some(guard) = this.guard {
+            if guard.armed {
+                guard.finish(&result);
+            }
         }
         Poll::Ready(result)
     }

@@ -54,7 +54,12 @@ use crate::classify::ErrorsAsFailures;
 /// benchmark machine), one `Arc` clone, and plain stores into this thread's
 /// own stripe of the counters and the histogram; no lock and no allocation.
 pub struct MetricsLayer<C = ErrorsAsFailures> {
-    node: Arc<Node<C>>,
+    /// `None` only for the preset's switched-off piece (crate-private
+    /// [`off`](MetricsLayer::off)): its services count nothing. The preset
+    /// keeps this piece in its type always, not behind a `Toggle`, whose
+    /// service type holds the inner stack twice (one more toggle doubles
+    /// the stack's type, and so its compile time).
+    node: Option<Arc<Node<C>>>,
 }
 
 impl MetricsLayer {
@@ -78,7 +83,22 @@ impl<C> MetricsLayer<C> {
             classifier,
         });
         let handle = MetricsHandle::new(node.clone());
-        (Self { node }, handle)
+        (Self { node: Some(node) }, handle)
+    }
+
+    /// A piece that counts nothing: the preset without metrics.
+    pub(crate) const fn off() -> Self {
+        Self { node: None }
+    }
+
+    /// The handle, unless this is the switched-off piece.
+    pub(crate) fn try_handle(&self) -> Option<MetricsHandle>
+    where
+        C: Send + Sync + 'static,
+    {
+        self.node
+            .clone()
+            .map(|node| MetricsHandle::new(node as Arc<dyn super::handle::HasCore>))
     }
 
     /// Another handle on this layer's counters.
@@ -86,12 +106,16 @@ impl<C> MetricsLayer<C> {
     where
         C: Send + Sync + 'static,
     {
-        MetricsHandle::new(self.node.clone())
+        match self.try_handle() {
+            Some(handle) => handle,
+            // Unreachable: every public constructor makes a counting layer.
+            None => MetricsLayer::new("").1,
+        }
     }
 
     /// The layer's name.
     pub fn name(&self) -> &str {
-        &self.node.core.name
+        self.node.as_ref().map_or("", |node| &node.core.name)
     }
 }
 

@@ -30,17 +30,17 @@ impl<C: Send + Sync> super::handle::HasCore for Node<C> {
 /// [`MetricsLayer`](super::MetricsLayer).
 pub struct Metrics<S, C> {
     inner: S,
-    node: Arc<Node<C>>,
+    node: Option<Arc<Node<C>>>,
 }
 
 impl<S, C> Metrics<S, C> {
-    pub(crate) fn new(inner: S, node: Arc<Node<C>>) -> Self {
+    pub(crate) fn new(inner: S, node: Option<Arc<Node<C>>>) -> Self {
         Self { inner, node }
     }
 
     /// The name of the layer that made this service.
     pub fn name(&self) -> &str {
-        &self.node.core.name
+        self.node.as_ref().map_or("", |node| &node.core.name)
     }
 
     define_inner_service_accessors!();
@@ -81,13 +81,17 @@ where
 
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
+        let Some(node) = &self.node else {
+            // The preset's switched-off piece.
+            return ResponseFuture::new(self.inner.call(req), None);
+        };
         let stripe = thread_stripe();
-        self.node.core.counts.get(stripe).started.incr(stripe);
+        node.core.counts.get(stripe).started.incr(stripe);
         let start = Instant::now();
         // Layers inside that read the clock in this same `call` (the
         // preset's deadline) take this reading instead.
         let _now = crate::deadline::enter_now(start);
-        let guard = Guard::new(self.node.clone(), start);
-        ResponseFuture::new(self.inner.call(req), guard)
+        let guard = Guard::new(node.clone(), start);
+        ResponseFuture::new(self.inner.call(req), Some(guard))
     }
 }

@@ -562,7 +562,7 @@ where
             }
         };
         let handle = ResilienceHandle::new(Parts {
-            metrics: metrics.as_ref().map(MetricsLayer::handle),
+            metrics: metrics.as_ref().and_then(MetricsLayer::try_handle),
             deadline: deadline.as_ref().map(DeadlineLayer::timeout),
             attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
             retry: retry.as_ref().map(RetryLayer::handle),
@@ -571,7 +571,7 @@ where
         });
         let layer = ResilienceLayer {
             outer: self.outer,
-            metrics: ToggleLayer::new(metrics),
+            metrics: metrics.unwrap_or(MetricsLayer::off()),
             key: self.key,
             deadline: ToggleLayer::new(deadline),
             retry: RetryPiece::new(retry, replay),

@@ -137,7 +137,7 @@ pub use self::tonic::{try_status_from, GrpcStatus, GrpcStatusFuture, GrpcStatusL
 /// (HTTP) and an outermost layer `Ol` (the gRPC status mapping).
 pub struct ResilienceLayer<C, On, Rp, Kf: BreakerKey = NoKey, Kl = Identity, Ol = Identity> {
     outer: Ol,
-    metrics: ToggleLayer<MetricsLayer<C>>,
+    metrics: MetricsLayer<C>,
     key: Kl,
     deadline: ToggleLayer<DeadlineLayer>,
     retry: RetryPiece<On, Rp>,
@@ -198,7 +198,7 @@ where
     Rp: Clone,
     Kf: BreakerKey,
     Kl: Layer<Core<S, C, On, Rp, Kf>>,
-    Ol: Layer<Toggle<MetricsLayer<C>, Kl::Service>>,
+    Ol: Layer<crate::metrics::Metrics<Kl::Service, C>>,
 {
     type Service = Ol::Service;
 
