@@ -260,7 +260,8 @@ where
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         if let Some(wait) = &mut self.wait {
             // Waiting out an open breaker needs the timer: check on every

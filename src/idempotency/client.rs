@@ -431,7 +431,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         if self.methods.contains(req.method()) && !req.headers().contains_key(&IDEMPOTENCY_KEY) {
             let key = self.maker.make_key(&req);

@@ -79,7 +79,13 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline(always)]
+    // Every piece's `call` is inlined into the one outside it when
+    // optimised: the future is then built in place instead of being copied
+    // out of line at each level. Not in debug builds: there every inlined
+    // temporary keeps its own stack slot, and the whole preset's `call`
+    // forced into one function made a single 2 MiB frame.
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         let Some(node) = &self.node else {
             // The preset's switched-off piece.

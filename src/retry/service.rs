@@ -121,7 +121,8 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         // A backoff needs the timer; check for it now, before the request is
         // sent, not on the day the backend first fails.

@@ -141,7 +141,8 @@ where
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
             Self::Off(s) => ToggleFuture::off(s.call(req)),

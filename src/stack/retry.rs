@@ -116,7 +116,8 @@ where
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
             Self::On(s) => ToggleFuture::on(s.call(req)),

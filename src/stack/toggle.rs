@@ -136,7 +136,8 @@ where
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         match &mut self.inner {
             Inner::On { service } => ToggleFuture::on(service.call(req)),

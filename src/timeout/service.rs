@@ -77,7 +77,8 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         // The timer starts here, in `call`, not in `poll_ready`: now, or
         // when the deadline piece just outside read the clock in this same
@@ -185,7 +186,8 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, mut req: Req) -> Self::Future {
         // Now, or when a layer just outside read the clock in this same
         // `call` (the preset's metrics piece).

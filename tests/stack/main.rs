@@ -804,3 +804,43 @@ async fn the_grpc_preset_hands_a_boxed_body_back_to_the_inner_service() {
     assert_eq!(*seen.lock().unwrap(), [message.clone(), message]);
     assert_eq!(handle.retry().unwrap().snapshot().retries, 1);
 }
+
+/// Every piece on, metrics included, in whatever build the tests run in
+/// (debug included): one call, a retry, a timeout and a POST with its key
+/// fit in a quarter of the 2 MiB a tokio worker or test thread gets. A
+/// forced inline of every piece's `call` once made a single 2 MiB frame
+/// in debug builds.
+#[test]
+fn a_call_through_every_piece_fits_a_small_stack() {
+    let run = || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let seen = Seen::default();
+            let (layer, handle) = ResilienceLayer::http()
+                .metrics("small-stack")
+                .bulkhead(4)
+                .attempt_timeout(Duration::from_millis(100))
+                .retry(RetryConfig::builder().max_attempts(2))
+                .build()
+                .unwrap();
+            let slow = layer.layer(backend(&seen, StatusCode::OK, Duration::from_secs(1)));
+            let err = slow.oneshot(get("http://products/1")).await.unwrap_err();
+            assert!(is_caused_by::<Elapsed>(err.as_ref()), "{err}");
+            let fine = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+            let res = fine.oneshot(post("http://products/1")).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(seen.calls(), 3, "two timed-out attempts, then the POST");
+            assert_eq!(handle.metrics().unwrap().snapshot().calls, 2);
+        });
+    };
+    std::thread::Builder::new()
+        .stack_size(512 * 1024)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .expect("the call ran to its end on a 512 KiB stack");
+}
