@@ -48,9 +48,11 @@ async fn main() -> Result<(), BoxError> {
         .layer(faults)
         .service(inventory);
 
-    // Every handle in one registry; the endpoint renders it on each scrape.
+    // Every handle in one registry (the preset's handle brings each of its
+    // pieces, the fault layer's what it injected); the endpoint renders it
+    // on each scrape.
     let registry = Registry::new();
-    registry.register(handle.clone());
+    registry.register(handle.clone()).register(chaos.clone());
     let scraped = registry.clone();
     let app = Router::new().route(
         "/metrics",

@@ -175,6 +175,7 @@ mod builder;
 mod error;
 #[cfg(feature = "http")]
 mod headers;
+mod mix;
 mod rejection;
 mod runtime;
 mod sync;

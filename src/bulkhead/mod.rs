@@ -190,6 +190,7 @@
 
 #[cfg(feature = "http")]
 pub mod body;
+mod collect;
 pub mod error;
 pub mod future;
 mod handle;

@@ -151,6 +151,7 @@ impl fmt::Debug for FaultHandle {
 /// one after another without a lock: while calls are made they may be a
 /// moment apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct FaultSnapshot {
     /// The layer's name.

@@ -171,6 +171,7 @@
 pub mod error;
 pub mod future;
 
+mod collect;
 mod draw;
 mod fault;
 mod handle;

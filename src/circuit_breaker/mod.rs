@@ -218,6 +218,7 @@
 //! buckets — so a key costs about 2 KB on any number of cores, and keys are
 //! not stored at all, only their fingerprints; see its `# Memory` docs.
 
+pub(crate) mod collect;
 mod config;
 mod handle;
 mod keyed;

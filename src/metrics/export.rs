@@ -205,6 +205,26 @@ impl<T: Collect + ?Sized> Collect for std::sync::Arc<T> {
     }
 }
 
+/// `Collect` for a snapshot type and for its handle, through a function
+/// `fn(&mut Samples, &Snapshot)`: each layer writes its own samples in its
+/// `collect.rs`.
+macro_rules! collect_with {
+    ($adapter:path: $snapshot:ty, $handle:ty) => {
+        impl $crate::metrics::Collect for $snapshot {
+            fn collect(&self, out: &mut $crate::metrics::Samples) {
+                $adapter(out, self);
+            }
+        }
+
+        impl $crate::metrics::Collect for $handle {
+            fn collect(&self, out: &mut $crate::metrics::Samples) {
+                $adapter(out, &self.snapshot());
+            }
+        }
+    };
+}
+pub(crate) use collect_with;
+
 /// A sample's value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -333,6 +353,25 @@ impl Samples {
 
     pub(crate) fn gauge(&mut self, family: &'static Family, values: &[&str], v: f64) {
         self.push(family, values, Value::Gauge(v));
+    }
+
+    /// Writes the `resilience.events` counters of one layer instance: one
+    /// `(event, count)` pair each.
+    pub(crate) fn events(&mut self, layer: &str, name: &str, counts: &[(&str, u64)]) {
+        for (event, n) in counts {
+            self.counter(&EVENTS, &[layer, name, event], *n);
+        }
+    }
+
+    /// Writes the `resilience.calls` counters of one layer instance:
+    /// successes, failures, ignored, cancelled.
+    pub(crate) fn calls(&mut self, layer: &str, name: &str, counts: [u64; 4]) {
+        for (outcome, n) in ["success", "failure", "ignored", "cancelled"]
+            .into_iter()
+            .zip(counts)
+        {
+            self.counter(&CALLS, &[layer, name, outcome], n);
+        }
     }
 
     /// The samples grouped by family, in the order of [`families`]; series

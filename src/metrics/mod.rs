@@ -11,7 +11,9 @@
 //!
 //! Every handle — [`MetricsHandle`], [`CircuitBreakerHandle`],
 //! [`RetryHandle`], [`BulkheadHandle`], `IdempotencyHandle` (feature
-//! `http`), [`ResilienceHandle`] — and every snapshot implements
+//! `http`), [`FaultHandle`](crate::chaos::FaultHandle), [`ResilienceHandle`]
+//! (every piece of the preset, its metrics piece included) — and every
+//! snapshot implements
 //! [`Collect`]: it writes its current values as [`Samples`] of the families
 //! below. Register the handles in a [`Registry`] and either
 //!
@@ -76,7 +78,7 @@
 //! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
 //! counters). Counters count since the layer was made. `name` is the
 //! instance's name (`""` when it has none); `layer` one of `metrics`,
-//! `circuit_breaker`, `retry`, `bulkhead`, `idempotency`; `outcome` one of
+//! `circuit_breaker`, `retry`, `bulkhead`, `idempotency`, `chaos`; `outcome` one of
 //! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
 //! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
 //! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -114,6 +116,7 @@
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
 //! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
+//! | `chaos` | `passed`, `delayed`, `injected_error`, `injected_response`, `hang`, `refused`, `reset` (what a [`FaultLayer`](crate::chaos::FaultLayer) did to the calls it saw) |
 //!
 //! # How counting works
 //!
@@ -134,7 +137,7 @@
 //! [`ResilienceHandle`]: crate::ResilienceHandle
 
 mod collect;
-mod export;
+pub(crate) mod export;
 #[cfg(feature = "metrics")]
 mod facade;
 mod future;

@@ -22,6 +22,7 @@ use super::replay::{NotReplayable, Replay};
 use super::service::Shared;
 use crate::deadline::Deadline;
 use crate::error::{cause_ref, is_attempt_timeout, is_own_rejection, BoxError};
+use crate::mix::splitmix64;
 use crate::rejection::{CircuitOpen, DeadlineExceeded};
 
 /// A budget withdrawal for an attempt not sent yet: dropping it (the caller
@@ -159,13 +160,6 @@ enum Delay {
 fn seed_rng<On, Rp>(shared: &Shared<On, Rp>) -> SmallRng {
     let n = shared.rng_seq.fetch_add(1, Ordering::Relaxed);
     SmallRng::seed_from_u64(splitmix64(shared.seed ^ splitmix64(n)))
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 impl<S, On, Rp, Req> Future for ResponseFuture<S, On, Rp, Req>

@@ -266,6 +266,7 @@ pub mod backoff;
 #[cfg(feature = "http")]
 pub mod body;
 pub mod budget;
+mod collect;
 mod config;
 pub mod future;
 mod handle;

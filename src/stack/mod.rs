@@ -105,6 +105,7 @@
 
 mod breaker;
 mod builder;
+mod collect;
 mod handle;
 pub mod prelude;
 mod retry;

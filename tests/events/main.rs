@@ -10,7 +10,6 @@ use std::time::Duration;
 use steadfast::bulkhead::BulkheadLayer;
 use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use steadfast::retry::{Backoff, RetryConfig, RetryLayer};
-use steadfast::timeout::{DeadlineLayer, TimeoutLayer};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -159,6 +158,7 @@ fn retries_and_give_ups_emit_one_event_each() {
 #[cfg(feature = "http")]
 #[test]
 fn timeouts_and_deadlines_emit_one_event_each() {
+    use steadfast::timeout::{DeadlineLayer, TimeoutLayer};
     let seen = events_of(|| async {
         let slow = || {
             service_fn(|_: http::Request<()>| async {

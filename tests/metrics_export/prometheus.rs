@@ -555,3 +555,74 @@ async fn the_preset_stack_exports_its_pieces() {
         .get("resilience_retry_budget_available", &[("name", "")])
         .is_some());
 }
+
+/// The preset's handle alone exports its metrics piece too (call counts and
+/// the call-duration histogram), named as the piece is; a fault layer's
+/// handle exports what it injected.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn the_preset_handle_exports_its_metrics_piece_and_faults_export_their_injections() {
+    use std::time::Duration;
+    use steadfast::chaos::{Fault, FaultLayer, Latency};
+    use steadfast::retry::body::ReplayBody;
+
+    let faults = FaultLayer::builder()
+        .name("inventory-faults")
+        .seed(7)
+        .latency(Latency::fixed(Duration::from_millis(5)))
+        .fault(
+            0.5,
+            Fault::http_status(http::StatusCode::SERVICE_UNAVAILABLE),
+        )
+        .build()
+        .unwrap();
+    let (layer, handle) = steadfast::ResilienceLayer::http()
+        .metrics("inventory")
+        .no_retry()
+        .build()
+        .unwrap();
+    let backend = service_fn(|_req: http::Request<ReplayBody<String>>| async {
+        Ok::<_, std::io::Error>(http::Response::new(String::from("ok")))
+    });
+    let svc = layer.layer(faults.layer(backend));
+    for _ in 0..20 {
+        let req = http::Request::get("http://inventory/1")
+            .body(String::new())
+            .unwrap();
+        svc.clone().oneshot(req).await.unwrap();
+    }
+    let registry = Registry::new();
+    registry.register(handle).register(faults.handle());
+    let t = read(&registry.render_prometheus());
+    let name = ("name", "inventory");
+    let calls: f64 = ["success", "failure"]
+        .iter()
+        .map(|o| {
+            t.value(
+                "resilience_calls_total",
+                &[("layer", "metrics"), name, ("outcome", o)],
+            )
+        })
+        .sum();
+    assert_eq!(calls, 20.0);
+    assert_eq!(
+        t.value("resilience_call_duration_seconds_count", &[name]),
+        20.0
+    );
+    let fault = |event| {
+        t.value(
+            "resilience_events_total",
+            &[
+                ("layer", "chaos"),
+                ("name", "inventory-faults"),
+                ("event", event),
+            ],
+        )
+    };
+    let snapshot = faults.handle().snapshot();
+    assert_eq!(fault("delayed"), 20.0);
+    assert_eq!(fault("injected_response"), snapshot.responses as f64);
+    assert_eq!(fault("passed"), snapshot.passed as f64);
+    assert_eq!(fault("injected_response") + fault("passed"), 20.0);
+    assert!(fault("injected_response") > 0.0 && fault("passed") > 0.0);
+}

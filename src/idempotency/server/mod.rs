@@ -1,6 +1,7 @@
 //! The server side: [`IdempotencyLayer`] and [`Idempotency`].
 
 mod body;
+mod collect;
 mod fingerprint;
 mod flow;
 pub mod future;
