@@ -1,6 +1,8 @@
 //! What metrics cost: `MetricsLayer` against a bare service, the preset
-//! with and without its metrics piece, and one histogram record on one
-//! thread and on two threads sharing one histogram.
+//! with and without its metrics piece, one histogram record on one thread
+//! and on two threads sharing one histogram, and each layer with its
+//! telemetry on (a `tracing` subscriber that takes every event at every
+//! level, and a listener) against off (no subscriber, no listener).
 //!
 //! Calls are made the way users make them: each awaited in an `async fn`
 //! (`ready().await`, then `call(..).await`) on a current-thread runtime.
@@ -17,11 +19,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cases::{allocs_per_call, Bare};
-use criterion::{criterion_group, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use http::{Request, Response};
 use http_body_util::Empty;
+use steadfast::bulkhead::BulkheadLayer;
+use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use steadfast::metrics::{Histogram, MetricsLayer};
+use steadfast::retry::{RetryConfig, RetryLayer};
 use steadfast::stack::ResilienceLayer;
+use steadfast::timeout::TimeoutLayer;
+use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 
 /// One call, as users make it.
@@ -62,7 +70,7 @@ fn get() -> Request<Empty<Bytes>> {
         .unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -96,26 +104,34 @@ macro_rules! preset_cases {
     }};
 }
 
+/// Times `svc` called with `0, 1, 2, …`, each call awaited in an `async
+/// fn` on `rt`.
+fn awaited<S>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, svc: S)
+where
+    S: Service<u64> + Clone,
+{
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut svc = svc.clone();
+            rt.block_on(async {
+                #[allow(clippy::disallowed_types)]
+                let start = std::time::Instant::now();
+                for i in 0..iters {
+                    let _ = black_box(one(&mut svc, black_box(i)).await);
+                }
+                start.elapsed()
+            })
+        })
+    });
+}
+
 fn layer(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("metrics");
     macro_rules! bench {
-        ($name:expr, $svc:expr) => {{
-            let svc = $svc;
-            g.bench_function($name, |b| {
-                b.iter_custom(|iters| {
-                    let mut svc = svc.clone();
-                    rt.block_on(async {
-                        #[allow(clippy::disallowed_types)]
-                        let start = std::time::Instant::now();
-                        for i in 0..iters {
-                            let _ = black_box(one(&mut svc, black_box(i)).await);
-                        }
-                        start.elapsed()
-                    })
-                })
-            });
-        }};
+        ($name:expr, $svc:expr) => {
+            awaited(&mut g, &rt, $name, $svc)
+        };
     }
     layer_cases!(bench);
     macro_rules! bench_http {
@@ -181,6 +197,105 @@ fn histogram(c: &mut Criterion) {
     g.finish();
 }
 
+/// A `tracing` subscriber that is interested in everything and drops each
+/// event after visiting its fields: the cost of an enabled event without
+/// the cost of formatting or writing it.
+struct Everything;
+
+struct Fields(usize);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+        self.0 += 1;
+    }
+}
+
+impl tracing::Subscriber for Everything {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(0);
+        event.record(&mut fields);
+        black_box(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A breaker built from `b`, with a listener on every hook when `on`.
+fn breaker(on: bool, b: steadfast::circuit_breaker::CircuitBreakerBuilder) -> CircuitBreakerLayer {
+    let b = if on {
+        b.on_transition(|t| {
+            black_box(t);
+        })
+        .on_rejection(|r| {
+            black_box(r);
+        })
+    } else {
+        b
+    };
+    CircuitBreakerLayer::new(b.build().unwrap())
+}
+
+/// Each layer with its telemetry `off` (no subscriber, no listener) and
+/// `on` (the [`Everything`] subscriber as the thread's default, and a
+/// listener on every hook the layer has). On a happy path no event fires;
+/// a rejection fires one event and calls the listener.
+fn telemetry(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("telemetry");
+    for on in [false, true] {
+        let state = if on { "on" } else { "off" };
+        let _default = on.then(|| tracing::subscriber::set_default(Everything));
+        macro_rules! bench {
+            ($name:expr, $svc:expr) => {
+                awaited(&mut g, &rt, &format!("{}/{state}", $name), $svc)
+            };
+        }
+        bench!(
+            "breaker_closed",
+            breaker(on, CircuitBreakerConfig::builder()).layer(Bare)
+        );
+        let open = breaker(on, CircuitBreakerConfig::builder());
+        open.handle().force_open();
+        bench!("breaker_open_rejects", open.layer(Bare));
+        let bulkhead = if on {
+            BulkheadLayer::builder(64).on_rejection(|r| {
+                black_box(r);
+            })
+        } else {
+            BulkheadLayer::builder(64)
+        };
+        bench!("bulkhead", bulkhead.build().unwrap().layer(Bare));
+        let retry = RetryConfig::builder();
+        let retry = if on {
+            retry
+                .on_retry(|r| {
+                    black_box(r);
+                })
+                .on_give_up(|r| {
+                    black_box(r);
+                })
+        } else {
+            retry
+        };
+        bench!("retry", RetryLayer::new(retry.build().unwrap()).layer(Bare));
+        bench!(
+            "timeout",
+            TimeoutLayer::new(Duration::from_secs(10))
+                .unwrap()
+                .layer(Bare)
+        );
+    }
+    g.finish();
+}
+
 /// Prints each case's response future size and allocations per call.
 fn print_sizes_and_allocations() {
     let rt = runtime();
@@ -234,7 +349,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = layer, histogram
+    targets = layer, histogram, telemetry
 }
 
 fn main() {

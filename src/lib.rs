@@ -118,9 +118,9 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"retry"`, `"timeout"`, `"deadline"` |
+//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"retry"`, `"timeout"`, `"deadline"`, `"idempotency"` |
 //! | `name` | the instance's name, or `""` |
-//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`) |
+//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`); idempotency server: `"replay"`, `"conflict"`, `"mismatch"` (`debug`), `"shed"`, `"store_error"`, `"lease_lost"`, `"not_stored"`, `"detached_timed_out"`, `"abandoned"` (`warn`), `"store_write_failure"` (`error`), `"release_deferred"` (`debug`) |
 //! | `state` | breaker: the state entered (`state_change`) or rejecting in (`rejected`), as [`CircuitState::as_str`](circuit_breaker::CircuitState::as_str) |
 //! | `attempt` | retry: the attempt about to be sent (`retry`), or the last one sent (`give_up`) |
 //! | `delay_ms` | retry: the backoff before the attempt |
@@ -133,7 +133,8 @@
 //! `tracing::Instrument` on the call), and the events above nest in it.
 //!
 //! Listeners (`on_transition` and `on_rejection` on the breaker,
-//! `on_rejection` on the bulkhead, `on_retry` and `on_give_up` on retry)
+//! `on_rejection` on the bulkhead, `on_retry` and `on_give_up` on retry,
+//! `on_event` on the idempotency server layer)
 //! get the same events as typed values, outside any lock; several may be
 //! added, and one that panics is caught without stopping the others.
 //!
@@ -146,7 +147,7 @@
 //! | `redis` | no | `idempotency::store::RedisStore`: claims and stored responses in Redis, shared by server replicas |
 //! | `metrics` | no | `metrics::Registry::publish` / `publish_every`: every registered handle's counters, gauges and histograms to the [`metrics`](https://docs.rs/metrics) facade, under OpenTelemetry-style names (`resilience.calls`, …); the Prometheus text needs no feature |
 //! | `tonic` | no | tonic's core only (no transport): `ResilienceLayer::grpc()` maps our rejections to a `tonic::Status`; `RetryLayer::tonic`, whose services hand a `Channel` its own `tonic::body::Body`; `stack::GrpcStatusLayer`, our errors as a `tonic::Status` with the right code; tonic's `TimeoutExpired` treated as an attempt timeout |
-//! | `serde` | no | `serde::Serialize` on every snapshot (`CircuitBreakerSnapshot`, `BulkheadSnapshot`, `RetrySnapshot`, `BudgetSnapshot`, `IdempotencyStats`, `MemoryStoreStats`, `ResilienceSnapshot`) and `CircuitState` (as `"half_open"`, …); names as strings, durations as serde writes a `Duration` (`{"secs": 5, "nanos": 0}`) |
+//! | `serde` | no | `serde::Serialize` on every snapshot (`CircuitBreakerSnapshot`, `BulkheadSnapshot`, `RetrySnapshot`, `BudgetSnapshot`, `IdempotencyStats`, `MemoryStoreStats`, `ResilienceSnapshot`, `MetricsSnapshot`, `HistogramSnapshot`, `FaultSnapshot`) and `CircuitState` (as `"half_open"`, …); names as strings, durations as serde writes a `Duration` (`{"secs": 5, "nanos": 0}`) |
 //!
 //! # Minimum supported Rust version
 //!

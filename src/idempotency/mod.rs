@@ -271,6 +271,7 @@ pub use self::client::{IdempotencyKeyLayer, KeyedRequest, MakeKey, SetIdempotenc
 pub use self::key::{IdempotencyKey, InvalidKey};
 pub use self::server::future;
 pub use self::server::{
-    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyHandle,
-    IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStats, OnDisconnect,
+    AuthorizationPrincipal, ExtractPrincipal, Idempotency, IdempotencyBody, IdempotencyEvent,
+    IdempotencyEventKind, IdempotencyHandle, IdempotencyLayer, IdempotencyLayerBuilder,
+    IdempotencyStats, OnDisconnect,
 };

@@ -211,3 +211,51 @@ fn transitions_emit_events_with_stable_fields() {
     }
     assert_eq!(transitions[0].field("open_for"), Some("Some(1s)"));
 }
+
+/// The idempotency server layer: a conflict, a mismatch and a replay each
+/// emit one debug event with the stable fields and the layer's name.
+#[cfg(feature = "http")]
+#[test]
+fn idempotency_conflicts_mismatches_and_replays_emit_one_event_each() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use steadfast::idempotency::store::MemoryStore;
+    use steadfast::idempotency::{IdempotencyBody, IdempotencyLayer};
+
+    fn keyed(body: &'static str) -> http::Request<Full<Bytes>> {
+        http::Request::post("/orders")
+            .header("idempotency-key", "\"k\"")
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    }
+    let seen = events_of(|| async {
+        let layer = IdempotencyLayer::builder(MemoryStore::new())
+            .name("orders")
+            .build()
+            .unwrap();
+        let svc = layer.layer(service_fn(
+            |_: http::Request<IdempotencyBody<Full<Bytes>>>| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from_static(b"ok"))))
+            },
+        ));
+        let first = tokio::spawn(svc.clone().oneshot(keyed("one")));
+        tokio::task::yield_now().await;
+        let _ = svc.clone().oneshot(keyed("one")).await; // 409
+        let _ = svc.clone().oneshot(keyed("two")).await; // 422
+        first.await.unwrap().unwrap();
+        let _ = svc.clone().oneshot(keyed("one")).await; // replayed
+    });
+    let kinds: Vec<&str> = seen.iter().filter_map(|e| e.field("event")).collect();
+    assert_eq!(kinds, ["conflict", "mismatch", "replay"], "{seen:#?}");
+    for event in &seen {
+        assert_eq!(event.level, Level::DEBUG, "{event:?}");
+        assert_eq!(event.target, "steadfast::idempotency");
+        assert_stable(
+            event,
+            "idempotency",
+            "orders",
+            event.field("event").unwrap(),
+        );
+    }
+}

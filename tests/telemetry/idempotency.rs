@@ -38,27 +38,39 @@ fn handler(
     })
 }
 
+/// With key "a": a first request that claims, a repeat while it runs (a
+/// conflict), a different request with the key while it runs and once it
+/// is done (two mismatches), the same request again (a replay).
+async fn conflict_mismatches_replay<S>(svc: &S)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<IdempotencyBody<Full<Bytes>>>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: std::fmt::Debug + Send,
+    S::Future: Send,
+{
+    let first = tokio::spawn(svc.clone().oneshot(keyed("\"a\"", "one")));
+    tokio::task::yield_now().await;
+    let busy = svc.clone().oneshot(keyed("\"a\"", "one")).await.unwrap();
+    assert_eq!(busy.status(), StatusCode::CONFLICT);
+    let other = svc.clone().oneshot(keyed("\"a\"", "two")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let other = svc.clone().oneshot(keyed("\"a\"", "two")).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let again = svc.clone().oneshot(keyed("\"a\"", "one")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(again.headers().contains_key("idempotent-replayed"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn claims_replays_conflicts_and_mismatches_are_counted() {
     let layer = IdempotencyLayer::new(MemoryStore::new());
     let handle = layer.handle();
     let svc = layer.layer(handler(Duration::from_secs(1)));
 
-    // A first request claims; a repeat while it runs is a conflict.
-    let first = tokio::spawn(svc.clone().oneshot(keyed("\"a\"", "one")));
-    tokio::task::yield_now().await;
-    let busy = svc.clone().oneshot(keyed("\"a\"", "one")).await.unwrap();
-    assert_eq!(busy.status(), StatusCode::CONFLICT);
-    // A different request with the same key is a mismatch, running or done.
-    let other = svc.clone().oneshot(keyed("\"a\"", "two")).await.unwrap();
-    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
-    let other = svc.clone().oneshot(keyed("\"a\"", "two")).await.unwrap();
-    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    // The same request again is a replay.
-    let again = svc.clone().oneshot(keyed("\"a\"", "one")).await.unwrap();
-    assert_eq!(again.status(), StatusCode::OK);
-    assert!(again.headers().contains_key("idempotent-replayed"));
+    conflict_mismatches_replay(&svc).await;
 
     let s = handle.snapshot();
     assert_eq!(
@@ -129,4 +141,51 @@ async fn store_errors_are_counted() {
     let s = handle.snapshot();
     assert_eq!(s.claims, 0);
     assert_eq!(s.store_errors, 1, "{s:?}");
+}
+
+/// Every event the layer counts reaches its listeners, in order, with the
+/// layer's name; a listener that panics neither stops the layer nor the
+/// listeners after it.
+#[tokio::test(start_paused = true)]
+async fn listeners_get_every_event_and_survive_a_panicking_one() {
+    use std::sync::{Arc, Mutex};
+    use steadfast::idempotency::IdempotencyEventKind as Kind;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let layer = IdempotencyLayer::builder(MemoryStore::new())
+        .name("orders")
+        .on_event(|_| panic!("a listener that panics"))
+        .on_event(move |e| {
+            assert_eq!(e.name(), Some("orders"));
+            log.lock().unwrap().push(e.kind());
+        })
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let svc = layer.layer(handler(Duration::from_secs(1)));
+
+    conflict_mismatches_replay(&svc).await;
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Kind::Conflict, Kind::Mismatch, Kind::Mismatch, Kind::Replay]
+    );
+    let s = handle.snapshot();
+    assert_eq!((s.conflicts, s.mismatches, s.replays), (1, 2, 1));
+
+    // A store that is down: the claim's failure is an event too.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let layer = IdempotencyLayer::builder(Down)
+        .on_event(move |e| log.lock().unwrap().push((e.kind(), e.name().is_none())))
+        .build()
+        .unwrap();
+    let res = layer
+        .layer(handler(Duration::ZERO))
+        .oneshot(keyed("\"b\"", "one"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(*seen.lock().unwrap(), [(Kind::StoreError, true)]);
 }

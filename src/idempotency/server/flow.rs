@@ -18,12 +18,27 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::body::IdempotencyBody;
+use super::events::IdempotencyEventKind as Kind;
 use super::fingerprint::fingerprint;
 use super::future::Flow;
 use super::layer::{Config, Counters, Spawner};
 use crate::idempotency::store::{
     Claim, ClaimToken, Fingerprint, Store, StoreError, StoreKey, StoredResponse,
 };
+
+/// A `tracing` event of this layer with its stable fields: `layer`,
+/// `name` (the layer's, from its counters) and `event`, then the rest.
+macro_rules! event {
+    ($level:ident, $counters:expr, $event:expr, $($rest:tt)+) => {
+        tracing::$level!(
+            target: "steadfast::idempotency",
+            layer = "idempotency",
+            name = $counters.name(),
+            event = $event,
+            $($rest)+
+        )
+    };
+}
 
 /// The header that marks a replayed response.
 pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -96,6 +111,7 @@ where
         token: ClaimToken::random(),
         armed: false,
         spawner: config.spawner.clone(),
+        counters: config.counters.clone(),
     };
     let mut delay = FIRST_POLL;
     loop {
@@ -107,8 +123,8 @@ where
             Err(error) => {
                 // The claim may have landed: the guard stays armed, and
                 // releases it when the flow ends.
-                Counters::add(&config.counters.store_errors);
-                tracing::warn!(%error, "idempotency store failed; answering 503");
+                config.counters.report(Kind::StoreError);
+                event!(warn, config.counters, "store_error", %error, "idempotency store failed; answering 503");
                 return Ok(unavailable());
             }
             Ok(Claim::Claimed(_)) => {
@@ -117,8 +133,13 @@ where
             }
             Ok(Claim::Full) => {
                 guard.armed = false;
-                Counters::add(&config.counters.shed);
-                tracing::warn!("idempotency store is full of running requests; answering 503");
+                config.counters.report(Kind::Shed);
+                event!(
+                    warn,
+                    config.counters,
+                    "shed",
+                    "idempotency store is full of running requests; answering 503"
+                );
                 return Ok(full());
             }
             Ok(Claim::Completed {
@@ -127,16 +148,14 @@ where
             }) => {
                 guard.armed = false;
                 if fingerprint != fp {
-                    Counters::add(&config.counters.mismatches);
-                    return Ok(mismatch());
+                    return Ok(mismatch(&config.counters));
                 }
                 return Ok(replay(response, &config.counters));
             }
             Ok(Claim::InProgress { fingerprint }) => {
                 guard.armed = false;
                 if fingerprint != fp {
-                    Counters::add(&config.counters.mismatches);
-                    return Ok(mismatch());
+                    return Ok(mismatch(&config.counters));
                 }
                 let now = Instant::now();
                 match wait_until {
@@ -145,7 +164,13 @@ where
                         delay = delay.saturating_mul(2).min(MAX_POLL);
                     }
                     _ => {
-                        Counters::add(&config.counters.conflicts);
+                        config.counters.report(Kind::Conflict);
+                        event!(
+                            debug,
+                            config.counters,
+                            "conflict",
+                            "idempotent request still running; answering 409"
+                        );
                         return Ok(conflict());
                     }
                 }
@@ -212,8 +237,11 @@ where
     let limit = config.lock_timeout;
     let task: Task = Box::pin(async move {
         if tokio::time::timeout(limit, flow).await.is_err() {
-            Counters::add(&counters.detached_timed_out);
-            tracing::warn!(
+            counters.report(Kind::DetachedTimedOut);
+            event!(
+                warn,
+                counters,
+                "detached_timed_out",
                 "a dropped idempotent request ran past its lock timeout; it is cancelled and its key released"
             );
         }
@@ -221,7 +249,10 @@ where
     if spawn(config.spawner.as_ref(), task) {
         Counters::add(&config.counters.detached);
     } else {
-        tracing::warn!(
+        event!(
+            warn,
+            config.counters,
+            "abandoned",
             "dropped idempotent request without a Tokio runtime or spawner: its handler is abandoned"
         );
     }
@@ -334,16 +365,19 @@ impl<'a, St: Store> Lease<'a, St> {
                 self.next = Instant::now().checked_add(self.period);
             }
             Ok(false) => {
-                Counters::add(&counters.leases_lost);
+                counters.report(Kind::LeaseLost);
                 self.next = None;
-                tracing::warn!(
+                event!(
+                    warn,
+                    counters,
+                    "lease_lost",
                     key_hash = %KeyHash::of(self.key),
                     "idempotency claim was taken by another request while its handler ran; its response will not be stored"
                 );
             }
             Err(error) => {
-                Counters::add(&counters.store_errors);
-                tracing::warn!(%error, key_hash = %KeyHash::of(self.key), "idempotency store failed to renew a claim; retrying");
+                counters.report(Kind::StoreError);
+                event!(warn, counters, "store_error", %error, key_hash = %KeyHash::of(self.key), "idempotency store failed to renew a claim; retrying");
             }
         }
     }
@@ -433,14 +467,15 @@ struct ClaimGuard<St: Store> {
     token: ClaimToken,
     armed: bool,
     spawner: Option<Spawner>,
+    counters: Arc<Counters>,
 }
 
 impl<St: Store> ClaimGuard<St> {
     async fn release(&mut self, counters: &Counters) {
         if std::mem::take(&mut self.armed) {
             if let Err(error) = self.store.release(&self.key, &self.token).await {
-                Counters::add(&counters.store_errors);
-                tracing::warn!(%error, "idempotency store failed to release a claim; it frees itself at its lock timeout");
+                counters.report(Kind::StoreError);
+                event!(warn, counters, "store_error", %error, "idempotency store failed to release a claim; it frees itself at its lock timeout");
             }
         }
     }
@@ -467,22 +502,28 @@ impl<St: Store> ClaimGuard<St> {
             match written {
                 Ok(true) => break,
                 Ok(false) => {
-                    tracing::warn!(
+                    event!(
+                        warn,
+                        config.counters,
+                        "not_stored",
                         key_hash = %KeyHash::of(&self.key),
                         "idempotency claim was taken by another request, or the store refused the response; it was not stored"
                     );
                     break;
                 }
                 Err(error) if attempt < WRITE_ATTEMPTS => {
-                    Counters::add(&config.counters.store_errors);
-                    tracing::warn!(%error, attempt, "idempotency store failed to store a response; retrying");
+                    config.counters.report(Kind::StoreError);
+                    event!(warn, config.counters, "store_error", %error, attempt, "idempotency store failed to store a response; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(4).min(config.lock_timeout / 8);
                 }
                 Err(error) => {
-                    Counters::add(&config.counters.store_errors);
-                    Counters::add(&config.counters.store_write_failures);
-                    tracing::error!(
+                    config.counters.report(Kind::StoreError);
+                    config.counters.report(Kind::StoreWriteFailure);
+                    event!(
+                        error,
+                        config.counters,
+                        "store_write_failure",
                         %error,
                         key_hash = %KeyHash::of(&self.key),
                         "idempotency store failed to store the response of a handler that succeeded; the key stays claimed until its lock timeout"
@@ -507,7 +548,12 @@ impl<St: Store> Drop for ClaimGuard<St> {
         // then hand what is left to the spawner or the runtime.
         let mut cx = Context::from_waker(Waker::noop());
         if release.as_mut().poll(&mut cx).is_pending() && !spawn(self.spawner.as_ref(), release) {
-            tracing::debug!("dropped idempotent request: release left to the lock timeout");
+            event!(
+                debug,
+                self.counters,
+                "release_deferred",
+                "dropped idempotent request: release left to the lock timeout"
+            );
         }
     }
 }
@@ -515,11 +561,23 @@ impl<St: Store> Drop for ClaimGuard<St> {
 fn replay<B>(stored: StoredResponse, counters: &Counters) -> Response<IdempotencyBody<B>> {
     let status = stored.status();
     let Some((status, mut headers, body)) = stored.into_http(1) else {
-        Counters::add(&counters.store_errors);
-        tracing::warn!(status, "idempotency store returned a bad status or header");
+        counters.report(Kind::StoreError);
+        event!(
+            warn,
+            counters,
+            "store_error",
+            status,
+            "idempotency store returned a bad status or header"
+        );
         return unavailable();
     };
-    Counters::add(&counters.replays);
+    counters.report(Kind::Replay);
+    event!(
+        debug,
+        counters,
+        "replay",
+        "idempotent request answered with the stored response"
+    );
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     let mut res = Response::new(IdempotencyBody::full(body));
     *res.status_mut() = status;
@@ -551,7 +609,16 @@ fn too_large<B>() -> Response<IdempotencyBody<B>> {
     )
 }
 
-fn mismatch<B>() -> Response<IdempotencyBody<B>> {
+/// 422 for a key used before for a different request, counted and
+/// reported.
+fn mismatch<B>(counters: &Counters) -> Response<IdempotencyBody<B>> {
+    counters.report(Kind::Mismatch);
+    event!(
+        debug,
+        counters,
+        "mismatch",
+        "idempotency key reused for a different request; answering 422"
+    );
     problem(
         StatusCode::UNPROCESSABLE_ENTITY,
         "this Idempotency-Key was used for a different request",

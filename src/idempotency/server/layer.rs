@@ -8,9 +8,11 @@ use std::time::Duration;
 use http::Method;
 use tower_layer::Layer;
 
+use super::events::{IdempotencyEvent, IdempotencyEventKind};
 use super::principal::{AuthorizationPrincipal, ExtractPrincipal};
 use super::service::Idempotency;
 use crate::idempotency::store::Store;
+use crate::metrics::listener::Listeners;
 use crate::InvalidConfig;
 
 /// Hands a release that did not finish at once to a runtime; see
@@ -31,6 +33,7 @@ pub(crate) struct Config {
     pub(crate) on_disconnect: OnDisconnect,
     pub(crate) counters: Arc<Counters>,
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) listeners: Listeners<IdempotencyEvent>,
 }
 
 /// What happens to a keyed request whose response future is dropped (the
@@ -53,7 +56,8 @@ pub enum OnDisconnect {
     Abandon,
 }
 
-/// The layer's counters, shared by its services and handles.
+/// The layer's counters, name and listeners, shared by its services and
+/// handles.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) claims: AtomicU64,
@@ -67,11 +71,49 @@ pub(crate) struct Counters {
     pub(crate) store_write_failures: AtomicU64,
     pub(crate) lease_renewals: AtomicU64,
     pub(crate) leases_lost: AtomicU64,
+    name: Option<Arc<str>>,
+    listeners: Listeners<IdempotencyEvent>,
 }
 
 impl Counters {
+    fn new(name: Option<Arc<str>>, listeners: Listeners<IdempotencyEvent>) -> Self {
+        Self {
+            name,
+            listeners,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The layer's name as the `name` field of its `tracing` events.
+    pub(crate) fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+
+    /// Counts `kind` and hands it to the listeners (the caller emits the
+    /// `tracing` event, with what it knows of the cause).
+    pub(crate) fn report(&self, kind: IdempotencyEventKind) {
+        Self::add(match kind {
+            IdempotencyEventKind::Replay => &self.replays,
+            IdempotencyEventKind::Conflict => &self.conflicts,
+            IdempotencyEventKind::Mismatch => &self.mismatches,
+            IdempotencyEventKind::Shed => &self.shed,
+            IdempotencyEventKind::StoreError => &self.store_errors,
+            IdempotencyEventKind::LeaseLost => &self.leases_lost,
+            IdempotencyEventKind::StoreWriteFailure => &self.store_write_failures,
+            IdempotencyEventKind::DetachedTimedOut => &self.detached_timed_out,
+        });
+        if !self.listeners.is_empty() {
+            let event = IdempotencyEvent {
+                name: self.name.clone(),
+                kind,
+            };
+            self.listeners
+                .call("idempotency", self.name.as_deref(), &event);
+        }
     }
 }
 
@@ -173,6 +215,7 @@ impl fmt::Debug for Config {
             .field("spawner", &self.spawner.is_some())
             .field("on_disconnect", &self.on_disconnect)
             .field("name", &self.name)
+            .field("listeners", &self.listeners)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +234,7 @@ impl Default for Config {
             on_disconnect: OnDisconnect::Complete,
             counters: Arc::default(),
             name: None,
+            listeners: Listeners::new(),
         }
     }
 }
@@ -432,6 +476,42 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
         self
     }
 
+    /// Called on every [`IdempotencyEvent`]: a replay, a request the layer
+    /// answered itself (409 conflict, 422 mismatch, 503 shed or store
+    /// error), a store failure, a lost lease, a response that could not be
+    /// stored, a detached request cut off. Called after the event is
+    /// counted, outside any lock, on the thread that saw it: keep it short.
+    ///
+    /// Each call adds a listener; they are called in the order added. A
+    /// listener that panics is caught (and reported as a `tracing` error):
+    /// the layer goes on and the listeners after it still get the event.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use steadfast::idempotency::store::MemoryStore;
+    /// use steadfast::idempotency::{IdempotencyEventKind, IdempotencyLayer};
+    ///
+    /// let conflicts = Arc::new(AtomicU64::new(0));
+    /// let seen = conflicts.clone();
+    /// let layer = IdempotencyLayer::builder(MemoryStore::new())
+    ///     .on_event(move |e| {
+    ///         if e.kind() == IdempotencyEventKind::Conflict {
+    ///             seen.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), steadfast::InvalidConfig>(())
+    /// ```
+    pub fn on_event<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&IdempotencyEvent) + Send + Sync + 'static,
+    {
+        self.config.listeners.push(Arc::new(f));
+        self
+    }
+
     /// Builds the layer.
     ///
     /// # Errors
@@ -442,7 +522,10 @@ impl<St, P> IdempotencyLayerBuilder<St, P> {
     pub fn build(self) -> Result<IdempotencyLayer<St, P>, InvalidConfig> {
         let mut config = self.config;
         // Each layer built counts on its own, even from clones of a builder.
-        config.counters = Arc::default();
+        config.counters = Arc::new(Counters::new(
+            config.name.clone(),
+            std::mem::take(&mut config.listeners),
+        ));
         if config.methods.is_empty() {
             return Err(InvalidConfig::new(
                 "idempotency.methods",

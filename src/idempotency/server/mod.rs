@@ -2,6 +2,7 @@
 
 mod body;
 mod collect;
+mod events;
 mod fingerprint;
 mod flow;
 pub mod future;
@@ -10,6 +11,7 @@ mod principal;
 mod service;
 
 pub use self::body::IdempotencyBody;
+pub use self::events::{IdempotencyEvent, IdempotencyEventKind};
 pub use self::layer::{
     IdempotencyHandle, IdempotencyLayer, IdempotencyLayerBuilder, IdempotencyStats, OnDisconnect,
 };
