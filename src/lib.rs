@@ -128,9 +128,10 @@
 //!
 //! The values are primitives and static strings: while an event's level is
 //! disabled nothing is formatted or allocated (`tests/alloc` checks it).
-//! The layers open no span per call; for one, wrap the stack in a tracing
-//! layer of your own (tower-http's `TraceLayer`, or
-//! `tracing::Instrument` on the call), and the events above nest in it.
+//! Per-call spans are opt-in: add
+//! [`CallSpanLayer`](metrics::CallSpanLayer) (outermost, around the
+//! preset) and every call gets a `resilience.call` span with its `name`, in
+//! which the events above nest; no other layer opens a span.
 //!
 //! Listeners (`on_transition` and `on_rejection` on the breaker,
 //! `on_rejection` on the bulkhead, `on_retry` and `on_give_up` on retry,

@@ -147,6 +147,7 @@ mod layer;
 mod prometheus;
 mod registry;
 mod service;
+mod span;
 
 pub use self::export::{families, Collect, Family, Kind, Sample, Samples, Value};
 pub use self::future::ResponseFuture;
@@ -156,6 +157,7 @@ pub use self::layer::MetricsLayer;
 pub use self::prometheus::{render_prometheus, PROMETHEUS_CONTENT_TYPE};
 pub use self::registry::Registry;
 pub use self::service::Metrics;
+pub use self::span::{CallSpan, CallSpanLayer};
 
 pub(crate) mod listener;
 

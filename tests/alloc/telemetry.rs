@@ -135,3 +135,17 @@ fn retries_and_give_ups_allocate_nothing_for_telemetry() {
     // The retry state, boxed on the first retry; nothing else.
     assert!(quiet <= 1.0, "{quiet} allocations per retried call");
 }
+
+/// A per-call span that no subscriber wants costs no allocation: neither
+/// with no subscriber nor with one that takes only errors.
+#[test]
+fn disabled_call_spans_allocate_nothing() {
+    let (quiet, silent) = quiet_and_silent(|| {
+        in_runtime(|| {
+            let mut svc =
+                steadfast::metrics::CallSpanLayer::new(String::from("inventory")).layer(Bare);
+            allocs_per_call(CALLS, |i| assert!(drive(&mut svc, i).is_ok()))
+        })
+    });
+    assert_eq!((quiet, silent), (0.0, 0.0));
+}

@@ -259,3 +259,78 @@ fn idempotency_conflicts_mismatches_and_replays_emit_one_event_each() {
         );
     }
 }
+
+/// `CallSpanLayer`: each call gets one `resilience.call` span with its
+/// name, and the events the layers inside emit for the call nest in it.
+#[test]
+fn call_spans_hold_the_events_of_their_call() {
+    use steadfast::metrics::CallSpanLayer;
+    use tracing_subscriber::registry::LookupSpan;
+
+    #[derive(Default)]
+    struct Spans {
+        /// `(span name, its `name` field)` of each new span.
+        opened: Mutex<Vec<(String, String)>>,
+        /// `(event, the name of the span it was in)` of each event.
+        parents: Mutex<Vec<(String, Option<String>)>>,
+    }
+    struct Record(Arc<Spans>);
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Record {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            let mut fields = Vec::new();
+            attrs.record(&mut Fields(&mut fields));
+            let name = fields.into_iter().find(|(k, _)| k == "name").unwrap().1;
+            let span = attrs.metadata().name().to_owned();
+            self.0.opened.lock().unwrap().push((span, name));
+        }
+        fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+            let mut fields = Vec::new();
+            event.record(&mut Fields(&mut fields));
+            let kind = fields.into_iter().find(|(k, _)| k == "event");
+            let parent = ctx.event_span(event).map(|s| s.name().to_owned());
+            if let Some((_, kind)) = kind {
+                self.0.parents.lock().unwrap().push((kind, parent));
+            }
+        }
+    }
+
+    let spans = Arc::new(Spans::default());
+    let subscriber = tracing_subscriber::registry().with(Record(spans.clone()));
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let breaker = CircuitBreakerLayer::new(products_breaker(5));
+            let svc = CallSpanLayer::new("products")
+                .layer(breaker.layer(service_fn(|_: ()| async { Err::<(), _>("down") })));
+            let _ = svc.clone().oneshot(()).await; // fails: the breaker opens
+            let _ = svc.clone().oneshot(()).await; // rejected in `call`
+        });
+    });
+    let opened = spans.opened.lock().unwrap().clone();
+    assert_eq!(
+        opened,
+        [
+            ("resilience.call".to_owned(), "products".to_owned()),
+            ("resilience.call".to_owned(), "products".to_owned())
+        ]
+    );
+    let parents = spans.parents.lock().unwrap().clone();
+    let in_call = Some("resilience.call".to_owned());
+    assert_eq!(
+        parents,
+        [
+            ("state_change".to_owned(), in_call.clone()),
+            ("rejected".to_owned(), in_call)
+        ],
+        "{parents:?}"
+    );
+}
