@@ -104,11 +104,31 @@ macro_rules! preset_cases {
     }};
 }
 
-/// Times `svc` called with `0, 1, 2, …`, each call awaited in an `async
-/// fn` on `rt`.
-fn awaited<S>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, svc: S)
-where
-    S: Service<u64> + Clone,
+/// The `u64` services' request for call `i`.
+fn number(i: u64) -> u64 {
+    black_box(i)
+}
+
+/// The HTTP services' request (a GET built per call).
+fn http_get(_: u64) -> Request<Empty<Bytes>> {
+    get()
+}
+
+// The cases run through these generic functions rather than through code
+// each macro expansion repeats, so that each is compiled once per service
+// type, not once per case: with every piece's `call` inlined, one copy per
+// case of a preset's call is what makes a release build slow.
+
+/// Times `svc` called with `req(0), req(1), …`, each call awaited in an
+/// `async fn` on `rt`.
+fn awaited<S, R>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    svc: S,
+    req: fn(u64) -> R,
+) where
+    S: Service<R> + Clone,
 {
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
@@ -117,7 +137,7 @@ where
                 #[allow(clippy::disallowed_types)]
                 let start = std::time::Instant::now();
                 for i in 0..iters {
-                    let _ = black_box(one(&mut svc, black_box(i)).await);
+                    let _ = black_box(one(&mut svc, req(i)).await);
                 }
                 start.elapsed()
             })
@@ -125,33 +145,36 @@ where
     });
 }
 
+/// Prints `svc`'s response future size and allocations per call.
+fn report<S, R>(rt: &Runtime, name: &str, mut svc: S, req: fn(u64) -> R, note: &str)
+where
+    S: Service<R>,
+{
+    let size = {
+        let _guard = rt.enter();
+        let ready = rt.block_on(ServiceExt::<R>::ready(&mut svc));
+        assert!(ready.is_ok(), "bench services are ready");
+        std::mem::size_of_val(&svc.call(req(7)))
+    };
+    let per_call = allocs_per_call(10_000, |i| {
+        let _ = black_box(rt.block_on(one(&mut svc, req(i))));
+    });
+    println!("{name:<22} response future {size:>4} B, {per_call} allocations per call{note}");
+}
+
 fn layer(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("metrics");
     macro_rules! bench {
         ($name:expr, $svc:expr) => {
-            awaited(&mut g, &rt, $name, $svc)
+            awaited(&mut g, &rt, $name, $svc, number)
         };
     }
     layer_cases!(bench);
     macro_rules! bench_http {
-        ($name:expr, $svc:expr) => {{
-            let svc = $svc;
-            g.bench_function($name, |b| {
-                b.iter_custom(|iters| {
-                    let mut svc = svc.clone();
-                    rt.block_on(async {
-                        #[allow(clippy::disallowed_types)]
-                        let start = std::time::Instant::now();
-                        for _ in 0..iters {
-                            let _ =
-                                black_box(one::<_, Request<Empty<Bytes>>>(&mut svc, get()).await);
-                        }
-                        start.elapsed()
-                    })
-                })
-            });
-        }};
+        ($name:expr, $svc:expr) => {
+            awaited(&mut g, &rt, $name, $svc, http_get)
+        };
     }
     preset_cases!(bench_http);
     g.finish();
@@ -255,7 +278,7 @@ fn telemetry(c: &mut Criterion) {
         let _default = on.then(|| tracing::subscriber::set_default(Everything));
         macro_rules! bench {
             ($name:expr, $svc:expr) => {
-                awaited(&mut g, &rt, &format!("{}/{state}", $name), $svc)
+                awaited(&mut g, &rt, &format!("{}/{state}", $name), $svc, number)
             };
         }
         bench!(
@@ -300,38 +323,15 @@ fn telemetry(c: &mut Criterion) {
 fn print_sizes_and_allocations() {
     let rt = runtime();
     macro_rules! report {
-        ($name:expr, $svc:expr) => {{
-            let mut svc = $svc;
-            let size = {
-                let _guard = rt.enter();
-                let ready = rt.block_on(ServiceExt::<u64>::ready(&mut svc));
-                assert!(ready.is_ok(), "bench services are ready");
-                std::mem::size_of_val(&svc.call(7))
-            };
-            let per_call = allocs_per_call(10_000, |i| {
-                let _ = black_box(rt.block_on(one(&mut svc, i)));
-            });
-            println!(
-                "{:<22} response future {size:>4} B, {per_call} allocations per call",
-                $name
-            );
-        }};
+        ($name:expr, $svc:expr) => {
+            report(&rt, $name, $svc, number, "")
+        };
     }
     layer_cases!(report);
     macro_rules! report_http {
-        ($name:expr, $svc:expr) => {{
-            let mut svc = $svc;
-            let size = {
-                let _guard = rt.enter();
-                let ready = rt.block_on(ServiceExt::<Request<Empty<Bytes>>>::ready(&mut svc));
-                assert!(ready.is_ok(), "bench services are ready");
-                std::mem::size_of_val(&svc.call(get()))
-            };
-            let per_call = allocs_per_call(10_000, |_| {
-                let _ = black_box(rt.block_on(one::<_, Request<Empty<Bytes>>>(&mut svc, get())));
-            });
-            println!("{:<22} response future {size:>4} B, {per_call} allocations per call (the request itself makes 2)", $name);
-        }};
+        ($name:expr, $svc:expr) => {
+            report(&rt, $name, $svc, http_get, " (the request itself makes 2)")
+        };
     }
     preset_cases!(report_http);
     let h = Histogram::new();
