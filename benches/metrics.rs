@@ -12,6 +12,8 @@
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
+#[path = "support/awaited.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -19,8 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cases::{allocs_per_call, Bare};
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::{Request, Response};
 use http_body_util::Empty;
 use steadfast::bulkhead::BulkheadLayer;
@@ -29,16 +30,8 @@ use steadfast::metrics::{Histogram, MetricsLayer};
 use steadfast::retry::{RetryConfig, RetryLayer};
 use steadfast::stack::ResilienceLayer;
 use steadfast::timeout::TimeoutLayer;
-use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt};
-
-/// One call, as users make it.
-async fn one<S, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error>
-where
-    S: Service<R>,
-{
-    svc.ready().await?.call(req).await
-}
+use support::{awaited, report, runtime};
+use tower::{Layer, Service};
 
 /// An HTTP backend that answers 200 at once.
 #[derive(Clone, Copy)]
@@ -67,13 +60,6 @@ impl Service<Request<steadfast::retry::body::ReplayBody<Empty<Bytes>>>> for Back
 fn get() -> Request<Empty<Bytes>> {
     Request::get("http://backend/items")
         .body(Empty::new())
-        .unwrap()
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
         .unwrap()
 }
 
@@ -112,54 +98,6 @@ fn number(i: u64) -> u64 {
 /// The HTTP services' request (a GET built per call).
 fn http_get(_: u64) -> Request<Empty<Bytes>> {
     get()
-}
-
-// The cases run through these generic functions rather than through code
-// each macro expansion repeats, so that each is compiled once per service
-// type, not once per case: with every piece's `call` inlined, one copy per
-// case of a preset's call is what makes a release build slow.
-
-/// Times `svc` called with `req(0), req(1), …`, each call awaited in an
-/// `async fn` on `rt`.
-fn awaited<S, R>(
-    g: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    name: &str,
-    svc: S,
-    req: fn(u64) -> R,
-) where
-    S: Service<R> + Clone,
-{
-    g.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let mut svc = svc.clone();
-            rt.block_on(async {
-                #[allow(clippy::disallowed_types)]
-                let start = std::time::Instant::now();
-                for i in 0..iters {
-                    let _ = black_box(one(&mut svc, req(i)).await);
-                }
-                start.elapsed()
-            })
-        })
-    });
-}
-
-/// Prints `svc`'s response future size and allocations per call.
-fn report<S, R>(rt: &Runtime, name: &str, mut svc: S, req: fn(u64) -> R, note: &str)
-where
-    S: Service<R>,
-{
-    let size = {
-        let _guard = rt.enter();
-        let ready = rt.block_on(ServiceExt::<R>::ready(&mut svc));
-        assert!(ready.is_ok(), "bench services are ready");
-        std::mem::size_of_val(&svc.call(req(7)))
-    };
-    let per_call = allocs_per_call(10_000, |i| {
-        let _ = black_box(rt.block_on(one(&mut svc, req(i))));
-    });
-    println!("{name:<22} response future {size:>4} B, {per_call} allocations per call{note}");
 }
 
 fn layer(c: &mut Criterion) {

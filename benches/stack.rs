@@ -11,21 +11,20 @@
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
+#[path = "support/awaited.rs"]
+mod support;
 
 use std::future::{ready, Ready};
-use std::hint::black_box;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cases::allocs_per_call;
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, Criterion};
 use http::{Request, Response};
 use http_body_util::Empty;
 use steadfast::stack::ResilienceLayer;
-use tokio::runtime::Runtime;
-use tower::{Layer, Service, ServiceExt};
+use support::{awaited, report, run, runtime};
+use tower::{Layer, Service};
 
 /// The backend: always ready, answers `200` at once.
 #[derive(Clone, Copy)]
@@ -45,7 +44,8 @@ impl<B> Service<Request<B>> for Backend {
     }
 }
 
-fn get() -> Request<Empty<Bytes>> {
+/// The request of every call: a GET built per call.
+fn http_get(_: u64) -> Request<Empty<Bytes>> {
     Request::get("http://products/api/1")
         .body(Empty::new())
         .unwrap()
@@ -73,21 +73,6 @@ impl<Res, E> tower::retry::Policy<Request<Empty<Bytes>>, Res, E> for NoRetry {
         *clone.headers_mut() = req.headers().clone();
         Some(clone)
     }
-}
-
-/// One call, as users make it.
-async fn one<S>(svc: &mut S) -> Result<S::Response, S::Error>
-where
-    S: Service<Request<Empty<Bytes>>>,
-{
-    svc.ready().await?.call(get()).await
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
 }
 
 macro_rules! cases {
@@ -175,68 +160,11 @@ fn stack(c: &mut Criterion) {
     let mut g = c.benchmark_group("stack");
     macro_rules! bench {
         ($name:expr, $svc:expr) => {
-            bench_case(&mut g, &rt, $name, $svc)
+            awaited(&mut g, &rt, $name, $svc, http_get)
         };
     }
     cases!(bench);
     g.finish();
-}
-
-// The cases run through these generic functions, not through code each
-// macro expansion repeats: every preset case has the same service type, so
-// each function is compiled once for it rather than once per case (with
-// every piece's `call` inlined, eleven copies of the preset's call took the
-// release build of this bench past ten minutes).
-
-/// Times `svc`, each call awaited in an `async fn`.
-fn bench_case<S>(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, svc: S)
-where
-    S: Service<Request<Empty<Bytes>>> + Clone,
-{
-    g.bench_function(name, |b| {
-        b.iter_custom(|iters| {
-            let mut svc = svc.clone();
-            rt.block_on(async {
-                #[allow(clippy::disallowed_types)]
-                let start = std::time::Instant::now();
-                for _ in 0..iters {
-                    let _ = black_box(one(&mut svc).await);
-                }
-                start.elapsed()
-            })
-        })
-    });
-}
-
-/// Prints `svc`'s response future size and allocations per call.
-fn report_case<S>(rt: &Runtime, name: &str, mut svc: S)
-where
-    S: Service<Request<Empty<Bytes>>>,
-{
-    let size = {
-        let _guard = rt.enter();
-        let ready = rt.block_on(ServiceExt::<Request<Empty<Bytes>>>::ready(&mut svc));
-        assert!(ready.is_ok(), "bench services are ready");
-        std::mem::size_of_val(&svc.call(get()))
-    };
-    let per_call = allocs_per_call(10_000, |_| {
-        let _ = black_box(rt.block_on(one(&mut svc)));
-    });
-    println!(
-        "{name:<28} response future {size:>4} B, {per_call} allocations per call (the request itself makes 2)"
-    );
-}
-
-/// Makes `n` calls through `svc`.
-fn run_case<S>(rt: &Runtime, n: u64, mut svc: S)
-where
-    S: Service<Request<Empty<Bytes>>>,
-{
-    rt.block_on(async {
-        for _ in 0..n {
-            let _ = black_box(one(&mut svc).await);
-        }
-    });
 }
 
 /// Prints each case's response future size and allocations per call.
@@ -244,7 +172,7 @@ fn print_sizes_and_allocations() {
     let rt = runtime();
     macro_rules! report {
         ($name:expr, $svc:expr) => {
-            report_case(&rt, $name, $svc)
+            report(&rt, $name, $svc, http_get, " (the request itself makes 2)")
         };
     }
     cases!(report);
@@ -281,7 +209,7 @@ fn run_calls(spec: &str) {
         ($name:expr, $svc:expr) => {{
             if $name == case {
                 found = true;
-                run_case(&rt, n, $svc);
+                run(&rt, n, $svc, http_get);
             }
         }};
     }
