@@ -56,19 +56,23 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for Collect {
     }
 }
 
+/// Runs `future` to its end on a new current-thread runtime whose clock
+/// is paused.
+fn block_on_paused<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// Runs `body` on a paused current-thread runtime and returns every event
 /// of a `steadfast::` target it emitted.
 fn events_of<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> Vec<Seen> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::registry().with(Collect(seen.clone()));
-    tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(body());
-    });
+    tracing::subscriber::with_default(subscriber, || block_on_paused(body()));
     let seen = seen.lock().unwrap();
     seen.iter()
         .filter(|e| e.target.starts_with("steadfast::"))
@@ -302,12 +306,7 @@ fn call_spans_hold_the_events_of_their_call() {
     let spans = Arc::new(Spans::default());
     let subscriber = tracing_subscriber::registry().with(Record(spans.clone()));
     tracing::subscriber::with_default(subscriber, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        block_on_paused(async {
             let breaker = CircuitBreakerLayer::new(products_breaker(5));
             let svc = CallSpanLayer::new("products")
                 .layer(breaker.layer(service_fn(|_: ()| async { Err::<(), _>("down") })));
