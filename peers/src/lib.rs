@@ -1,0 +1,2 @@
+//! Side-by-side benchmarks against the peer crates and the outage
+//! simulation of issue #13. Not published.
