@@ -17,6 +17,9 @@
 #[path = "support/in_task.rs"]
 mod in_task;
 
+#[path = "support/awaited.rs"]
+mod awaited;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -208,6 +211,29 @@ fn print_allocations() {
     report("bulkhead_rejection/queue_full", allocations(full));
 }
 
+/// The request of every awaited call.
+fn id(i: u64) -> u64 {
+    i
+}
+
+/// Each call awaited in an `async fn` (`ready().await`, then
+/// `call(..).await`) on a current-thread runtime, as users make it. The
+/// response future's size and the allocations per awaited call are printed
+/// first.
+fn awaited_calls(c: &mut Criterion) {
+    let rt = awaited::runtime();
+    awaited::report(&rt, "awaited/bare", Bare, id, "");
+    awaited::report(&rt, "awaited/bulkhead", bulkhead().layer(Bare), id, "");
+    let limit = ConcurrencyLimitLayer::new(LIMIT).layer(Bare);
+    awaited::report(&rt, "awaited/tower_concurrency_limit", limit, id, "");
+    let mut g = c.benchmark_group("bulkhead_awaited");
+    awaited::awaited(&mut g, &rt, "bare", Bare, id);
+    awaited::awaited(&mut g, &rt, "bulkhead", bulkhead().layer(Bare), id);
+    let limit = ConcurrencyLimitLayer::new(LIMIT).layer(Bare);
+    awaited::awaited(&mut g, &rt, "tower_concurrency_limit", limit, id);
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -218,7 +244,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = fast_path, rejection, contention
+    targets = fast_path, rejection, contention, awaited_calls
 }
 
 fn main() {

@@ -15,6 +15,9 @@
 #[path = "../tests/alloc/cases.rs"]
 mod cases;
 
+#[path = "support/awaited.rs"]
+mod awaited;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -246,6 +249,57 @@ fn print_allocations() {
     }
 }
 
+/// The request of every awaited call.
+fn id(i: u64) -> u64 {
+    i
+}
+
+/// Each call awaited in an `async fn` (`ready().await`, then
+/// `call(..).await`) on a current-thread runtime, as users make it: the
+/// response future is moved, not polled in place. The response future's
+/// size and the allocations per awaited call are printed first.
+fn awaited_calls(c: &mut Criterion) {
+    let rt = awaited::runtime();
+    awaited::report(&rt, "awaited/bare", Bare, id, "");
+    for mode in Mode::ALL {
+        let name = mode.name();
+        awaited::report(
+            &rt,
+            &format!("awaited/closed/{name}"),
+            mode.closed().layer(Bare),
+            id,
+            "",
+        );
+        awaited::report(
+            &rt,
+            &format!("awaited/tripped/{name}"),
+            mode.tripped().layer(Bare),
+            id,
+            "",
+        );
+    }
+    let mut g = c.benchmark_group("awaited");
+    awaited::awaited(&mut g, &rt, "bare", Bare, id);
+    for mode in Mode::ALL {
+        let name = mode.name();
+        awaited::awaited(
+            &mut g,
+            &rt,
+            &format!("closed/{name}"),
+            mode.closed().layer(Bare),
+            id,
+        );
+        awaited::awaited(
+            &mut g,
+            &rt,
+            &format!("tripped/{name}"),
+            mode.tripped().layer(Bare),
+            id,
+        );
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -256,7 +310,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = closed_success, closed_failure, open_rejection, keyed_closed_success, contention, reference
+    targets = closed_success, closed_failure, open_rejection, keyed_closed_success, contention, reference, awaited_calls
 }
 
 fn main() {

@@ -15,6 +15,9 @@
 #[path = "support/in_task.rs"]
 mod in_task;
 
+#[path = "support/awaited.rs"]
+mod awaited;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -341,6 +344,39 @@ fn print_allocations() {
     println!("allocations per call: retry_no_budget (no retry needed) = {per_call}");
 }
 
+/// The request of every awaited call.
+fn id(i: u64) -> u64 {
+    i
+}
+
+/// Each call awaited in an `async fn` (`ready().await`, then
+/// `call(..).await`) on a current-thread runtime, as users make it; the
+/// first attempt succeeds. The response future's size and the allocations
+/// per awaited call are printed first.
+fn awaited_calls(c: &mut Criterion) {
+    let rt = awaited::runtime();
+    awaited::report(&rt, "awaited/bare", Bare, id, "");
+    awaited::report(&rt, "awaited/retry", with_budget().layer(Bare), id, "");
+    awaited::report(
+        &rt,
+        "awaited/retry_no_budget",
+        without_budget().layer(Bare),
+        id,
+        "",
+    );
+    let mut g = c.benchmark_group("retry_awaited");
+    awaited::awaited(&mut g, &rt, "bare", Bare, id);
+    awaited::awaited(&mut g, &rt, "retry", with_budget().layer(Bare), id);
+    awaited::awaited(
+        &mut g,
+        &rt,
+        "retry_no_budget",
+        without_budget().layer(Bare),
+        id,
+    );
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -351,7 +387,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = no_retry, http_no_retry, budget, backoff, runtime_check
+    targets = no_retry, http_no_retry, budget, backoff, runtime_check, awaited_calls
 }
 
 fn main() {

@@ -15,6 +15,9 @@
 #[path = "support/in_task.rs"]
 mod in_task;
 
+#[path = "support/awaited.rs"]
+mod awaited;
+
 #[path = "../tests/alloc/cases.rs"]
 #[allow(dead_code)]
 mod cases;
@@ -147,6 +150,28 @@ fn print_allocations() {
     );
 }
 
+/// The request of every awaited call.
+fn id(i: u64) -> u64 {
+    i
+}
+
+/// Each call awaited in an `async fn` (`ready().await`, then
+/// `call(..).await`) on a current-thread runtime, as users make it: the
+/// response future is moved, not polled in place, so its size costs
+/// copies. The response future's size and the allocations per awaited call
+/// are printed first.
+fn awaited_calls(c: &mut Criterion) {
+    let rt = awaited::runtime();
+    awaited::report(&rt, "awaited/bare", Bare, id, "");
+    awaited::report(&rt, "awaited/steadfast", steadfast_timeout(Bare), id, "");
+    awaited::report(&rt, "awaited/tower", tower_timeout(Bare), id, "");
+    let mut g = c.benchmark_group("timeout_awaited");
+    awaited::awaited(&mut g, &rt, "bare", Bare, id);
+    awaited::awaited(&mut g, &rt, "steadfast", steadfast_timeout(Bare), id);
+    awaited::awaited(&mut g, &rt, "tower", tower_timeout(Bare), id);
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -157,7 +182,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = timeout
+    targets = timeout, awaited_calls
 }
 
 fn main() {
