@@ -61,6 +61,7 @@ pub struct CircuitBreakerConfig {
     pub(crate) open_duration_multiplier: f64,
     pub(crate) max_open_duration: Duration,
     pub(crate) open_jitter: f64,
+    pub(crate) flap_window: Duration,
     pub(crate) half_open_max_calls: u32,
     pub(crate) success_threshold: u32,
     pub(crate) probe_timeout: Duration,
@@ -85,6 +86,7 @@ impl fmt::Debug for CircuitBreakerConfig {
             .field("open_duration_multiplier", &self.open_duration_multiplier)
             .field("max_open_duration", &self.max_open_duration)
             .field("open_jitter", &self.open_jitter)
+            .field("flap_window", &self.flap_window)
             .field("half_open_max_calls", &self.half_open_max_calls)
             .field("success_threshold", &self.success_threshold)
             .field("probe_timeout", &self.probe_timeout)
@@ -106,8 +108,10 @@ impl Default for CircuitBreakerConfig {
 impl CircuitBreakerConfig {
     /// A builder with the defaults: trip on 50 % failures over the last 10 s
     /// (10 buckets, at least 20 calls) **or** 20 consecutive failures; slow
-    /// calls off; open for 5 s, ×2 on each re-open up to 60 s, ±20 % jitter;
-    /// one half-open probe, one success to close, probes time out after 30 s.
+    /// calls off; open for 5 s, shortened by up to 20 % jitter; ×2 up to 60 s
+    /// only when the breaker re-trips within 30 s of closing (a flapping
+    /// backend), failed probes re-open for the same duration; one half-open
+    /// probe, one success to close, probes time out after 30 s.
     pub fn builder() -> CircuitBreakerBuilder {
         CircuitBreakerBuilder::new()
     }
@@ -141,6 +145,7 @@ impl CircuitBreakerBuilder {
                 open_duration_multiplier: 2.0,
                 max_open_duration: Duration::from_secs(60),
                 open_jitter: 0.2,
+                flap_window: Duration::from_secs(30),
                 half_open_max_calls: 1,
                 success_threshold: 1,
                 probe_timeout: Duration::from_secs(30),
@@ -222,29 +227,59 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// How long the breaker stays open the first time. Default 5 s.
+    /// The base open duration: how long the breaker stays open after a trip
+    /// (and after each failed probe) unless it is flapping. A backend that
+    /// was simply down, for however long, is probed again at most this long
+    /// after it came back. Default 5 s.
     pub fn open_duration(mut self, d: Duration) -> Self {
         self.cfg.open_duration = d;
         self
     }
 
-    /// Each re-open (a failed probe) multiplies the open duration by this,
-    /// up to [`max_open_duration`](Self::max_open_duration). At least 1. Default 2.
+    /// How much the open duration grows on each flap: a trip from closed
+    /// less than [`flap_window`](Self::flap_window) after probes closed the
+    /// breaker multiplies it by this, up to
+    /// [`max_open_duration`](Self::max_open_duration). A failed probe does
+    /// not grow it (it re-opens for the current duration), and a trip after
+    /// the breaker stayed closed for the whole flap window resets it to
+    /// [`open_duration`](Self::open_duration). 1 turns growth off. At least 1.
+    /// Default 2.
     pub fn open_duration_multiplier(mut self, factor: f64) -> Self {
         self.cfg.open_duration_multiplier = factor;
         self
     }
 
-    /// The cap on the open duration, before jitter. At least the base.
-    /// Default 60 s, or the base when that is longer.
+    /// The cap on the grown open duration; jitter only shortens, so the
+    /// breaker never stays open longer. At least the base. Default 60 s, or
+    /// the base when that is longer.
     pub fn max_open_duration(mut self, d: Duration) -> Self {
         self.cfg.max_open_duration = d;
         self.cfg.max_open_set = true;
         self
     }
 
-    /// Spread each open duration uniformly by ± this fraction, so a fleet of
-    /// clients does not probe in step. In [0, 1). Default 0.2.
+    /// A trip from closed less than this after probes closed the breaker is
+    /// a *flap*: the backend came back and fell over again, often under the
+    /// load that returned with it. Each flap grows the open duration by
+    /// [`open_duration_multiplier`](Self::open_duration_multiplier); a trip
+    /// after the breaker stayed closed at least this long starts again from
+    /// [`open_duration`](Self::open_duration).
+    ///
+    /// Default 30 s: three lengths of the default 10 s failure-rate window,
+    /// so a backend that degrades again right after recovering is still
+    /// caught by the slower rate rule within the window, while a backend
+    /// that served for half a minute before failing is treated as a new
+    /// outage, not a relapse. Greater than zero, at most a year.
+    pub fn flap_window(mut self, d: Duration) -> Self {
+        self.cfg.flap_window = d;
+        self
+    }
+
+    /// Shorten each open duration by a random fraction of up to this
+    /// (uniformly in [d·(1 − fraction), d]), so a fleet of clients that
+    /// tripped together does not probe in step. Jitter never lengthens the
+    /// open duration, so `open_duration` and `max_open_duration` are upper
+    /// bounds. In [0, 1). Default 0.2 (a 5 s open lasts 4 to 5 s).
     pub fn open_jitter(mut self, fraction: f64) -> Self {
         self.cfg.open_jitter = fraction;
         self
@@ -443,6 +478,13 @@ impl CircuitBreakerBuilder {
             return Err(InvalidConfig::new(
                 "circuit_breaker.open_jitter",
                 format!("must be in [0, 1), got {}", c.open_jitter),
+            ));
+        }
+        positive("circuit_breaker.flap_window", c.flap_window)?;
+        if c.flap_window > Duration::from_secs(365 * 24 * 3600) {
+            return Err(InvalidConfig::new(
+                "circuit_breaker.flap_window",
+                "must be at most a year",
             ));
         }
         if !(1..=1023).contains(&c.half_open_max_calls) {

@@ -26,7 +26,7 @@
 //! assert_eq!(handle.state(), CircuitState::Open);
 //! let err = svc.clone().oneshot(()).await.unwrap_err(); // does not
 //! let open = err.downcast_ref::<CircuitOpen>().expect("rejected by the breaker");
-//! assert!(open.retry_after().unwrap() <= Duration::from_secs(6));
+//! assert!(open.retry_after().unwrap() <= Duration::from_secs(5)); // jitter only shortens
 //! # Ok(())
 //! # }
 //! ```
@@ -85,11 +85,47 @@
 //!
 //! # Open duration
 //!
-//! The first open lasts `open_duration` (default 5 s); each failed probe
-//! multiplies it by `open_duration_multiplier` (2) up to `max_open_duration`
-//! (60 s). The cap applies before the ± `open_jitter` (20 %) spread, so a
-//! fleet that has reached the cap still probes out of step. Closing resets
-//! the growth.
+//! How long the breaker stays open depends on whether the backend is *down*
+//! or *flapping*:
+//!
+//! * **Down.** A trip from closed opens for
+//!   [`open_duration`](CircuitBreakerBuilder::open_duration) (default 5 s),
+//!   and each failed probe (or [probe timeout](#half-open-probes)) re-opens
+//!   for the same duration: probes that find the backend still down do not
+//!   grow it. So after an outage of any length — 30 s or 300 s — the
+//!   breaker probes, and closes, at most one open duration after the
+//!   backend came back (plus the time until the next call arrives).
+//! * **Flapping.** A trip from closed less than
+//!   [`flap_window`](CircuitBreakerBuilder::flap_window) (30 s) after probes
+//!   closed the breaker means the backend recovered and fell over again,
+//!   often under the load that came back with it. Each such flap multiplies
+//!   the open duration by
+//!   [`open_duration_multiplier`](CircuitBreakerBuilder::open_duration_multiplier)
+//!   (2), up to [`max_open_duration`](CircuitBreakerBuilder::max_open_duration)
+//!   (60 s): 5, 10, 20, 40, 60, 60 s… Failed probes in between keep the
+//!   grown duration.
+//! * **Reset.** A trip after the breaker stayed closed for the whole flap
+//!   window opens for the base duration again, as does the first trip after
+//!   a manual [`reset`](CircuitBreakerHandle::reset),
+//!   [`force_open`](CircuitBreakerHandle::force_open) or
+//!   [`disable`](CircuitBreakerHandle::disable).
+//!
+//! Each open duration is then shortened by a random fraction of up to
+//! [`open_jitter`](CircuitBreakerBuilder::open_jitter) (20 %: a 5 s open
+//! lasts 4 to 5 s), so a fleet that tripped together probes out of step.
+//! Jitter never lengthens it: the configured durations are upper bounds,
+//! which is what makes the recovery bound above hold. The
+//! [`Transition`]'s [`open_for`](Transition::open_for) and
+//! [`CircuitOpen::retry_after`](error::CircuitOpen::retry_after) report the
+//! jittered duration.
+//!
+//! Why not grow on failed probes, as many breakers do: growth there saves
+//! little — a probe is one call — and it keeps a backend that was simply
+//! down shut long after it came back: with doubling from 5 s, a 30 s outage
+//! ends in the middle of a 20 s open period, and a long one in a period at
+//! the cap. A flapping backend is different: every close lets the full load
+//! through, and backing off keeps that from knocking it over again and
+//! again.
 //!
 //! # Half-open probes
 //!

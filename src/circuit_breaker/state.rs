@@ -120,7 +120,8 @@ impl Transition {
         self.reason
     }
     /// For a transition to [`CircuitState::Open`]: how long it stays open
-    /// (jitter included).
+    /// (jitter included, so at most the configured duration of its level; see
+    /// the [module docs](super#open-duration)).
     pub fn open_for(&self) -> Option<Duration> {
         self.open_for
     }
@@ -263,6 +264,8 @@ struct Params {
     /// Nanoseconds.
     open_max: f64,
     open_jitter: f64,
+    /// Nanoseconds: a trip from closed this soon after closing is a flap.
+    flap_window: u64,
     half_open_max: u64,
     success_threshold: u64,
     probe_timeout: u64,
@@ -271,8 +274,13 @@ struct Params {
 #[derive(Debug)]
 struct Slow {
     rng: SmallRng,
-    /// Opens since the breaker last closed.
-    reopens: u32,
+    /// Growth steps of the open duration: it is base × multiplier^level,
+    /// capped. Grown by a trip from closed within the flap window of the
+    /// last close, reset to 0 by a trip after it and by a manual transition;
+    /// a failed probe keeps it.
+    level: u32,
+    /// When probes last closed the breaker (not a manual reset).
+    closed_at: Option<u64>,
     open_since: Option<u64>,
     open_total: u64,
     /// When the last transition happened (0: the breaker's making).
@@ -396,7 +404,8 @@ impl Core {
             },
             slow: Mutex::new(Slow {
                 rng: SmallRng::seed_from_u64(seed),
-                reopens: 0,
+                level: 0,
+                closed_at: None,
                 open_since: None,
                 open_total: 0,
                 state_since: 0,
@@ -411,6 +420,7 @@ impl Core {
                 open_multiplier: cfg.open_duration_multiplier,
                 open_max: cfg.max_open_duration.as_nanos() as f64,
                 open_jitter: cfg.open_jitter,
+                flap_window: nanos(cfg.flap_window),
                 half_open_max: u64::from(cfg.half_open_max_calls),
                 success_threshold: u64::from(cfg.success_threshold),
                 probe_timeout: nanos(cfg.probe_timeout),
@@ -889,14 +899,27 @@ impl Core {
         if let Some(since) = slow.open_since.take() {
             slow.open_total = slow.open_total.saturating_add(t.saturating_sub(since));
         }
+        // A manual transition starts the open duration afresh.
+        if reason == TransitionReason::Manual {
+            slow.level = 0;
+            slow.closed_at = None;
+        }
         let mut open_for = None;
         match to {
             OPEN => {
+                // A trip from closed soon after probes closed the breaker is
+                // a flap: back off further. One after a longer closed spell
+                // starts again from the base. A failed probe (from half-open)
+                // keeps the level: the backend is still down, not flapping.
                 if from == CLOSED {
-                    slow.reopens = 0;
+                    slow.level = match slow.closed_at {
+                        Some(c) if t.saturating_sub(c) < self.params.flap_window => {
+                            self.grown(slow.level)
+                        }
+                        _ => 0,
+                    };
                 }
                 let d = self.open_duration(slow);
-                slow.reopens = slow.reopens.saturating_add(1);
                 slow.open_since = Some(t);
                 self.open_until.store(t.saturating_add(d), Release);
                 self.opened.fetch_add(1, Relaxed);
@@ -917,7 +940,9 @@ impl Core {
                 }
                 self.consecutive.store(0, Relaxed);
                 self.pending.store(false, Relaxed);
-                slow.reopens = 0;
+                if from == HALF_OPEN {
+                    slow.closed_at = Some(t);
+                }
                 if from != CLOSED {
                     self.closed.fetch_add(1, Relaxed);
                 }
@@ -950,15 +975,34 @@ impl Core {
         })
     }
 
-    /// The next open duration, in nanoseconds: base × multiplier^reopens,
-    /// capped, then spread by ± jitter.
+    /// The open duration of `level`, before jitter, in nanoseconds:
+    /// base × multiplier^level, capped.
+    fn level_duration(&self, level: u32) -> f64 {
+        let p = &self.params;
+        let exp = i32::try_from(level).unwrap_or(i32::MAX);
+        (p.open_base * p.open_multiplier.powi(exp)).min(p.open_max)
+    }
+
+    /// One step up from `level`, unless its duration is already capped.
+    fn grown(&self, level: u32) -> u32 {
+        let p = &self.params;
+        if p.open_multiplier > 1.0 && self.level_duration(level) < p.open_max {
+            level.saturating_add(1)
+        } else {
+            level
+        }
+    }
+
+    /// The next open duration, in nanoseconds: the level's duration,
+    /// shortened by up to the jitter fraction (uniform in
+    /// [d·(1 − jitter), d]), never lengthened, so the configured duration
+    /// bounds how long the breaker stays open.
     fn open_duration(&self, slow: &mut Slow) -> u64 {
         let p = &self.params;
-        let exp = i32::try_from(slow.reopens.min(4096)).unwrap_or(4096);
-        let capped = (p.open_base * p.open_multiplier.powi(exp)).min(p.open_max);
+        let capped = self.level_duration(slow.level);
         let jittered = if p.open_jitter > 0.0 {
             let u: f64 = slow.rng.random();
-            capped * (1.0 + p.open_jitter * (2.0 * u - 1.0))
+            capped * (1.0 - p.open_jitter * u)
         } else {
             capped
         };

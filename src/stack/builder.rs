@@ -57,7 +57,7 @@ enum BreakerSpec<Kf> {
 /// | deadline | 30 s per call | [`deadline`](Self::deadline) | [`no_deadline`](Self::no_deadline) |
 /// | retry | 3 attempts, exponential 50 ms × 2 up to 5 s, full jitter, budget 20 % + 10/s | [`retry`](Self::retry), [`max_attempts`](Self::max_attempts) | [`no_retry`](Self::no_retry) |
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
-/// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s × 2 up to 60 s | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
+/// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s (× 2 up to 60 s only on re-trips within 30 s of closing) | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
 /// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
 /// | metrics (outermost) | off | [`metrics`](Self::metrics) | [`no_metrics`](Self::no_metrics) |
 pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity> {

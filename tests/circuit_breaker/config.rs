@@ -277,3 +277,30 @@ fn open_duration_schedule() {
         "probe_timeout",
     );
 }
+
+#[test]
+fn flap_window_must_be_positive_and_at_most_a_year() {
+    rejects(
+        "flap_window 0",
+        builder().flap_window(Duration::ZERO),
+        "flap_window",
+    );
+    rejects(
+        "flap_window over a year",
+        builder().flap_window(secs(365 * 24 * 3600 + 1)),
+        "flap_window",
+    );
+    accepts(
+        "flap_window 1 ns",
+        builder().flap_window(Duration::from_nanos(1)),
+    );
+    accepts(
+        "flap_window a year",
+        builder().flap_window(secs(365 * 24 * 3600)),
+    );
+    let cfg = builder().build().unwrap();
+    assert!(
+        format!("{cfg:?}").contains("flap_window: 30s"),
+        "the default is 30 s: {cfg:?}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Circuit breaker behaviour, driven through `tower_test` mocks on paused time.
 //!
 //! * `transitions`: every state change and the open-duration schedule;
+//! * `recovery`: steady-rate runs through a hard outage and a flapping
+//!   backend, against the recovery bound and the flap back-off;
 //! * `windows`: the count and time windows, `minimum_calls`, ignored outcomes;
 //! * `half_open`: probe slots, cancellation, the probe timeout;
 //! * `generations`: results that arrive after the state moved on;
@@ -21,6 +23,7 @@ mod errors;
 mod generations;
 mod half_open;
 mod handle;
+mod recovery;
 mod service;
 mod transitions;
 mod windows;

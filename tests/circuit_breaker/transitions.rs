@@ -203,39 +203,51 @@ async fn closing_empties_the_window_and_the_run() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_failed_probe_reopens_with_growing_capped_durations() {
-    // 1 s, ×3 → 3 s, 9 s capped at 5 s, 5 s.
+async fn flaps_grow_the_capped_open_duration_and_failed_probes_keep_it() {
+    // Each trip from closed within 10 s of the probes' close grows the open
+    // duration ×3 (1 s, 3 s, 9 s capped at 5 s); each failed probe after a
+    // trip re-opens for the duration that trip chose, exactly.
+    let flap_window = Duration::from_secs(10);
     let mut h = Harness::new(
         consecutive(1)
             .open_duration(SEC)
             .open_duration_multiplier(3.0)
-            .max_open_duration(Duration::from_secs(5)),
+            .max_open_duration(Duration::from_secs(5))
+            .flap_window(flap_window),
     );
-    trip(&mut h, 1).await;
-    let mut expected = vec![SEC];
-    for want in [3, 5, 5].map(Duration::from_secs) {
-        let open_for = h.log.last().open_for().unwrap();
-        advance(open_for - NS).await;
-        assert_eq!(h.reject().retry_after(), Some(NS));
-        advance(NS).await;
+    let mut expected = vec![];
+    for want in [1, 3, 5, 5].map(Duration::from_secs) {
         h.fail().await;
-        assert_eq!(h.state(), Open);
         let last = h.log.last();
-        assert_eq!(
-            (last.from(), last.to(), last.reason()),
-            (HalfOpen, Open, TransitionReason::ProbeFailed)
-        );
+        assert_eq!((last.from(), last.to()), (Closed, Open));
         assert_eq!(last.open_for(), Some(want));
-        assert_eq!(h.reject().retry_after(), Some(want));
         expected.push(want);
+        // Two failed probes: each re-opens for the same duration.
+        for _ in 0..2 {
+            advance(want - NS).await;
+            assert_eq!(h.reject().retry_after(), Some(NS));
+            advance(NS).await;
+            h.fail().await;
+            let last = h.log.last();
+            assert_eq!(
+                (last.from(), last.to(), last.reason()),
+                (HalfOpen, Open, TransitionReason::ProbeFailed)
+            );
+            assert_eq!(last.open_for(), Some(want));
+            assert_eq!(h.reject().retry_after(), Some(want));
+            expected.push(want);
+        }
+        advance(want).await;
+        h.ok().await;
+        assert_eq!(h.state(), Closed);
+        // Closed for just under the flap window: the next trip is a flap.
+        advance(flap_window - NS).await;
     }
     let opens: Vec<_> = h.log.all().iter().filter_map(|t| t.open_for()).collect();
     assert_eq!(opens, expected);
 
-    // Closing starts the schedule again at the base.
-    advance(Duration::from_secs(5)).await;
-    h.ok().await;
-    assert_eq!(h.state(), Closed);
+    // Closed for the whole flap window: the next trip starts at the base.
+    advance(NS).await;
     h.fail().await;
     assert_eq!(h.log.last().open_for(), Some(SEC));
 }
@@ -244,7 +256,8 @@ async fn a_failed_probe_reopens_with_growing_capped_durations() {
 async fn jitter_stays_within_the_fraction_and_is_reproducible() {
     let base = Duration::from_secs(10);
     let jitter = 0.5;
-    let (lo, hi) = (base.mul_f64(1.0 - jitter), base.mul_f64(1.0 + jitter));
+    // Jitter only shortens: in [d·(1 − jitter), d].
+    let (lo, hi) = (base.mul_f64(1.0 - jitter), base);
     let mut seen = BTreeSet::new();
     for seed in 0..64 {
         let builder = || {
@@ -263,13 +276,12 @@ async fn jitter_stays_within_the_fraction_and_is_reproducible() {
         );
         assert_eq!(h.reject().retry_after(), Some(open_for));
 
-        // The re-open grows ×2 around 20 s, jittered by the same fraction.
+        // A failed probe re-opens around the same base, with fresh jitter.
         advance(open_for).await;
         h.fail().await;
         let reopen = h.log.last().open_for().unwrap();
         assert!(
-            base.mul_f64(2.0 * (1.0 - jitter)) <= reopen
-                && reopen <= base.mul_f64(2.0 * (1.0 + jitter)),
+            lo <= reopen && reopen <= hi,
             "seed {seed}: re-open {reopen:?}"
         );
 
@@ -289,10 +301,10 @@ async fn default_config_trips_on_twenty_consecutive_failures() {
     assert_eq!(h.state(), Closed);
     h.fail().await;
     h.assert_tripped_once(TransitionReason::ConsecutiveFailures(20));
-    // 5 s ± 20 %.
+    // 5 s, shortened by up to 20 %.
     let open_for = h.log.last().open_for().unwrap();
     assert!(
-        Duration::from_secs(4) <= open_for && open_for <= Duration::from_secs(6),
+        Duration::from_secs(4) <= open_for && open_for <= Duration::from_secs(5),
         "{open_for:?}"
     );
 }

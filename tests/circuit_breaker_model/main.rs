@@ -34,6 +34,9 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 const MS: u64 = 1_000_000;
 const OPEN_MS: u64 = 100;
 const MAX_OPEN_MS: u64 = 400;
+/// A trip from closed less than this after probes closed the breaker grows
+/// the open duration.
+const FLAP_MS: u64 = 300;
 
 // === configuration ===
 
@@ -109,6 +112,7 @@ fn build_config(cfg: &Cfg, log: Arc<Mutex<Vec<Recorded>>>) -> CircuitBreakerConf
         .open_duration(Duration::from_millis(OPEN_MS))
         .open_duration_multiplier(2.0)
         .max_open_duration(Duration::from_millis(MAX_OPEN_MS))
+        .flap_window(Duration::from_millis(FLAP_MS))
         .half_open_max_calls(cfg.half_open_max)
         .success_threshold(cfg.success_threshold)
         .probe_timeout(Duration::from_millis(cfg.probe_timeout_ms))
@@ -179,7 +183,14 @@ fn op_strategy(failure_weight: u32, manual: bool) -> impl Strategy<Value = Op> {
     ];
     let advance = prop_oneof![
         1 => Just(1u64),
-        2 => prop::sample::select(vec![OPEN_MS - 1, OPEN_MS, 2 * OPEN_MS, MAX_OPEN_MS]),
+        2 => prop::sample::select(vec![
+            OPEN_MS - 1,
+            OPEN_MS,
+            2 * OPEN_MS,
+            FLAP_MS - 1,
+            FLAP_MS,
+            MAX_OPEN_MS,
+        ]),
         2 => (1..=8u64).prop_map(|k| k * 50),
         1 => 1..=500u64,
         1 => Just(1_000),
@@ -242,8 +253,13 @@ struct Model {
     /// Failure flags of the last `cfg.window` recorded outcomes of this closed phase.
     window: VecDeque<bool>,
     consecutive: u32,
-    /// Opens since the breaker last closed.
-    reopens: u32,
+    /// Growth steps of the open duration: each trip from closed less than
+    /// `FLAP_MS` after probes closed the breaker adds one, any other trip
+    /// from closed and any manual transition starts again at 0, and a failed
+    /// probe keeps it.
+    level: u32,
+    /// When probes last closed the breaker.
+    closed_at: Option<u64>,
     open_until: u64,
     open_since: Option<u64>,
     open_total: u64,
@@ -271,7 +287,8 @@ impl Model {
             generation: 0,
             window: VecDeque::new(),
             consecutive: 0,
-            reopens: 0,
+            level: 0,
+            closed_at: None,
             open_until: 0,
             open_since: None,
             open_total: 0,
@@ -291,9 +308,9 @@ impl Model {
         }
     }
 
-    /// base × 2^k, capped.
+    /// base × 2^level, capped.
     fn open_duration(&self) -> u64 {
-        let k = self.reopens.min(16);
+        let k = self.level.min(16);
         (OPEN_MS * MS * (1u64 << k)).min(MAX_OPEN_MS * MS)
     }
 
@@ -305,14 +322,25 @@ impl Model {
         if let Some(since) = self.open_since.take() {
             self.open_total += self.now - since;
         }
+        if reason == TransitionReason::Manual {
+            self.level = 0;
+            self.closed_at = None;
+        }
         let mut open_for = None;
         match to {
             CircuitState::Open => {
                 if from == CircuitState::Closed {
-                    self.reopens = 0;
+                    let flap = self.closed_at.is_some_and(|c| self.now - c < FLAP_MS * MS);
+                    // The level stops growing at the cap.
+                    self.level = if !flap {
+                        0
+                    } else if self.open_duration() < MAX_OPEN_MS * MS {
+                        self.level + 1
+                    } else {
+                        self.level
+                    };
                 }
                 let d = self.open_duration();
-                self.reopens += 1;
                 self.open_until = self.now + d;
                 self.open_since = Some(self.now);
                 self.opened += 1;
@@ -329,7 +357,9 @@ impl Model {
             CircuitState::Closed => {
                 self.window.clear();
                 self.consecutive = 0;
-                self.reopens = 0;
+                if from == CircuitState::HalfOpen {
+                    self.closed_at = Some(self.now);
+                }
                 if from != CircuitState::Closed {
                     self.closed += 1;
                 }
@@ -838,25 +868,35 @@ fn ignore(i: usize) -> Op {
 }
 
 #[test]
-fn rate_trip_backoff_and_close() {
-    // Two failures in two calls trip the rate rule; each failed probe doubles
-    // the open duration up to the cap (checked 1 ms before and at the end of
-    // each open period); a successful probe closes.
+fn failed_probes_keep_the_open_duration_and_flaps_grow_it() {
+    // Two failures in two calls trip the rate rule; a failed probe re-opens
+    // for the same 100 ms (checked 1 ms before and at its end); the probe
+    // after it closes.
     let mut ops = vec![Start, Start, fail(0), fail(0), Start, Advance(OPEN_MS)];
+    ops.extend([Start, fail(0), Advance(OPEN_MS - 1), Start, Advance(1)]);
+    ops.extend([Start, ok(0)]);
+    // Each re-trip less than FLAP_MS after the close doubles it up to the
+    // cap: 200, 400, 400 ms.
     for open in [2 * OPEN_MS, 4 * OPEN_MS, MAX_OPEN_MS] {
-        ops.extend([Start, fail(0), Advance(open - 1), Start, Advance(1)]);
+        ops.extend([Advance(FLAP_MS - 1), Start, Start, fail(0), fail(0)]);
+        ops.extend([Advance(open - 1), Start, Advance(1), Start, ok(0)]);
     }
-    ops.extend([Start, ok(0), Start, ok(0)]);
+    // Closed for the whole flap window: back to 100 ms.
+    ops.extend([Advance(FLAP_MS), Start, Start, fail(0), fail(0)]);
     let model = check(fixed(None, 1, 1), &ops);
-    let mut want = vec![FailureRate(100.0)];
-    for _ in 0..3 {
-        want.extend([OpenElapsed, ProbeFailed]);
-    }
+    let mut want = vec![FailureRate(100.0), OpenElapsed, ProbeFailed];
     want.extend([OpenElapsed, ProbesSucceeded]);
+    for _ in 0..3 {
+        want.extend([FailureRate(100.0), OpenElapsed, ProbesSucceeded]);
+    }
+    want.push(FailureRate(100.0));
     assert_eq!(reasons(&model), want);
     let open_for: Vec<_> = model.transitions.iter().filter_map(|t| t.3).collect();
     let ms = Duration::from_millis;
-    assert_eq!(open_for, [ms(100), ms(200), ms(400), ms(400)]);
+    assert_eq!(
+        open_for,
+        [ms(100), ms(100), ms(200), ms(400), ms(400), ms(100)]
+    );
 }
 
 #[test]
@@ -929,9 +969,9 @@ fn probe_slots_cancel_ignore_and_timeout() {
             Start,
             Start,          // rejected
             Advance(1_000), // no probe admitted for the probe timeout
-            Start,          // re-opens (200 ms) and is rejected
+            Start,          // re-opens (100 ms again) and is rejected
             Start,          // rejected: open
-            Advance(2 * OPEN_MS),
+            Advance(OPEN_MS),
             Start,
             ok(0), // late (previous half-open phase)
             ok(0), // late
