@@ -55,6 +55,16 @@ pub const CLIENTS: &[Client] = &[
         build: |backend, _| boxed(tower::retry::Retry::new(Budgeted::default(), backend)),
     },
     Client {
+        name: "tower-resilience retry",
+        build: |backend, _| {
+            // Its defaults: 3 attempts, exponential backoff from 100 ms, no
+            // budget; its breaker cannot run here (see the module docs).
+            let retry =
+                tower_resilience::retry::RetryLayer::<Call, (), BoxError>::builder().build();
+            boxed(retry.layer(backend))
+        },
+    },
+    Client {
         name: "failsafe",
         build: |backend, _| boxed(Failsafe::new(backend)),
     },
