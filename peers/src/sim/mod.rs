@@ -2,9 +2,10 @@
 //!
 //! One client (a bare backend, a retry, a peer's breaker, the steadfast
 //! preset, …) is offered one call per millisecond, 1,000 calls/s at an even
-//! rate, against a backend that dies and comes back on a fixed schedule.
+//! rate, against a backend that dies and comes back (on a schedule, or by
+//! its load when it flaps).
 //! Every attempt that reaches the backend is counted at the backend, every
-//! call's outcome at the caller, by the millisecond; [`measure`](report::measure)
+//! call's outcome at the caller, by the millisecond; [`measure`]
 //! turns that into the figures of the tables and [`plot`] into the SVGs.
 //!
 //! # Time
