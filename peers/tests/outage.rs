@@ -1,0 +1,97 @@
+//! The #13 targets of the steadfast preset's defaults in the outage
+//! simulation (`steadfast_peers::sim`), on tokio's paused clock: scenario A
+//! (1,000 calls/s, backend dead from 10 s to 40 s, run to 60 s) and A'
+//! (dead from 10 s to 310 s, run to 330 s), full scale — the runs take a
+//! few seconds in a debug build.
+//!
+//! The targets the code does not meet yet are asserted in ignored tests,
+//! each with the change it waits for.
+
+use std::time::Duration;
+
+use steadfast_peers::sim::clients::PRESET;
+use steadfast_peers::sim::report::{budget_target, preset_targets, Figures, Target};
+use steadfast_peers::sim::{measure, run, Scenario, CLIENTS};
+
+fn figures(client: &'static str, scenario: &Scenario) -> Figures {
+    let c = CLIENTS
+        .iter()
+        .find(|c| c.name == client)
+        .expect("a client of that name");
+    measure(c.name, scenario, &run(c, scenario).counts())
+}
+
+fn target<'a>(targets: &'a [Target], name: &str) -> &'a Target {
+    targets
+        .iter()
+        .find(|t| t.name.starts_with(name))
+        .expect("a target of that name")
+}
+
+fn assert_met(t: &Target) {
+    assert!(t.pass, "{}: {}", t.name, t.value);
+}
+
+/// Scenario A: the backend is spared, the outage is seen at once, and
+/// once the preset is back it stays back.
+#[test]
+fn preset_detects_fast_and_spares_the_backend() {
+    let f = figures(PRESET, &Scenario::A);
+    let targets = preset_targets(&f);
+    assert_met(target(&targets, "amplification"));
+    assert_met(target(&targets, "detect"));
+    assert_met(target(&targets, "≥ 99.5 %"));
+    // Nothing before the outage failed, nothing was left unfinished.
+    assert_eq!(f.phases[0].failed, 0);
+    assert_eq!(f.phases[0].attempts, f.phases[0].calls);
+}
+
+/// The same calls at the same instants give the same counts: the run
+/// depends on nothing but virtual time and seeds.
+#[test]
+fn runs_are_deterministic() {
+    let c = CLIENTS
+        .iter()
+        .find(|c| c.name == PRESET)
+        .expect("the preset");
+    let scenario = Scenario::A.scaled_down(4);
+    let (a, b) = (run(c, &scenario).counts(), run(c, &scenario).counts());
+    assert_eq!(a.attempts, b.attempts);
+    assert_eq!(a.outcome, b.outcome);
+}
+
+/// Scenario A: back within one base open duration (5 s) + 0.1 s of the
+/// backend's return. Today the open duration doubles on each failed probe
+/// (probes at 14.0 s, 22.4 s, 43.0 s): the run recovers 3.0 s after 40 s
+/// only because the third open period happens to end then; with another
+/// jitter seed it ends up to 7 s after (the issue measured 47.1 s). Met
+/// today with this seed; under the #13 rule with any seed.
+#[test]
+fn preset_recovers_within_the_base_open_duration_after_30s() {
+    let f = figures(PRESET, &Scenario::A);
+    assert_met(target(&preset_targets(&f), "recover"));
+    assert!(f.recover.is_some_and(|r| r <= Duration::from_millis(5_100)));
+}
+
+/// Scenario A': the same after a 300-s outage. Today the open duration has
+/// grown to its 60-s cap by then and the preset stays shut for the whole
+/// 20 s after.
+#[test]
+#[ignore = "needs the #13 breaker rule (no growth on failed probes)"]
+fn preset_recovers_within_the_base_open_duration_after_300s() {
+    let f = figures(PRESET, &Scenario::A_LONG);
+    let targets = preset_targets(&f);
+    assert_met(target(&targets, "recover"));
+    assert_met(target(&targets, "≥ 99.5 %"));
+    assert_met(target(&targets, "amplification"));
+}
+
+/// The retry budget alone spends smoothly: no 1-s window of the outage
+/// with more attempts than 1.5 × the offered calls. Today each window's
+/// allowance goes at once (2.95 × for about a second in every ten).
+#[test]
+#[ignore = "needs the #13 retry budget smoothing"]
+fn retry_budget_spends_smoothly() {
+    let f = figures("steadfast retry", &Scenario::A);
+    assert_met(&budget_target(&f));
+}
