@@ -1,7 +1,8 @@
 //! The retry budget on paused time: the floor, the share of requests, the
-//! sliding window, the estimate after a quiet period, refunds, refusals,
-//! concurrency (exact totals), validation and defaults, and a model check
-//! of the budget's arithmetic.
+//! sliding window, the pace (a tenth of the window's allowance per bucket),
+//! the estimate after a quiet period, refunds, refusals, concurrency (exact
+//! totals), validation and defaults, and a model check of the budget's
+//! arithmetic.
 
 use std::time::Duration;
 
@@ -31,6 +32,17 @@ fn drain(b: &RetryBudget) -> Vec<Withdrawal> {
     std::iter::from_fn(|| b.try_withdraw()).collect()
 }
 
+/// Drains each of the 10 buckets of a `window`, one after the other, and
+/// returns how many retries were taken in all; the clock ends one window on.
+async fn drain_window(b: &RetryBudget, window: Duration) -> usize {
+    let mut taken = 0;
+    for _ in 0..10 {
+        taken += drain(b).len();
+        time::advance(window / 10).await;
+    }
+    taken
+}
+
 /// (requests, retries, available) now.
 fn window(b: &RetryBudget) -> (u64, u64, u64) {
     let s = b.snapshot();
@@ -48,77 +60,89 @@ fn budgets_are_send_sync_clone_and_tokens_are_send() {
 
 #[tokio::test(start_paused = true)]
 async fn the_floor_alone_grants_min_per_second_times_window() {
+    // 10 retries per window of 2 s, at most one per bucket of 200 ms.
     let b = budget(0.0, 5, 2 * SEC);
-    assert_eq!(window(&b), (0, 0, 10));
-    assert_eq!(drain(&b).len(), 10);
+    assert_eq!(window(&b), (0, 0, 1));
+    for i in 0..10 {
+        assert_eq!(window(&b), (0, i, 1));
+        assert_eq!(drain(&b).len(), 1);
+        time::advance(Duration::from_millis(200)).await;
+    }
     let s = b.snapshot();
+    // t = 2 s: the retry of t = 0 has left the window.
     assert_eq!(
         (s.requests, s.retries, s.available, s.refused, s.refunded),
-        (0, 10, 0, 1, 0)
+        (0, 9, 1, 10, 0)
     );
-    // Still spent within the window, whole again once it has passed.
-    time::advance(Duration::from_millis(1_999)).await;
-    assert!(b.try_withdraw().is_none());
-    time::advance(Duration::from_millis(1)).await;
-    assert_eq!(window(&b), (0, 0, 10));
-    assert_eq!(drain(&b).len(), 10);
+    // Whole again once a window has passed without retries.
+    time::advance(2 * SEC).await;
+    assert_eq!(window(&b), (0, 0, 1));
+    assert_eq!(drain_window(&b, 2 * SEC).await, 10);
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_may_add_a_percentage_of_the_requests() {
     let b = budget(20.0, 0, 10 * SEC);
     deposit(&b, 100);
-    assert_eq!(window(&b), (100, 0, 20));
-    assert_eq!(drain(&b).len(), 20);
-    // 20 % of 104 is 20.8: rounded down; of 105, 21.
-    deposit(&b, 4);
-    assert!(b.try_withdraw().is_none());
-    deposit(&b, 1);
-    assert_eq!(drain(&b).len(), 1);
-    // More requests in the same bucket raise the limit again.
+    // 20 in the window, a tenth of them in this bucket.
+    assert_eq!(window(&b), (100, 0, 2));
+    assert_eq!(drain(&b).len(), 2);
+    // More requests in the same bucket raise its limit again: 20 % of 200
+    // is 40 in the window, 4 in the bucket.
     deposit(&b, 100);
-    assert_eq!(drain(&b).len(), 20);
-    assert_eq!(window(&b), (205, 41, 0));
+    assert_eq!(window(&b), (200, 2, 2));
+    assert_eq!(drain(&b).len(), 2);
+    // Over the window, 40 in all.
+    assert_eq!(drain_window(&b, 10 * SEC).await, 36);
 
+    // 20 % of 104 is 20.8: rounded down; of 105, 21 (3 a bucket at most).
+    for (requests, retries) in [(104, 20), (105, 21)] {
+        let b = budget(20.0, 0, 10 * SEC);
+        deposit(&b, requests);
+        assert_eq!(drain_window(&b, 10 * SEC).await, retries);
+    }
     // Fractional and above-100 % shares, and the floor added on top.
-    let b = budget(12.5, 0, 10 * SEC);
-    deposit(&b, 80);
-    assert_eq!(drain(&b).len(), 10);
-    let b = budget(250.0, 0, 10 * SEC);
-    deposit(&b, 4);
-    assert_eq!(drain(&b).len(), 10);
-    let b = budget(50.0, 1, 10 * SEC);
-    deposit(&b, 7);
-    assert_eq!(drain(&b).len(), 10 + 3);
+    for (percent, min, requests, retries) in
+        [(12.5, 0, 80, 10), (250.0, 0, 4, 10), (50.0, 1, 7, 10 + 3)]
+    {
+        let b = budget(percent, min, 10 * SEC);
+        deposit(&b, requests);
+        assert_eq!(drain_window(&b, 10 * SEC).await, retries, "{percent}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn old_requests_and_retries_leave_the_window() {
     // 50 %, no floor, 10 s window in buckets of 1 s.
     let b = budget(50.0, 0, 10 * SEC);
-    deposit(&b, 20);
-    assert_eq!(window(&b), (20, 0, 10));
-    assert_eq!(drain(&b).len(), 10);
+    deposit(&b, 200);
+    // 100 retries in the window, at most 10 a bucket.
+    let mut taken = 0;
+    for _ in 0..5 {
+        taken += drain(&b).len();
+        time::advance(SEC).await;
+    }
+    assert_eq!(taken, 50);
 
-    time::advance(5 * SEC).await;
-    // This refusal is the first withdrawal of its bucket: it notes the
-    // deposits so far, which dates the next ones to this bucket.
-    assert!(b.try_withdraw().is_none());
-    deposit(&b, 10);
-    assert_eq!(window(&b), (30, 10, 5));
+    // t = 5 s: the first withdrawal of this bucket notes the deposits so
+    // far, which dates the next ones to this bucket.
+    assert_eq!(drain(&b).len(), 10);
+    deposit(&b, 100);
+    // 150 in the window, 15 in this bucket, 10 of which are taken.
+    assert_eq!(window(&b), (300, 60, 5));
     assert_eq!(drain(&b).len(), 5);
 
-    // t = 10 s: the 20 requests and 10 retries of t = 0 have left.
+    // t = 10 s: the 200 requests and 10 retries of t = 0 have left.
     time::advance(5 * SEC).await;
-    assert_eq!(window(&b), (10, 5, 0));
+    assert_eq!(window(&b), (100, 55, 0));
     assert!(b.try_withdraw().is_none());
 
-    // t = 15 s: so have those of t = 5 s.
+    // t = 15 s: so have those of t = 1 s to 5 s.
     time::advance(5 * SEC).await;
     assert_eq!(window(&b), (0, 0, 0));
     deposit(&b, 4);
-    assert_eq!(window(&b), (4, 0, 2));
-    assert_eq!(drain(&b).len(), 2);
+    assert_eq!(window(&b), (4, 0, 1));
+    assert_eq!(drain(&b).len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -131,9 +155,10 @@ async fn an_outage_after_a_quiet_period_gets_a_share_of_the_last_window_only() {
     }
     // 10,000 requests since the budget was built, 20 % of which would be
     // 2,000 retries. The window (9 whole buckets at the start of the 10th)
-    // gets its share at the average rate: 900 requests, 180 retries.
-    assert_eq!(window(&b), (900, 0, 180));
-    assert_eq!(drain(&b).len(), 180);
+    // gets its share at the average rate: 900 requests, 180 retries, 18 of
+    // them in this bucket.
+    assert_eq!(window(&b), (900, 0, 18));
+    assert_eq!(drain(&b).len(), 18);
 
     // The outage goes on: every request fails and retries as much as it may.
     let mut taken = Vec::new();
@@ -142,12 +167,11 @@ async fn an_outage_after_a_quiet_period_gets_a_share_of_the_last_window_only() {
         deposit(&b, 100);
         taken.push(drain(&b).len());
     }
-    // The retries of t = 100 s fill the window until they leave it; then
-    // the next window's 20 % of 900 requests, and so on.
-    let mut expected = vec![0; 30];
-    for t in [110, 120, 130] {
-        expected[t - 101] = 180;
-    }
+    // Each bucket counts the requests since the first retry of the outage
+    // (k × 100 at t = 100 + k s): its tenth of 20 % of them, until the
+    // window holds nine buckets of requests (900, 18 retries a bucket).
+    // Never the window's whole allowance at once.
+    let expected: Vec<usize> = (1..=30).map(|k| 2 * k.min(9)).collect();
     assert_eq!(taken, expected);
     // Never more than 20 % of the 1,000 requests of any 10 s.
     for w in taken.windows(10) {
@@ -157,37 +181,44 @@ async fn an_outage_after_a_quiet_period_gets_a_share_of_the_last_window_only() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refund_restores_one_retry() {
-    // Three retries per window of 1 s (buckets of 100 ms).
+    // Three retries per window of 1 s, at most one per bucket of 100 ms.
     let b = budget(0.0, 3, SEC);
-    let mut taken = drain(&b);
-    assert_eq!(taken.len(), 3);
-    b.refund(taken.pop().unwrap());
-    assert_eq!(window(&b), (0, 2, 1));
-    let again = b.try_withdraw().expect("the refunded retry");
+    let first = b.try_withdraw().expect("one in this bucket");
+    assert!(b.try_withdraw().is_none());
+    time::advance(Duration::from_millis(100)).await;
+    let second = b.try_withdraw().unwrap();
+    time::advance(Duration::from_millis(100)).await;
+    let third = b.try_withdraw().unwrap();
+    time::advance(Duration::from_millis(100)).await;
+    assert_eq!(window(&b), (0, 3, 0));
     assert!(b.try_withdraw().is_none());
 
-    // A refund into an earlier bucket of the window counts too.
-    time::advance(Duration::from_millis(300)).await;
-    assert!(b.try_withdraw().is_none());
-    b.refund(taken.pop().unwrap());
+    // A refund into an earlier bucket of the window counts.
+    b.refund(first);
     assert_eq!(window(&b), (0, 2, 1));
-    let later = b.try_withdraw().expect("refunded from an earlier bucket");
+    let fourth = b.try_withdraw().expect("refunded from an earlier bucket");
+    // So does one into the current bucket.
+    b.refund(fourth);
+    assert_eq!(window(&b), (0, 2, 1));
+    let fourth = b.try_withdraw().expect("the refunded retry");
     assert!(b.try_withdraw().is_none());
 
     // A refund for a bucket that has left the window changes nothing.
-    time::advance(Duration::from_millis(700)).await;
-    assert_eq!(window(&b), (0, 1, 2));
-    b.refund(taken.pop().unwrap());
-    b.refund(again);
-    assert_eq!(window(&b), (0, 1, 2));
-    b.refund(later);
-    assert_eq!(window(&b), (0, 0, 3));
+    // t = 1.1 s: the window holds the third and fourth.
+    time::advance(Duration::from_millis(800)).await;
+    assert_eq!(window(&b), (0, 2, 1));
+    b.refund(second);
+    assert_eq!(window(&b), (0, 2, 1));
+    b.refund(third);
+    assert_eq!(window(&b), (0, 1, 1));
+    b.refund(fourth);
+    assert_eq!(window(&b), (0, 0, 1));
     assert_eq!(b.snapshot().refunded, 5);
 
     // A withdrawal from another budget is ignored.
     let other = budget(0.0, 3, SEC);
     b.refund(other.try_withdraw().unwrap());
-    assert_eq!(window(&b), (0, 0, 3));
+    assert_eq!(window(&b), (0, 0, 1));
     assert_eq!(b.snapshot().refunded, 5);
 }
 
@@ -196,12 +227,12 @@ async fn refusals_are_counted_and_clones_share_one_budget() {
     let b = budget(20.0, 0, 10 * SEC);
     let clone = b.clone();
     deposit(&clone, 10);
-    assert_eq!(drain(&b).len(), 2);
+    assert_eq!(drain(&b).len(), 1);
     for _ in 0..4 {
         assert!(clone.try_withdraw().is_none());
     }
     let s = b.snapshot();
-    assert_eq!((s.requests, s.retries, s.refused), (10, 2, 5));
+    assert_eq!((s.requests, s.retries, s.refused), (10, 1, 5));
     assert_eq!(clone.snapshot(), s);
     // Snapshots only read.
     assert_eq!(b.snapshot().refused, 5);
@@ -209,12 +240,16 @@ async fn refusals_are_counted_and_clones_share_one_budget() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lagging_clock_withdraws_from_the_newest_bucket() {
-    let b = budget(0.0, 1, 10 * SEC); // 10 retries per 10 s
+    let b = budget(0.0, 2, 10 * SEC); // 20 retries per 10 s, 2 per second
     let t0 = Instant::now();
     time::advance(5 * SEC).await;
     let _first = b.try_withdraw().unwrap();
     // A caller that read the clock at t = 0 is counted at t = 5 s.
     let _late = b.try_withdraw_at(t0).unwrap();
+    assert!(
+        b.try_withdraw_at(t0).is_none(),
+        "the bucket of t = 5 s is full"
+    );
     time::advance(Duration::from_millis(9_999)).await;
     assert_eq!(b.snapshot().retries, 2);
     assert_eq!(b.snapshot_at(t0).retries, 2);
@@ -232,8 +267,9 @@ fn concurrent_withdrawals_never_take_more_than_the_allowance() {
     // scheduling, so the total is exact.
     let b = budget(20.0, 10, 10 * SEC);
     let now = Instant::now();
-    deposit(&b, 1_000);
-    let allowance = 10 * 10 + 1_000 / 5;
+    deposit(&b, 10_000);
+    // A tenth of the window's 10/s × 10 s + 20 % of 10,000: the bucket's pace.
+    let allowance = (10 * 10 + 10_000 / 5) / 10;
     let taken: u64 = rt.block_on(async {
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -266,7 +302,7 @@ fn concurrent_withdrawals_never_take_more_than_the_allowance() {
 
 #[test]
 fn concurrent_withdrawals_and_refunds_keep_exact_accounts() {
-    let b = budget(0.0, 50, 10 * SEC); // 500 retries
+    let b = budget(0.0, 500, 10 * SEC); // 500 retries in this bucket
     let now = Instant::now();
     let (kept, refunded) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -317,7 +353,8 @@ fn concurrent_deposits_are_all_counted() {
     }
     let s = b.snapshot_at(now);
     assert_eq!(s.requests, 82_000);
-    assert_eq!(s.available, 82_000 / 5);
+    // 20 % of them in the window, a tenth of that in this bucket.
+    assert_eq!(s.available, 82_000 / 5 / 10);
 }
 
 #[test]
@@ -364,15 +401,15 @@ async fn defaults_are_20_percent_10_per_second_over_10_seconds() {
         for part in ["percent: 20.0", "min_per_second: 10", "window: 10s"] {
             assert!(debug.contains(part), "{debug}");
         }
-        // The floor: 10/s over 10 s.
-        assert_eq!(window(&b), (0, 0, 100));
+        // The floor: 10/s over 10 s, a tenth of it in each bucket of 1 s.
+        assert_eq!(window(&b), (0, 0, 10));
         deposit(&b, 50);
-        assert_eq!(window(&b), (50, 0, 110));
-        assert_eq!(drain(&b).len(), 110);
-        time::advance(Duration::from_millis(9_999)).await;
-        assert!(b.try_withdraw().is_none());
-        time::advance(Duration::from_millis(1)).await;
-        assert_eq!(window(&b), (0, 0, 100));
+        assert_eq!(window(&b), (50, 0, 11));
+        assert_eq!(drain_window(&b, 10 * SEC).await, 110);
+        // t = 10 s: the requests and the 11 retries of t = 0 have left.
+        assert_eq!(window(&b), (0, 99, 1));
+        time::advance(10 * SEC).await;
+        assert_eq!(window(&b), (0, 0, 10));
     }
 }
 
@@ -408,8 +445,9 @@ proptest! {
     /// With a withdrawal at the start of every bucket (so that every bucket
     /// is sampled before its deposits), the budget grants exactly what the
     /// rule says: a withdrawal succeeds iff the retries in the last 10
-    /// buckets are fewer than `min_per_second × window + percent × deposits
-    /// in those buckets`, rounded down.
+    /// buckets are fewer than the allowance `min_per_second × window +
+    /// percent × deposits in those buckets`, rounded down, and the retries
+    /// in the current bucket fewer than a tenth of the allowance, rounded up.
     #[test]
     fn the_budget_follows_its_rule(
         percent in prop::sample::select(vec![0.0, 1.0, 12.5, 20.0, 50.0, 100.0, 250.0]),
@@ -445,7 +483,9 @@ proptest! {
             let attempt = |retries: &mut Vec<u64>, deposits: &[u64], held: &mut Vec<Vec<Withdrawal>>, n: usize| {
                 let in_window: u64 = retries[first..].iter().sum();
                 let got = b.try_withdraw_at(now);
-                prop_assert_eq!(got.is_some(), in_window < allowed(deposits), "step {} attempt {}", i, n);
+                let allowed = allowed(deposits);
+                let fits = in_window < allowed && retries[i] < allowed.div_ceil(10);
+                prop_assert_eq!(got.is_some(), fits, "step {} attempt {}", i, n);
                 if let Some(w) = got {
                     if s.refund_every > 0 && n % s.refund_every == 0 {
                         b.refund(w);
@@ -479,7 +519,11 @@ proptest! {
             let in_window: u64 = retries[first..].iter().sum();
             prop_assert_eq!(snap.requests, requests, "step {}", i);
             prop_assert_eq!(snap.retries, in_window, "step {}", i);
-            prop_assert_eq!(snap.available, allowed(&deposits).saturating_sub(in_window), "step {}", i);
+            let allowed = allowed(&deposits);
+            let available = allowed
+                .saturating_sub(in_window)
+                .min(allowed.div_ceil(10).saturating_sub(retries[i]));
+            prop_assert_eq!(snap.available, available, "step {}", i);
         }
     }
 }
