@@ -183,8 +183,10 @@
 //! the bottom one for every user request, just when it is least able to take
 //! them. A [`RetryBudget`] bounds the total instead: retries may add at most
 //! a percentage of recent requests (20 %) plus a small floor (10 per second)
-//! over a window (10 s). In an outage the extra load stays at 20 %; during a
-//! short blip there is budget to spare. It is on by default, shared by every
+//! over a window (10 s), and at most a tenth of that in any tenth of the
+//! window, so that an outage never gets the window's allowance in one
+//! burst. In an outage the extra load stays at 20 %; during a short blip
+//! there is budget to spare. It is on by default, shared by every
 //! service of the layer (and by any other layer given the same budget); a
 //! refused retry returns the last real result and is counted
 //! ([`RetrySnapshot::refused_by_budget`]).
