@@ -18,38 +18,41 @@ use crate::error::{is_own_rejection, BoxError};
 /// cancelled) frees a probe slot and records nothing.
 pub(crate) struct Guard<C> {
     node: Arc<Node<C>>,
-    ticket: Ticket,
-    armed: bool,
+    /// `None` once the outcome is recorded.
+    ticket: Option<Ticket>,
 }
 
 impl<C> Guard<C> {
+    #[inline]
     pub(crate) fn new(node: Arc<Node<C>>, ticket: Ticket) -> Self {
         Self {
             node,
-            ticket,
-            armed: true,
+            ticket: Some(ticket),
         }
     }
 
+    /// Records the call's outcome, once.
     #[inline]
-    fn finish<T>(mut self, result: &Result<T, BoxError>)
+    fn finish<T>(&mut self, result: &Result<T, BoxError>)
     where
         C: Classify<T, BoxError>,
     {
-        self.armed = false;
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
         let outcome = match result {
             Err(e) if is_own_rejection(e.as_ref()) => Outcome::Ignored,
             _ => self.node.classifier.classify(result),
         };
         let core = &self.node.core;
-        core.complete(self.ticket, outcome, || core.now());
+        core.complete(ticket, outcome, || core.now());
     }
 }
 
 impl<C> Drop for Guard<C> {
     fn drop(&mut self) {
-        if self.armed {
-            self.node.core.cancel(self.ticket);
+        if let Some(ticket) = self.ticket {
+            self.node.core.cancel(ticket);
         }
     }
 }
@@ -69,7 +72,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            guard: Option<Guard<C>>,
+            guard: Guard<C>,
         },
         Rejected {
             error: Option<CircuitOpen>,
@@ -80,10 +83,7 @@ pin_project! {
 impl<F, C> ResponseFuture<F, C> {
     pub(crate) fn called(future: F, guard: Guard<C>) -> Self {
         Self {
-            kind: Kind::Called {
-                future,
-                guard: Some(guard),
-            },
+            kind: Kind::Called { future, guard },
         }
     }
 
@@ -119,9 +119,7 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, guard } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                if let Some(guard) = guard.take() {
-                    guard.finish(&result);
-                }
+                guard.finish(&result);
                 Poll::Ready(result)
             }
             KindProj::Rejected { error } => {

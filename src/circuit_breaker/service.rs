@@ -97,6 +97,11 @@ pub(crate) fn admit<C>(node: &Arc<Node<C>>) -> Result<Guard<C>, CircuitOpen> {
 }
 
 /// Waits until the breaker admits a call and reserves it in `wait.permit`.
+///
+/// Out of line: the default mode's `poll_ready` stays small enough to be
+/// inlined (with this inlined into it, it was a call of its own with a
+/// 264-byte frame on every call).
+#[inline(never)]
 fn poll_admission<C>(wait: &mut Waiting<C>, nodes: &Nodes<C>, cx: &mut Context<'_>) -> Poll<()> {
     loop {
         if wait.permit.is_some() {

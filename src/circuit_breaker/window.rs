@@ -1,9 +1,10 @@
 //! The sliding windows behind the failure-rate and slow-call-rate rules.
 //!
 //! * [`CountWindow`]: the last `n` calls, a true ring. One shared sequence
-//!   number picks the slot; a slot is only written when its value changes, so
-//!   a healthy stream of successes reads the ring and writes nothing but the
-//!   sequence number.
+//!   number picks the slot; a slot is only written when its value changes.
+//!   Once the ring is full and holds only successes, a success writes
+//!   nothing at all (it reads the sequence number and the two aggregates):
+//!   healthy traffic on several cores shares the ring's cache lines.
 //! * [`TimeWindow`]: the last `d`, in buckets. There is one set of buckets
 //!   per core (a thread's stripe picks one; a keyed breaker's per-key window
 //!   has one set), so two cores rarely write the
@@ -97,6 +98,13 @@ impl CountWindow {
 
     #[inline]
     fn record(&self, failure: bool, slow: bool) {
+        if !failure && !slow && self.full_of_successes() {
+            // Every slot holds a success: recording one more changes no
+            // slot, and where the ring's cursor stands does not matter
+            // either (each slot that may fall out next is a success). No
+            // write, so healthy traffic on several cores shares the line.
+            return;
+        }
         let seq = self.seq.fetch_add(1, Relaxed);
         let slot = &self.slots[(seq % self.size) as usize];
         let new = RECORDED | if failure { FAILED } else { 0 } | if slow { SLOW } else { 0 };
@@ -107,6 +115,19 @@ impl CountWindow {
         let old = slot.swap(new, Relaxed);
         Self::adjust(&self.agg.failures, old & FAILED != 0, failure);
         Self::adjust(&self.agg.slow, old & SLOW != 0, slow);
+    }
+
+    /// The ring is full and holds neither failures nor slow calls, as the
+    /// aggregates say. A failure being recorded at the same moment may be
+    /// in its slot but not yet in them: the success is then ordered before
+    /// it, which leaves the same ring (every slot it could have taken held a
+    /// success). An aggregate that dipped below zero reads as non-zero, so
+    /// the shortcut is not taken then.
+    #[inline]
+    fn full_of_successes(&self) -> bool {
+        self.seq.load(Relaxed) >= self.size
+            && self.agg.failures.load(Relaxed) == 0
+            && self.agg.slow.load(Relaxed) == 0
     }
 
     #[inline]

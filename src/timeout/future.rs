@@ -22,19 +22,57 @@ pin_project! {
     }
 }
 
-/// What the timer means when it fires.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Limit {
-    /// The attempt's own timeout.
-    Attempt(Duration),
-    /// The call's deadline, given `Some(budget)` when this layer set it.
-    Deadline(Option<Duration>),
+/// What the timer means when it fires, packed in 8 bytes (the response
+/// future is moved whole whenever it is awaited, so every byte of it is
+/// copied): the kind in the top two bits, a duration in nanoseconds in the
+/// other 62.
+///
+/// A duration is kept exactly up to 2^62 ns (about 146 years) and saturates
+/// there. Longer timeouts cannot fire anyway: the timer is set at most 30
+/// years ahead ([`Deadline::after_from`](crate::deadline::Deadline::after_from)).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit(u64);
+
+const KIND_SHIFT: u32 = 62;
+const NANOS: u64 = (1 << KIND_SHIFT) - 1;
+/// The attempt's own timeout.
+const ATTEMPT: u64 = 0;
+/// The call's deadline, with no budget to report.
+const DEADLINE: u64 = 1 << KIND_SHIFT;
+/// The call's deadline, with the budget this layer gave the call.
+const DEADLINE_BUDGET: u64 = 2 << KIND_SHIFT;
+
+/// Nanoseconds, saturating at what a [`Limit`] holds.
+#[inline]
+fn packed_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).map_or(NANOS, |n| n.min(NANOS))
 }
 
 impl Limit {
+    /// The attempt's own timeout.
+    #[inline]
+    pub(crate) fn attempt(timeout: Duration) -> Self {
+        Self(ATTEMPT | packed_nanos(timeout))
+    }
+
+    /// The call's deadline, given `Some(budget)` when this layer set it.
+    #[inline]
+    pub(crate) fn deadline(budget: Option<Duration>) -> Self {
+        match budget {
+            Some(budget) => Self(DEADLINE_BUDGET | packed_nanos(budget)),
+            None => Self(DEADLINE),
+        }
+    }
+
+    #[inline]
+    fn duration(self) -> Duration {
+        Duration::from_nanos(self.0 & NANOS)
+    }
+
     fn error(self) -> BoxError {
-        match self {
-            Limit::Attempt(timeout) => {
+        match self.0 & !NANOS {
+            ATTEMPT => {
+                let timeout = self.duration();
                 tracing::debug!(
                     target: "steadfast::timeout",
                     layer = "timeout",
@@ -45,7 +83,21 @@ impl Limit {
                 );
                 Box::new(Elapsed::new(timeout))
             }
-            Limit::Deadline(budget) => deadline_exceeded(budget),
+            DEADLINE_BUDGET => deadline_exceeded(Some(self.duration())),
+            _ => deadline_exceeded(None),
+        }
+    }
+}
+
+impl fmt::Debug for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 & !NANOS {
+            ATTEMPT => f.debug_tuple("Attempt").field(&self.duration()).finish(),
+            DEADLINE_BUDGET => f
+                .debug_tuple("Deadline")
+                .field(&Some(self.duration()))
+                .finish(),
+            _ => f.debug_tuple("Deadline").field(&None::<Duration>).finish(),
         }
     }
 }

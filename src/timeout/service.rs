@@ -31,6 +31,8 @@ const WITH_DEADLINE: &str = "steadfast::timeout::WithDeadline";
 pub struct Timeout<S, D = NoDeadline> {
     inner: S,
     timeout: Duration,
+    /// `timeout`, packed once for every response future.
+    limit: Limit,
     deadline: D,
 }
 
@@ -39,6 +41,7 @@ impl<S, D> Timeout<S, D> {
         Self {
             inner,
             timeout,
+            limit: Limit::attempt(timeout),
             deadline,
         }
     }
@@ -84,19 +87,21 @@ where
         // when the deadline piece just outside read the clock in this same
         // `call` (the preset stack).
         let now = crate::deadline::scope_now().unwrap_or_else(Instant::now);
-        let (at, limit) = match self.deadline.deadline_of(&req) {
-            Some(deadline) if Deadline::after_from(now, self.timeout) > deadline => {
-                (deadline.instant(), Limit::Deadline(None))
-            }
-            _ => (
-                Deadline::after_from(now, self.timeout).instant(),
-                Limit::Attempt(self.timeout),
+        let attempt = Deadline::after_from(now, self.timeout);
+        // With the time this timer allows: the timeout, or the time left
+        // (not computed when the timeout is what runs: without
+        // `deadline_aware` nothing reads it).
+        let (at, limit, allowed) = match self.deadline.deadline_of(&req) {
+            Some(deadline) if attempt > deadline => (
+                deadline.instant(),
+                Limit::deadline(None),
+                deadline.remaining_at(now),
             ),
+            _ => (attempt.instant(), self.limit, self.timeout),
         };
         // The next hop gets what this timer allows (gRPC: `grpc-timeout`),
         // not the whole call's time left; nothing without `deadline_aware`.
-        self.deadline
-            .propagate_attempt_timeout(&mut req, at.saturating_duration_since(now));
+        self.deadline.propagate_attempt_timeout(&mut req, allowed);
         match runtime::checked_already() {
             // This task's runtime has a timer: the sleep is made in place.
             Ok(()) => {
@@ -233,7 +238,7 @@ where
         DeadlineFuture::running(ResponseFuture::new(
             future,
             sleep,
-            Limit::Deadline(Some(remaining)),
+            Limit::deadline(Some(remaining)),
         ))
     }
 }
