@@ -60,13 +60,16 @@ struct RetryState<R> {
 
 pin_project! {
     #[project = StateProj]
+    // The timers are boxed: a tokio `Sleep` is 96 bytes, and held inline it
+    // would make every response future that large, though only a call that
+    // is retried ever sleeps (and it allocates its `RetryState` then too).
     enum State<F> {
         Calling { #[pin] future: F },
-        Sleeping { #[pin] sleep: Sleep },
+        Sleeping { sleep: Pin<Box<Sleep>> },
         // Waiting for the service to be ready for the next attempt; if it
         // is not ready at once and the call has a deadline, a timer at the
         // deadline bounds the wait.
-        Readying { #[pin] until: Option<Sleep> },
+        Readying { until: Option<Pin<Box<Sleep>>> },
     }
 }
 
@@ -224,10 +227,10 @@ where
                 }
             }
             StateProj::Sleeping { sleep } => {
-                ready!(sleep.poll(cx));
+                ready!(sleep.as_mut().poll(cx));
                 this.state.set(State::Readying { until: None });
             }
-            StateProj::Readying { mut until } => {
+            StateProj::Readying { until } => {
                 let ready = match this.service.poll_ready(cx) {
                     Poll::Ready(ready) => ready,
                     Poll::Pending => {
@@ -235,21 +238,19 @@ where
                         // rely on this (the preset's deadline has no timer
                         // of its own when an attempt timeout covers it).
                         if let Some(deadline) = *this.deadline {
-                            if until.is_none() {
-                                until.set(Some(tokio::time::sleep_until(deadline.instant())));
-                            }
-                            if let Some(sleep) = until.as_pin_mut() {
-                                if sleep.poll(cx).is_ready() {
-                                    // Nothing was sent: the withdrawal goes
-                                    // back (Pending's drop).
-                                    let expired: BoxError = Box::new(DeadlineExceeded::new(None));
-                                    return Poll::Ready(skip(
-                                        this.shared,
-                                        Skip::Deadline,
-                                        *this.attempts,
-                                        Err(expired),
-                                    ));
-                                }
+                            let sleep = until.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline.instant()))
+                            });
+                            if sleep.as_mut().poll(cx).is_ready() {
+                                // Nothing was sent: the withdrawal goes
+                                // back (Pending's drop).
+                                let expired: BoxError = Box::new(DeadlineExceeded::new(None));
+                                return Poll::Ready(skip(
+                                    this.shared,
+                                    Skip::Deadline,
+                                    *this.attempts,
+                                    Err(expired),
+                                ));
                             }
                         }
                         return Poll::Pending;
@@ -441,7 +442,7 @@ where
         this.state.set(State::Readying { until: None });
     } else {
         this.state.set(State::Sleeping {
-            sleep: tokio::time::sleep_until(wake),
+            sleep: Box::pin(tokio::time::sleep_until(wake)),
         });
     }
     None
