@@ -289,8 +289,14 @@ proptest! {
         // Whatever it returns is a code it could also have read as digits.
         let round = GrpcCode::from_header_bytes(code.as_i32().to_string().as_bytes());
         prop_assert_eq!(round, code);
-        // One or two ASCII digits name the code of their value.
-        if !bytes.is_empty() && bytes.len() <= 2 && bytes.iter().all(u8::is_ascii_digit) {
+        // One or two ASCII digits without a leading zero name the code of
+        // their value; "00".."09" are not canonical and read as Unknown.
+        let canonical = !(bytes.len() == 2 && bytes[0] == b'0');
+        if !bytes.is_empty()
+            && bytes.len() <= 2
+            && canonical
+            && bytes.iter().all(u8::is_ascii_digit)
+        {
             let value: i32 = std::str::from_utf8(&bytes).unwrap().parse().unwrap();
             prop_assert_eq!(code, GrpcCode::from_i32(value));
         } else {
