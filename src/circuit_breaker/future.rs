@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::error::CircuitOpen;
+use super::error::{BreakerError, CircuitOpen};
 use super::service::Node;
 use super::state::Ticket;
 use crate::classify::{Classify, Outcome};
@@ -112,7 +112,7 @@ where
     E: Into<BoxError>,
     C: Classify<T, BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<T, BreakerError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -120,13 +120,14 @@ where
             KindProj::Called { future, guard } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 guard.finish(&result);
-                Poll::Ready(result)
+                Poll::Ready(result.map_err(BreakerError::Inner))
             }
             KindProj::Rejected { error } => {
                 let error = error
                     .take()
                     .expect("circuit breaker ResponseFuture polled after completion");
-                Poll::Ready(Err(Box::new(error)))
+                // In place: a rejection allocates nothing.
+                Poll::Ready(Err(BreakerError::Open(error)))
             }
         }
     }

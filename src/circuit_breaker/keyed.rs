@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::config::CircuitBreakerConfig;
+use super::error::BreakerError;
 use super::future::ResponseFuture;
 use super::handle::CircuitBreakerHandle;
 use super::service::{admit, Node, Nodes};
@@ -555,11 +556,13 @@ where
     C: Classify<S::Response, BoxError> + Clone,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = BreakerError;
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| BreakerError::Inner(e.into()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {

@@ -159,10 +159,20 @@
 //!
 //! # Errors
 //!
-//! The service's error type is [`BoxError`](crate::BoxError): the inner
-//! service's errors pass through (converted with `Into`), and a rejected call
-//! fails with [`CircuitOpen`](error::CircuitOpen), which carries the state
-//! and, while open, the time until the next probe.
+//! The service's error type is [`BreakerError`](error::BreakerError): the
+//! inner service's error (converted with `Into` to a
+//! [`BoxError`](crate::BoxError)), or a [`CircuitOpen`](error::CircuitOpen)
+//! rejection, which carries the state and, while open, the time until the
+//! next probe. The rejection is held in place, so an open breaker refuses a
+//! call without a heap allocation.
+//!
+//! `BreakerError` reads like a `BoxError`: it dereferences to
+//! `dyn Error + Send + Sync` (`err.downcast_ref::<CircuitOpen>()`,
+//! [`is_caused_by`](crate::is_caused_by)`(&*err)`), and converts into a
+//! `BoxError` with `From`/`?`, unwrapping the inner error, so it fits every
+//! layer and client that asks for `Error: Into<BoxError>`. In the
+//! [preset stack](crate::stack) the error is a `BoxError` as for every
+//! other piece.
 //!
 //! # Ordering
 //!

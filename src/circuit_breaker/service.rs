@@ -9,7 +9,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::error::CircuitOpen;
+use super::error::{BreakerError, CircuitOpen};
 use super::future::{Guard, ResponseFuture};
 use super::state::Core;
 use crate::classify::Classify;
@@ -251,14 +251,14 @@ where
     C: Classify<S::Response, BoxError>,
 {
     type Response = S::Response;
-    type Error = BoxError;
+    type Error = BreakerError;
     type Future = ResponseFuture<S::Future, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // The inner service first: a reserved probe slot should not sit idle
         // while the inner service is not ready.
-        ready!(self.inner.poll_ready(cx)).map_err(Into::into)?;
+        ready!(self.inner.poll_ready(cx)).map_err(|e| BreakerError::Inner(e.into()))?;
         match &mut self.wait {
             None => Poll::Ready(Ok(())),
             Some(wait) => poll_admission(wait, &self.nodes, cx).map(Ok),

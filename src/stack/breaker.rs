@@ -136,8 +136,8 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self {
             Self::Off(s) => s.poll_ready(cx).map_err(Into::into),
-            Self::Single(s) => s.poll_ready(cx),
-            Self::Keyed(s) => s.poll_ready(cx),
+            Self::Single(s) => s.poll_ready(cx).map_err(Into::into),
+            Self::Keyed(s) => s.poll_ready(cx).map_err(Into::into),
         }
     }
 

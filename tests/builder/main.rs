@@ -65,7 +65,7 @@ fn three_attempts() -> RetryConfig {
         .unwrap()
 }
 
-fn is_circuit_open(err: &BoxError) -> bool {
+fn is_circuit_open<E: steadfast::AsError + ?Sized>(err: &E) -> bool {
     matches!(Rejection::of(err), Some(Rejection::CircuitOpen { .. }))
 }
 

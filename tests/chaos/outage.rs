@@ -61,7 +61,13 @@ async fn simulate() -> (Vec<(Step, CircuitState)>, FaultSnapshot, usize) {
     let mut steps = Vec::new();
     for i in 0..600u32 {
         tokio::time::sleep_until(origin + MS(100) * i).await;
-        let result: Result<u32, BoxError> = svc.ready().await.unwrap().call(i).await;
+        let result: Result<u32, BoxError> = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(i)
+            .await
+            .map_err(BoxError::from);
         let step = match result {
             Ok(_) => Step::Ok,
             Err(e) if matches!(Rejection::of(&e), Some(Rejection::CircuitOpen { .. })) => {

@@ -165,8 +165,9 @@ where
             self.mock.poll_request().is_pending(),
             "a rejected call reached the inner service"
         );
-        *err.downcast::<CircuitOpen>()
+        err.downcast_ref::<CircuitOpen>()
             .expect("the rejection is a CircuitOpen")
+            .clone()
     }
 }
 
@@ -215,7 +216,7 @@ where
             Ok(res) => self.send.send_response(res),
             Err(err) => self.send.send_error(err),
         }
-        assert_ready!(self.call.poll())
+        assert_ready!(self.call.poll()).map_err(BoxError::from)
     }
 }
 

@@ -92,7 +92,7 @@ enum Req {
     Hang,
 }
 
-fn rejected_state(err: &BoxError) -> CircuitState {
+fn rejected_state(err: &(dyn std::error::Error + Send + Sync + 'static)) -> CircuitState {
     err.downcast_ref::<CircuitOpen>()
         .unwrap_or_else(|| panic!("expected CircuitOpen, got {err}"))
         .state()
@@ -224,7 +224,7 @@ async fn half_open_admits_at_most_max_probes_under_load() {
         for r in results {
             match r.expect("task panicked") {
                 Ok(()) => ok += 1,
-                Err(e) => assert_eq!(rejected_state(&e), CircuitState::HalfOpen, "round {round}"),
+                Err(e) => assert_eq!(rejected_state(&*e), CircuitState::HalfOpen, "round {round}"),
             }
         }
         assert_eq!(ok, MAX_PROBES, "round {round}");
@@ -337,7 +337,7 @@ async fn dropped_probes_free_their_slots() {
                     }
                 };
                 // Admitted probes hang, so only a rejection finishes.
-                assert_eq!(rejected_state(&res.unwrap_err()), CircuitState::HalfOpen);
+                assert_eq!(rejected_state(&*res.unwrap_err()), CircuitState::HalfOpen);
                 tokio::task::yield_now().await;
             }
         })
@@ -388,7 +388,7 @@ async fn dropped_probes_free_their_slots() {
         assert!(p.poll().is_pending(), "a free slot was refused");
     }
     match last.poll() {
-        Poll::Ready(Err(e)) => assert_eq!(rejected_state(&e), CircuitState::HalfOpen),
+        Poll::Ready(Err(e)) => assert_eq!(rejected_state(&*e), CircuitState::HalfOpen),
         other => panic!("the probe beyond the limit was not rejected: {other:?}"),
     }
     assert_eq!(handle.snapshot().probes_in_flight, MAX_PROBES);

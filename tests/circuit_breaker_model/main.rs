@@ -634,7 +634,11 @@ async fn start<S>(
     outstanding: &mut Vec<Call<S::Future>>,
 ) -> Result<bool, String>
 where
-    S: Service<oneshot::Receiver<Outcome>, Response = Outcome, Error = BoxError>,
+    S: Service<
+        oneshot::Receiver<Outcome>,
+        Response = Outcome,
+        Error = steadfast::circuit_breaker::error::BreakerError,
+    >,
 {
     let (tx, rx) = oneshot::channel();
     let fut = svc
@@ -672,7 +676,7 @@ fn complete<F>(
     outcome: Outcome,
 ) -> Result<(), String>
 where
-    F: Future<Output = Result<Outcome, BoxError>>,
+    F: Future<Output = Result<Outcome, steadfast::circuit_breaker::error::BreakerError>>,
 {
     let Call {
         ticket,

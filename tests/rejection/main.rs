@@ -39,7 +39,7 @@ async fn tripped_breaker_error() -> BoxError {
     let first = svc.clone().oneshot(()).await.unwrap_err();
     assert_eq!(Rejection::of(&first), None, "the backend's own failure");
     assert_eq!(layer.handle().state(), CircuitState::Open);
-    svc.oneshot(()).await.unwrap_err()
+    svc.oneshot(()).await.unwrap_err().into()
 }
 
 /// An error wrapping another as its `source()`, as a transport or a
