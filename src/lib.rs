@@ -45,7 +45,7 @@
 //!     Ok(product) => println!("{product}"),
 //!     Err(e) => match Rejection::of(&e) {
 //!         Some(Rejection::CircuitOpen { .. }) => println!("serve the fallback"),
-//!         _ => return Err(e),
+//!         _ => return Err(e.into()), // BreakerError → BoxError
 //!     },
 //! }
 //! # Ok(())
