@@ -80,9 +80,9 @@
 //!
 //! Layers that add failures of their own return [`BoxError`], and each
 //! failure is a small public struct — [`CircuitOpen`], [`BulkheadFull`],
-//! [`DeadlineExceeded`], [`Elapsed`] — to downcast (`err.is::<CircuitOpen>()`)
-//! or to find anywhere in a source chain with [`is_caused_by`].
-//! [`Rejection::of`] folds the four into one enum to `match` on. Every
+//! [`RateLimited`], [`DeadlineExceeded`], [`Elapsed`] — to downcast
+//! (`err.is::<CircuitOpen>()`) or to find anywhere in a source chain with
+//! [`is_caused_by`]. [`Rejection::of`] folds the five into one enum to `match` on. Every
 //! `build()` returns [`InvalidConfig`] naming the field instead of
 //! panicking.
 //!

@@ -122,6 +122,7 @@ impl GrpcCode {
     /// | error | code |
     /// |---|---|
     /// | `CircuitOpen`, `BulkheadFull` | `Unavailable`: never sent, try again later |
+    /// | `RateLimited` | `ResourceExhausted`: over the rate limit, try again after a while |
     /// | `DeadlineExceeded`, `Elapsed` | `DeadlineExceeded` |
     /// | tonic's `TimeoutExpired` (feature `tonic`) | `DeadlineExceeded`, as `Elapsed`: the `Channel`'s twin of our attempt timer (tonic itself says `Cancelled`) |
     ///
@@ -164,12 +165,14 @@ pub(crate) fn own_error_in<'a>(
     err: &'a (dyn Error + 'static),
 ) -> Option<(GrpcCode, &'a (dyn Error + 'static))> {
     use crate::error::is_attempt_timeout_link;
-    use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded};
+    use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, RateLimited};
 
     let mut current: Option<&'a (dyn Error + 'static)> = Some(err);
     while let Some(e) = current {
         let code = if e.is::<CircuitOpen>() || e.is::<BulkheadFull>() {
             Some(GrpcCode::Unavailable)
+        } else if e.is::<RateLimited>() {
+            Some(GrpcCode::ResourceExhausted)
         } else if e.is::<DeadlineExceeded>() || is_attempt_timeout_link(e) {
             Some(GrpcCode::DeadlineExceeded)
         } else {

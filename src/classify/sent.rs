@@ -16,7 +16,7 @@
 //! | hyper-util's legacy client error with `is_connect()` (it displays as `client error (Connect)`) | the connector failed: DNS, TCP or TLS, before any request byte |
 //! | `reqwest::Error::is_connect()` (feature `reqwest`) | the same, as reqwest reports it |
 //! | HTTP/2 `REFUSED_STREAM` (as `h2` reports it: "refused stream before processing any application logic") | the server refused the stream before any application logic, RFC 9113 §8.7 |
-//! | this crate's `CircuitOpen` and `BulkheadFull` | rejected before the call |
+//! | this crate's `CircuitOpen`, `BulkheadFull` and `RateLimited` | rejected before the call |
 //!
 //! Everything else — an attempt timeout (`Elapsed`), a reset or closed
 //! connection, a protocol error, any error this module does not know — is
@@ -130,9 +130,10 @@ fn walk(err: &(dyn Error + 'static), depth: usize) -> bool {
 
 /// One link of the chain.
 fn proves_not_sent(e: &(dyn Error + 'static)) -> bool {
-    use crate::rejection::{BulkheadFull, CircuitOpen};
+    use crate::rejection::{BulkheadFull, CircuitOpen, RateLimited};
 
-    if e.is::<NotSent>() || e.is::<CircuitOpen>() || e.is::<BulkheadFull>() {
+    if e.is::<NotSent>() || e.is::<CircuitOpen>() || e.is::<BulkheadFull>() || e.is::<RateLimited>()
+    {
         return true;
     }
     if let Some(io) = e.downcast_ref::<io::Error>() {

@@ -22,6 +22,7 @@ fn collect(out: &mut Samples, s: &MetricsSnapshot) {
         &[
             ("rejected_circuit_open", s.rejected_circuit_open),
             ("rejected_bulkhead_full", s.rejected_bulkhead_full),
+            ("rejected_rate_limited", s.rejected_rate_limited),
             ("deadline_exceeded", s.deadline_exceeded),
             ("timed_out", s.timed_out),
         ],

@@ -148,6 +148,10 @@ families! {
         "Keys with a breaker of their own, for breakers kept one per key.";
     RETRY_BUDGET_AVAILABLE: "resilience.retry.budget.available", "resilience_retry_budget_available", Gauge, "{retry}", ["name"], Sum,
         "Retries the retry budget would allow now.";
+    RATE_LIMIT_AVAILABLE: "resilience.rate_limit.available", "resilience_rate_limit_available", Gauge, "{call}", ["name"], Sum,
+        "Calls the rate limiter would admit at once now.";
+    RATE_LIMIT_WAITING: "resilience.rate_limit.waiting", "resilience_rate_limit_waiting", Gauge, "{call}", ["name"], Sum,
+        "Calls waiting in the rate limiter's queue for their turn.";
     CALL_DURATION: "resilience.call.duration", "resilience_call_duration_seconds", Histogram, "s", ["name"], Sum,
         "How long finished calls took through the metrics layer, whatever the outcome.";
     ATTEMPT_DURATION: "resilience.attempt.duration", "resilience_attempt_duration_seconds", Histogram, "s", ["name"], Sum,

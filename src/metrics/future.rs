@@ -68,6 +68,7 @@ fn own_ending(counts: &Counts, err: &BoxError) -> Option<Outcome> {
     match Rejection::of(err) {
         Some(Rejection::CircuitOpen { .. }) => count(&counts.circuit_open),
         Some(Rejection::BulkheadFull { .. }) => count(&counts.bulkhead_full),
+        Some(Rejection::RateLimited { .. }) => count(&counts.rate_limited),
         Some(Rejection::DeadlineExceeded { .. }) => count(&counts.deadline_exceeded),
         Some(Rejection::TimedOut { .. }) => {
             count(&counts.timed_out);

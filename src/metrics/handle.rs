@@ -15,6 +15,7 @@ pub(crate) struct Counts {
     pub(crate) ignored: Count,
     pub(crate) circuit_open: Count,
     pub(crate) bulkhead_full: Count,
+    pub(crate) rate_limited: Count,
     pub(crate) deadline_exceeded: Count,
     pub(crate) timed_out: Count,
     pub(crate) cancelled: Count,
@@ -59,6 +60,7 @@ impl Core {
             in_flight: started.saturating_sub(finished),
             rejected_circuit_open: get(|c| &c.circuit_open),
             rejected_bulkhead_full: get(|c| &c.bulkhead_full),
+            rejected_rate_limited: get(|c| &c.rate_limited),
             deadline_exceeded: get(|c| &c.deadline_exceeded),
             timed_out: get(|c| &c.timed_out),
             duration: self.duration.snapshot(),
@@ -149,6 +151,8 @@ pub struct MetricsSnapshot {
     pub rejected_circuit_open: u64,
     /// Calls ended by a full bulkhead ([`BulkheadFull`](crate::BulkheadFull)).
     pub rejected_bulkhead_full: u64,
+    /// Calls ended by a rate limiter ([`RateLimited`](crate::RateLimited)).
+    pub rejected_rate_limited: u64,
     /// Calls ended by their deadline
     /// ([`DeadlineExceeded`](crate::DeadlineExceeded)).
     pub deadline_exceeded: u64,
@@ -165,6 +169,7 @@ impl MetricsSnapshot {
     pub fn rejected(&self) -> u64 {
         self.rejected_circuit_open
             .saturating_add(self.rejected_bulkhead_full)
+            .saturating_add(self.rejected_rate_limited)
             .saturating_add(self.deadline_exceeded)
             .saturating_add(self.timed_out)
     }
@@ -175,7 +180,7 @@ impl fmt::Display for MetricsSnapshot {
         write!(
             f,
             "{}: {} calls | ok {} failed {} ignored {} cancelled {} | in flight {} | \
-             open {} full {} deadline {} timeout {} | {}",
+             open {} full {} limited {} deadline {} timeout {} | {}",
             self.name,
             self.calls,
             self.successes,
@@ -185,6 +190,7 @@ impl fmt::Display for MetricsSnapshot {
             self.in_flight,
             self.rejected_circuit_open,
             self.rejected_bulkhead_full,
+            self.rejected_rate_limited,
             self.deadline_exceeded,
             self.timed_out,
             self.duration,

@@ -78,7 +78,7 @@
 //! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
 //! counters). Counters count since the layer was made. `name` is the
 //! instance's name (`""` when it has none); `layer` one of `metrics`,
-//! `circuit_breaker`, `retry`, `bulkhead`, `idempotency`, `chaos`; `outcome` one of
+//! `circuit_breaker`, `retry`, `bulkhead`, `rate_limit`, `idempotency`, `chaos`; `outcome` one of
 //! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
 //! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
 //! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -98,6 +98,8 @@
 //! | `resilience.circuit.slow_call_rate` | `resilience_circuit_slow_call_rate` | gauge | `1` | `name` | Slow calls over calls in the breaker's current window, 0 to 1; absent while the window is empty. |
 //! | `resilience.circuit.keys` | `resilience_circuit_keys` | gauge | `{breaker}` | `name` | Keys with a breaker of their own, for breakers kept one per key. |
 //! | `resilience.retry.budget.available` | `resilience_retry_budget_available` | gauge | `{retry}` | `name` | Retries the retry budget would allow now. |
+//! | `resilience.rate_limit.available` | `resilience_rate_limit_available` | gauge | `{call}` | `name` | Calls the rate limiter would admit at once now. |
+//! | `resilience.rate_limit.waiting` | `resilience_rate_limit_waiting` | gauge | `{call}` | `name` | Calls waiting in the rate limiter's queue for their turn. |
 //! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
 //! | `resilience.attempt.duration` | `resilience_attempt_duration_seconds` | histogram | `s` | `name` | How long each attempt of the retry layer took. |
 //!
@@ -111,10 +113,11 @@
 //!
 //! | layer | events |
 //! |---|---|
-//! | `metrics` | `rejected_circuit_open`, `rejected_bulkhead_full`, `deadline_exceeded`, `timed_out` (calls this crate's layers ended, as the metrics layer saw them) |
+//! | `metrics` | `rejected_circuit_open`, `rejected_bulkhead_full`, `rejected_rate_limited`, `deadline_exceeded`, `timed_out` (calls this crate's layers ended, as the metrics layer saw them) |
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
+//! | `rate_limit` | `waited`, `rejected`, `rejected_after_waiting`, `cancelled_waiting` |
 //! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
 //! | `chaos` | `passed`, `delayed`, `injected_error`, `injected_response`, `hang`, `refused`, `reset` (what a [`FaultLayer`](crate::chaos::FaultLayer) did to the calls it saw) |
 //!

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{BulkheadFull, CircuitOpen, CircuitState, DeadlineExceeded, Elapsed, FullReason};
+use super::{
+    BulkheadFull, CircuitOpen, CircuitState, DeadlineExceeded, Elapsed, FullReason, RateLimited,
+};
 use crate::error::{chain, AsError};
 
 /// Why one of this crate's layers ended a call, found anywhere in an error's
@@ -40,11 +42,11 @@ use crate::error::{chain, AsError};
 /// ```
 ///
 /// Each variant carries what its error type does; the error types
-/// themselves ([`CircuitOpen`], [`BulkheadFull`], [`DeadlineExceeded`],
-/// [`Elapsed`]) stay the thing to downcast to or build in tests. The enum
-/// and its variants are `#[non_exhaustive]`: later layers (a rate limiter)
-/// add variants, and variants may gain fields, so match with `..` and keep
-/// a catch-all arm.
+/// themselves ([`CircuitOpen`], [`BulkheadFull`], [`RateLimited`],
+/// [`DeadlineExceeded`], [`Elapsed`]) stay the thing to downcast to or
+/// build in tests. The enum and its variants are `#[non_exhaustive]`: later
+/// layers add variants, and variants may gain fields, so match with `..`
+/// and keep a catch-all arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -67,6 +69,15 @@ pub enum Rejection {
         /// The bulkhead's limit when it refused the call.
         max_concurrent: usize,
         /// How long the call waited for a slot.
+        waited: Duration,
+    },
+    /// The rate limiter refused the call ([`RateLimited`]); it was never
+    /// sent.
+    #[non_exhaustive]
+    RateLimited {
+        /// How long until a call would be admitted.
+        retry_after: Duration,
+        /// How long the call waited for its turn.
         waited: Duration,
     },
     /// The whole call's deadline passed ([`DeadlineExceeded`]). The call
@@ -105,6 +116,11 @@ impl Rejection {
                     max_concurrent: full.max_concurrent(),
                     waited: full.waited(),
                 })
+            } else if let Some(limited) = e.downcast_ref::<RateLimited>() {
+                Some(Self::RateLimited {
+                    retry_after: limited.retry_after(),
+                    waited: limited.waited(),
+                })
             } else if let Some(late) = e.downcast_ref::<DeadlineExceeded>() {
                 Some(Self::DeadlineExceeded {
                     budget: late.budget(),
@@ -126,29 +142,34 @@ impl Rejection {
         matches!(self, Self::TimedOut { .. })
     }
 
-    /// `true` when the call never left this process (the breaker or the
-    /// bulkhead refused it), so sending it again elsewhere cannot run it
-    /// twice. A timeout or a deadline may have cut a call the backend
+    /// `true` when the call never left this process (the breaker, the
+    /// bulkhead or the rate limiter refused it), so sending it again
+    /// elsewhere cannot run it twice. A timeout or a deadline may have cut a call the backend
     /// already received.
     pub const fn is_not_sent(&self) -> bool {
-        matches!(self, Self::CircuitOpen { .. } | Self::BulkheadFull { .. })
+        matches!(
+            self,
+            Self::CircuitOpen { .. } | Self::BulkheadFull { .. } | Self::RateLimited { .. }
+        )
     }
 
     /// How long until the breaker admits a probe, for an open breaker's
-    /// rejection; `None` otherwise.
+    /// rejection, or until the rate limiter admits a call; `None` otherwise.
     pub const fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::CircuitOpen { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
 
     /// The lowercase name used in events and metrics: `circuit_open`,
-    /// `bulkhead_full`, `deadline_exceeded`, `timed_out`.
+    /// `bulkhead_full`, `rate_limited`, `deadline_exceeded`, `timed_out`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::CircuitOpen { .. } => "circuit_open",
             Self::BulkheadFull { .. } => "bulkhead_full",
+            Self::RateLimited { .. } => "rate_limited",
             Self::DeadlineExceeded { .. } => "deadline_exceeded",
             Self::TimedOut { .. } => "timed_out",
         }

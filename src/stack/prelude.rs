@@ -57,7 +57,9 @@ pub use crate::deadline::Deadline;
 pub use crate::error::{cause_ref, is_caused_by, BoxError, InvalidConfig};
 #[cfg(feature = "http")]
 pub use crate::idempotency::{IdempotencyKeyLayer, IdempotencyLayer};
-pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};
+pub use crate::rejection::{
+    BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, RateLimited, Rejection,
+};
 pub use crate::retry::{Backoff, Jitter, RetryBudget, RetryConfig, RetryLayer};
 pub use crate::timeout::{DeadlineLayer, TimeoutLayer};
 

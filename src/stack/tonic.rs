@@ -36,6 +36,7 @@ use crate::error::BoxError;
 /// | error | `Status` code |
 /// |---|---|
 /// | `CircuitOpen`, `BulkheadFull` | UNAVAILABLE (never sent; try later or elsewhere) |
+/// | `RateLimited` | RESOURCE_EXHAUSTED (never sent; over the rate limit) |
 /// | `DeadlineExceeded`, `Elapsed` | DEADLINE_EXCEEDED |
 /// | `tonic::TimeoutExpired` | DEADLINE_EXCEEDED (tonic itself says CANCELLED) |
 ///

@@ -243,11 +243,12 @@ async fn samples_have_the_values_the_layers_counted() {
         [
             "rejected_circuit_open",
             "rejected_bulkhead_full",
+            "rejected_rate_limited",
             "deadline_exceeded",
             "timed_out"
         ]
         .map(|e| event("metrics", e)),
-        [1.0, 0.0, 0.0, 0.0]
+        [1.0, 0.0, 0.0, 0.0, 0.0]
     );
     assert_eq!(
         [
