@@ -190,12 +190,15 @@ pub mod deadline;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod metrics;
+pub mod rate_limit;
 pub mod retry;
 pub mod stack;
 pub mod timeout;
 
 pub use crate::builder::ServiceBuilderExt;
 pub use crate::error::{cause_ref, is_caused_by, AsError, BoxError, InvalidConfig};
-pub use crate::rejection::{BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, Rejection};
+pub use crate::rejection::{
+    BulkheadFull, CircuitOpen, DeadlineExceeded, Elapsed, RateLimited, Rejection,
+};
 pub use crate::stack::prelude;
 pub use crate::stack::{ResilienceHandle, ResilienceLayer};

@@ -1,0 +1,337 @@
+//! The limiter: GCRA on one atomic word, and a FIFO queue for the callers
+//! that wait.
+//!
+//! # The algorithm
+//!
+//! GCRA (the generic cell rate algorithm) keeps one number, the
+//! *theoretical arrival time* `tat`: when the limiter would next be idle if
+//! every admitted call had come exactly on schedule, one `interval` (the
+//! period divided by the rate) apart. A call at `now` conforms when
+//!
+//! ```text
+//! max(tat, now) + interval - now <= burst * interval      (the span)
+//! ```
+//!
+//! and is then admitted by moving `tat` to `max(tat, now) + interval`. An
+//! idle limiter (`tat <= now`) admits `burst` calls at once; after that, one
+//! per `interval`. Over any window of length `w`, at most
+//! `burst + floor(w / interval)` calls conform, whoever makes them.
+//!
+//! # The word
+//!
+//! `tat` is kept in nanoseconds since the limiter was built, shifted left by
+//! one, with a `SLOW` flag in bit 0: `[tat: 63 | SLOW: 1]` (63 bits of
+//! nanoseconds last 292 years).
+//!
+//! * **Admit** (fast path): when `SLOW` is clear and the call conforms, one
+//!   compare-and-swap moves `tat`. No lock, no allocation.
+//! * `SLOW` is set, under the queue lock, exactly while callers wait. The
+//!   fast path then stays away, so a newcomer never overtakes a waiter, and
+//!   `tat` is written only under the lock.
+//! * **Waiting**: the waiters form a queue, oldest first, each with an id
+//!   (strictly increasing, so found by binary search) and a waker. Only the
+//!   head of the queue may take a cell: it sleeps until its call conforms,
+//!   takes it under the lock and wakes the next head. A waiter that gives
+//!   up or is dropped leaves the queue and, if it was the head, wakes the
+//!   next one: it never took a cell, so nothing is lost and everyone behind
+//!   it moves up.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::metrics::CachePadded;
+use crate::sync::{lock, AtomicU64, Mutex};
+
+/// Set while callers wait.
+const SLOW: u64 = 1;
+
+/// The largest `burst * interval`, in nanoseconds (2^61, about 73 years),
+/// so that no sum of a time and a span overflows 63 bits.
+pub(crate) const MAX_SPAN_NANOS: u64 = u64::MAX >> 3;
+
+/// What [`Limiter::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    /// The call conformed after all (the queue was empty): it is admitted.
+    Admitted,
+    /// The call waits in the queue under this id.
+    Queued(u64),
+    /// The call cannot be served in time (or the queue is at its bound); it
+    /// would conform this long from now had nobody else come.
+    Rejected(Duration),
+}
+
+/// What [`Limiter::poll_waiter`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// The waiter took its cell and left the queue: it is admitted.
+    Admitted,
+    /// The waiter is at the head of the queue; its call conforms at this
+    /// instant (nanoseconds since the limiter's origin). It should sleep
+    /// until then and poll again.
+    HeadAt(u64),
+    /// Someone is ahead; the waiter is woken when it moves to the head.
+    Behind,
+}
+
+pub(crate) struct Limiter {
+    /// `[tat: 63 | SLOW: 1]`, alone on its cache lines: every call writes it.
+    state: CachePadded<AtomicU64>,
+    /// Nanoseconds between two cells: the period divided by the rate,
+    /// rounded up (so the limiter never admits more than configured).
+    interval: u64,
+    /// `burst * interval`.
+    span: u64,
+    /// Time zero of the word.
+    origin: Instant,
+    /// A mirror of the queue's length, for lock-free reading.
+    waiting: AtomicU64,
+    queue: Mutex<Queue>,
+}
+
+struct Queue {
+    /// Waiters, oldest first; ids strictly increasing.
+    waiters: VecDeque<Waiter>,
+    next_id: u64,
+}
+
+struct Waiter {
+    id: u64,
+    waker: Option<Waker>,
+}
+
+impl Queue {
+    fn find(&self, id: u64) -> Option<usize> {
+        self.waiters.binary_search_by_key(&id, |w| w.id).ok()
+    }
+}
+
+impl Limiter {
+    /// A limiter of one cell per `interval` nanoseconds with `burst` cells
+    /// at once. The caller has checked `interval >= 1`, `burst >= 1` and
+    /// `interval * burst <= MAX_SPAN_NANOS`.
+    pub(crate) fn new(interval: u64, burst: u64, origin: Instant) -> Self {
+        Self {
+            state: CachePadded(AtomicU64::new(0)),
+            interval,
+            span: interval * burst,
+            origin,
+            waiting: AtomicU64::new(0),
+            queue: Mutex::new(Queue {
+                waiters: VecDeque::new(),
+                next_id: 0,
+            }),
+        }
+    }
+
+    /// `now` in the word's nanoseconds.
+    #[inline]
+    pub(crate) fn nanos(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.origin);
+        // `as_nanos` is a u128; 2^63 ns is 292 years.
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX >> 2)
+    }
+
+    /// The instant of `nanos` in the word's time.
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        self.origin + Duration::from_nanos(nanos)
+    }
+
+    /// The time between two cells, in nanoseconds.
+    pub(crate) fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// The time between two cells.
+    pub(crate) fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval)
+    }
+
+    /// The cells an idle limiter admits at once.
+    pub(crate) fn burst(&self) -> u64 {
+        self.span / self.interval
+    }
+
+    /// Takes a cell if the call at `now` conforms and nobody waits.
+    /// `Err(Some(wait))`: it would conform `wait` nanoseconds from now;
+    /// `Err(None)`: callers are waiting (the queue decides).
+    #[inline]
+    pub(crate) fn try_acquire(&self, now: u64) -> Result<(), Option<u64>> {
+        let mut current = self.state.load(Relaxed);
+        loop {
+            if current & SLOW != 0 {
+                return Err(None);
+            }
+            let next = match self.conform(current >> 1, now) {
+                Ok(next) => next,
+                Err(wait) => return Err(Some(wait)),
+            };
+            match self
+                .state
+                .compare_exchange_weak(current, next << 1, AcqRel, Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The new `tat` if a call at `now` conforms to `tat`, else how long
+    /// until it would (never zero).
+    #[inline]
+    fn conform(&self, tat: u64, now: u64) -> Result<u64, u64> {
+        let next = tat.max(now) + self.interval;
+        let ahead = next - now;
+        if ahead <= self.span {
+            Ok(next)
+        } else {
+            Err(ahead - self.span)
+        }
+    }
+
+    /// How long until a call at `now` would conform, ignoring the queue:
+    /// zero when it would now.
+    pub(crate) fn wait_at(&self, now: u64) -> u64 {
+        let tat = self.state.load(Acquire) >> 1;
+        self.conform(tat, now).err().unwrap_or(0)
+    }
+
+    /// The cells a call at `now` could take at once, had nobody queued.
+    pub(crate) fn available_at(&self, now: u64) -> u64 {
+        let tat = self.state.load(Acquire) >> 1;
+        let used = tat.saturating_sub(now);
+        self.span.saturating_sub(used) / self.interval
+    }
+
+    /// The callers waiting now.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.waiting.load(Relaxed)
+    }
+
+    /// The slow path of a call that did not conform at `now` and may wait
+    /// until `until` (nanoseconds, absolute): admits it if it conforms after
+    /// all and nobody waits, queues it if its turn comes by `until` with the
+    /// queue as it is and fewer than `max_waiting` wait, else rejects it.
+    /// `waker` is stored for the queued caller.
+    pub(crate) fn enqueue(
+        &self,
+        now: u64,
+        until: u64,
+        max_waiting: usize,
+        waker: &Waker,
+    ) -> Enqueued {
+        let mut q = lock(&self.queue);
+        let tat = if q.waiters.is_empty() {
+            // Shut the fast path out first, so that `tat` holds still.
+            let before = self.state.fetch_or(SLOW, AcqRel);
+            let tat = before >> 1;
+            if let Ok(next) = self.conform(tat, now) {
+                self.state.store(next << 1, Relaxed);
+                return Enqueued::Admitted;
+            }
+            tat
+        } else {
+            self.state.load(Acquire) >> 1
+        };
+        // With `k` waiting ahead, this call's turn comes when `k + 1` more
+        // cells conform: `tat + (k + 1) * interval - span`.
+        let ahead = q.waiters.len() as u64;
+        let turn = tat
+            .saturating_add((ahead + 1).saturating_mul(self.interval))
+            .saturating_sub(self.span)
+            .max(now);
+        if turn > until || q.waiters.len() >= max_waiting {
+            if q.waiters.is_empty() {
+                self.state.fetch_and(!SLOW, AcqRel);
+            }
+            // `turn > now` here: the call did not conform.
+            return Enqueued::Rejected(Duration::from_nanos(turn.saturating_sub(now).max(1)));
+        }
+        let id = q.next_id;
+        q.next_id += 1;
+        q.waiters.push_back(Waiter {
+            id,
+            waker: Some(waker.clone()),
+        });
+        self.waiting.store(q.waiters.len() as u64, Relaxed);
+        Enqueued::Queued(id)
+    }
+
+    /// Polls the waiter `id` at `now`: the head takes its cell when its call
+    /// conforms. `waker` replaces the stored one.
+    pub(crate) fn poll_waiter(&self, id: u64, now: u64, waker: &Waker) -> Turn {
+        let mut q = lock(&self.queue);
+        let Some(at) = q.find(id) else {
+            // Only the waiter removes itself: it must be queued.
+            debug_assert!(false, "a rate-limit waiter polled after it left the queue");
+            return Turn::Admitted;
+        };
+        if at > 0 {
+            set_waker(&mut q.waiters[at].waker, waker);
+            return Turn::Behind;
+        }
+        let tat = self.state.load(Acquire) >> 1;
+        match self.conform(tat, now) {
+            Ok(next) => {
+                q.waiters.pop_front();
+                self.waiting.store(q.waiters.len() as u64, Relaxed);
+                let slow = if q.waiters.is_empty() { 0 } else { SLOW };
+                self.state.store(next << 1 | slow, Relaxed);
+                let next_head = q.waiters.front_mut().and_then(|w| w.waker.take());
+                drop(q);
+                if let Some(w) = next_head {
+                    w.wake();
+                }
+                Turn::Admitted
+            }
+            Err(wait) => {
+                set_waker(&mut q.waiters[0].waker, waker);
+                Turn::HeadAt(now + wait)
+            }
+        }
+    }
+
+    /// Takes the waiter `id` out of the queue (it gave up, or its future was
+    /// dropped). If it was the head, the next one is woken to take over.
+    pub(crate) fn cancel_waiter(&self, id: u64) {
+        let mut q = lock(&self.queue);
+        let Some(at) = q.find(id) else {
+            return;
+        };
+        q.waiters.remove(at);
+        self.waiting.store(q.waiters.len() as u64, Relaxed);
+        if q.waiters.is_empty() {
+            self.state.fetch_and(!SLOW, AcqRel);
+            return;
+        }
+        if at == 0 {
+            let next_head = q.waiters.front_mut().and_then(|w| w.waker.take());
+            drop(q);
+            if let Some(w) = next_head {
+                w.wake();
+            }
+        }
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("interval", &self.interval())
+            .field("burst", &self.burst())
+            .field("waiting", &self.waiting())
+            .finish()
+    }
+}
