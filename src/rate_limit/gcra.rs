@@ -79,14 +79,51 @@ pub(crate) enum Turn {
     Behind,
 }
 
+/// A rate in the word's nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rate {
+    /// Nanoseconds between two cells: the period divided by the rate,
+    /// rounded up (so the limiter never admits more than configured).
+    pub(crate) interval: u64,
+    /// `burst * interval`.
+    pub(crate) span: u64,
+}
+
+impl Rate {
+    /// One cell per `interval` nanoseconds, `burst` at once. The caller
+    /// has checked `interval >= 1`, `burst >= 1` and
+    /// `interval * burst <= MAX_SPAN_NANOS`.
+    pub(crate) const fn new(interval: u64, burst: u64) -> Self {
+        Self {
+            interval,
+            span: interval * burst,
+        }
+    }
+
+    /// The new `tat` if a call at `now` conforms to `tat`, else how long
+    /// until it would (never zero).
+    #[inline]
+    pub(crate) fn conform(self, tat: u64, now: u64) -> Result<u64, u64> {
+        let next = tat.max(now) + self.interval;
+        let ahead = next - now;
+        if ahead <= self.span {
+            Ok(next)
+        } else {
+            Err(ahead - self.span)
+        }
+    }
+
+    /// The cells a call at `now` could take at once.
+    pub(crate) fn available(self, tat: u64, now: u64) -> u64 {
+        let used = tat.saturating_sub(now);
+        self.span.saturating_sub(used) / self.interval
+    }
+}
+
 pub(crate) struct Limiter {
     /// `[tat: 63 | SLOW: 1]`, alone on its cache lines: every call writes it.
     state: CachePadded<AtomicU64>,
-    /// Nanoseconds between two cells: the period divided by the rate,
-    /// rounded up (so the limiter never admits more than configured).
-    interval: u64,
-    /// `burst * interval`.
-    span: u64,
+    rate: Rate,
     /// Time zero of the word.
     origin: Instant,
     /// A mirror of the queue's length, for lock-free reading.
@@ -112,14 +149,11 @@ impl Queue {
 }
 
 impl Limiter {
-    /// A limiter of one cell per `interval` nanoseconds with `burst` cells
-    /// at once. The caller has checked `interval >= 1`, `burst >= 1` and
-    /// `interval * burst <= MAX_SPAN_NANOS`.
-    pub(crate) fn new(interval: u64, burst: u64, origin: Instant) -> Self {
+    /// A limiter of `rate`, its word's time zero at `origin`.
+    pub(crate) fn new(rate: Rate, origin: Instant) -> Self {
         Self {
             state: CachePadded(AtomicU64::new(0)),
-            interval,
-            span: interval * burst,
+            rate,
             origin,
             waiting: AtomicU64::new(0),
             queue: Mutex::new(Queue {
@@ -144,17 +178,17 @@ impl Limiter {
 
     /// The time between two cells, in nanoseconds.
     pub(crate) fn interval_nanos(&self) -> u64 {
-        self.interval
+        self.rate.interval
     }
 
     /// The time between two cells.
     pub(crate) fn interval(&self) -> Duration {
-        Duration::from_nanos(self.interval)
+        Duration::from_nanos(self.rate.interval)
     }
 
     /// The cells an idle limiter admits at once.
     pub(crate) fn burst(&self) -> u64 {
-        self.span / self.interval
+        self.rate.span / self.rate.interval
     }
 
     /// Takes a cell if the call at `now` conforms and nobody waits.
@@ -181,17 +215,9 @@ impl Limiter {
         }
     }
 
-    /// The new `tat` if a call at `now` conforms to `tat`, else how long
-    /// until it would (never zero).
     #[inline]
     fn conform(&self, tat: u64, now: u64) -> Result<u64, u64> {
-        let next = tat.max(now) + self.interval;
-        let ahead = next - now;
-        if ahead <= self.span {
-            Ok(next)
-        } else {
-            Err(ahead - self.span)
-        }
+        self.rate.conform(tat, now)
     }
 
     /// How long until a call at `now` would conform, ignoring the queue:
@@ -203,9 +229,7 @@ impl Limiter {
 
     /// The cells a call at `now` could take at once, had nobody queued.
     pub(crate) fn available_at(&self, now: u64) -> u64 {
-        let tat = self.state.load(Acquire) >> 1;
-        let used = tat.saturating_sub(now);
-        self.span.saturating_sub(used) / self.interval
+        self.rate.available(self.state.load(Acquire) >> 1, now)
     }
 
     /// The callers waiting now.
@@ -242,8 +266,8 @@ impl Limiter {
         // cells conform: `tat + (k + 1) * interval - span`.
         let ahead = q.waiters.len() as u64;
         let turn = tat
-            .saturating_add((ahead + 1).saturating_mul(self.interval))
-            .saturating_sub(self.span)
+            .saturating_add((ahead + 1).saturating_mul(self.rate.interval))
+            .saturating_sub(self.rate.span)
             .max(now);
         if turn > until || q.waiters.len() >= max_waiting {
             if q.waiters.is_empty() {

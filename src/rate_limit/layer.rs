@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower_layer::Layer;
 
-use super::gcra::{Limiter, MAX_SPAN_NANOS};
+use super::gcra::{Limiter, Rate, MAX_SPAN_NANOS};
 use super::shared::{Rejected, Shared};
 use super::{RateLimit, RateLimitHandle};
 use crate::deadline::{NoDeadline, RequestDeadline};
@@ -210,7 +210,7 @@ impl RateLimitBuilder {
             None => DEFAULT_MAX_WAITING,
         };
         let shared = Shared {
-            limiter: Limiter::new(interval, burst, Instant::now()),
+            limiter: Limiter::new(Rate::new(interval, burst), Instant::now()),
             stats: Striped::new(),
             name: self.name,
             max_wait: self.max_wait,
