@@ -152,6 +152,8 @@ families! {
         "Calls the rate limiter would admit at once now.";
     RATE_LIMIT_WAITING: "resilience.rate_limit.waiting", "resilience_rate_limit_waiting", Gauge, "{call}", ["name"], Sum,
         "Calls waiting in the rate limiter's queue for their turn.";
+    RATE_LIMIT_KEYS: "resilience.rate_limit.keys", "resilience_rate_limit_keys", Gauge, "{key}", ["name"], Sum,
+        "Keys with a limit of their own, for rate limiters kept one per key.";
     CALL_DURATION: "resilience.call.duration", "resilience_call_duration_seconds", Histogram, "s", ["name"], Sum,
         "How long finished calls took through the metrics layer, whatever the outcome.";
     ATTEMPT_DURATION: "resilience.attempt.duration", "resilience_attempt_duration_seconds", Histogram, "s", ["name"], Sum,

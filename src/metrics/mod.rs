@@ -100,6 +100,7 @@
 //! | `resilience.retry.budget.available` | `resilience_retry_budget_available` | gauge | `{retry}` | `name` | Retries the retry budget would allow now. |
 //! | `resilience.rate_limit.available` | `resilience_rate_limit_available` | gauge | `{call}` | `name` | Calls the rate limiter would admit at once now. |
 //! | `resilience.rate_limit.waiting` | `resilience_rate_limit_waiting` | gauge | `{call}` | `name` | Calls waiting in the rate limiter's queue for their turn. |
+//! | `resilience.rate_limit.keys` | `resilience_rate_limit_keys` | gauge | `{key}` | `name` | Keys with a limit of their own, for rate limiters kept one per key. |
 //! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
 //! | `resilience.attempt.duration` | `resilience_attempt_duration_seconds` | histogram | `s` | `name` | How long each attempt of the retry layer took. |
 //!
@@ -117,7 +118,7 @@
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
-//! | `rate_limit` | `waited`, `rejected`, `rejected_after_waiting`, `cancelled_waiting` |
+//! | `rate_limit` | `waited`, `rejected`, `rejected_after_waiting`, `cancelled_waiting`; for limiters kept per key: `rejected`, `overflowed`, `evicted` |
 //! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
 //! | `chaos` | `passed`, `delayed`, `injected_error`, `injected_response`, `hang`, `refused`, `reset` (what a [`FaultLayer`](crate::chaos::FaultLayer) did to the calls it saw) |
 //!

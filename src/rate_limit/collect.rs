@@ -2,8 +2,10 @@
 //! snapshot: what the exporters write for it (the families and events are
 //! listed in the [`metrics`](crate::metrics#metric-families) module docs).
 
-use super::{RateLimitHandle, RateLimitSnapshot};
-use crate::metrics::export::{collect_with, RATE_LIMIT_AVAILABLE, RATE_LIMIT_WAITING};
+use super::{KeyedRateLimitHandle, KeyedRateLimitSnapshot, RateLimitHandle, RateLimitSnapshot};
+use crate::metrics::export::{
+    collect_with, RATE_LIMIT_AVAILABLE, RATE_LIMIT_KEYS, RATE_LIMIT_WAITING,
+};
 use crate::metrics::Samples;
 
 const LAYER: &str = "rate_limit";
@@ -25,3 +27,19 @@ fn collect(out: &mut Samples, s: &RateLimitSnapshot) {
 }
 
 collect_with!(collect: RateLimitSnapshot, RateLimitHandle);
+
+fn collect_keyed(out: &mut Samples, s: &KeyedRateLimitSnapshot) {
+    let name = s.name.as_deref().unwrap_or("");
+    out.events(
+        LAYER,
+        name,
+        &[
+            ("rejected", s.rejected),
+            ("overflowed", s.overflowed),
+            ("evicted", s.evicted),
+        ],
+    );
+    out.gauge(&RATE_LIMIT_KEYS, &[name], s.keys as f64);
+}
+
+collect_with!(collect_keyed: KeyedRateLimitSnapshot, KeyedRateLimitHandle);

@@ -3,7 +3,7 @@
 //!
 //! A rate limit protects a dependency from more calls than it agreed to
 //! take (client side), or a service from a caller who sends too many
-//! (server side, usually one limit per caller: see `KeyedRateLimitLayer`). The limiter
+//! (server side, usually one limit per caller: see [`KeyedRateLimitLayer`]). The limiter
 //! is GCRA, the generic cell rate algorithm, on one atomic word — the same
 //! algorithm as `governor`: an idle limiter admits `burst` calls at once,
 //! then one every `period / n`. Over any window of length `w`, whoever
@@ -117,11 +117,20 @@ pub mod error;
 pub mod future;
 pub(crate) mod gcra;
 mod handle;
+mod keyed;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod keys;
 mod layer;
 mod service;
 mod shared;
 
 pub use self::handle::{RateLimitHandle, RateLimitSnapshot};
+pub use self::keyed::{
+    KeyedRateLimit, KeyedRateLimitBuilder, KeyedRateLimitHandle, KeyedRateLimitLayer,
+    KeyedRateLimitSnapshot,
+};
 pub use self::layer::{RateLimitBuilder, RateLimitLayer};
 pub use self::service::RateLimit;
 pub use self::shared::Rejected;
+pub use crate::circuit_breaker::KeyOf;

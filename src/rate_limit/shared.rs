@@ -28,6 +28,10 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    pub(crate) fn new(name: Option<Arc<str>>, limited: RateLimited) -> Self {
+        Self { name, limited }
+    }
+
     /// The limiter's [`name`](super::RateLimitBuilder::name), if it has one.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
