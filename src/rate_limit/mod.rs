@@ -86,7 +86,7 @@
 //!
 //! On a server, put it near the top, after whatever identifies the caller,
 //! and turn rejections into `429 Too Many Requests` with
-//! `TooManyRequestsLayer` (feature `http`).
+//! [`TooManyRequestsLayer`](http::TooManyRequestsLayer) (feature `http`).
 //!
 //! # Errors
 //!
@@ -117,6 +117,9 @@ pub mod error;
 pub mod future;
 pub(crate) mod gcra;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod keyed;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
