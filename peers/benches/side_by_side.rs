@@ -38,6 +38,7 @@ use cases::{Bare, Boom, Failing, Mode};
 use harness::{print_tables, run_all, Awaited, Group, Oneshot, Settings, Timed, TwoThreads};
 use steadfast::deadline::{CarriesDeadline, Deadline};
 use steadfast_peers::adapters::{FailsafeLayer, RecloserLayer};
+use steadfast_peers::governor::{Governor, GovernorService};
 use tokio::runtime::Runtime;
 use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Layer, Service, ServiceBuilder};
@@ -230,6 +231,57 @@ fn tr_stack(
         .layer(tr_breaker().build().expect("valid config"))
         .layer(tr_time_limiter(TIMEOUT))
         .service(BareJob)
+}
+
+// --- rate limiters (issue #14) ---
+
+/// A rate no call of the bench reaches: one per nanosecond, a second's
+/// worth at once. Every call is admitted; the cases time the admitted path.
+const RATE: u64 = 1_000_000_000;
+/// The keys of the keyed cases, all held at once.
+const KEYS: u64 = 100_000;
+
+fn rate_limit() -> steadfast::rate_limit::RateLimitLayer {
+    steadfast::rate_limit::RateLimitLayer::new(RATE, Duration::from_secs(1)).expect("valid config")
+}
+
+fn key_of(i: &u64) -> u64 {
+    i % KEYS
+}
+
+fn keyed_rate_limit() -> steadfast::rate_limit::KeyedRateLimitLayer<fn(&u64) -> u64> {
+    steadfast::rate_limit::KeyedRateLimitLayer::builder(
+        RATE,
+        Duration::from_secs(1),
+        key_of as fn(&u64) -> u64,
+    )
+    .max_keys(2 * KEYS as usize)
+    .build()
+    .expect("valid config")
+}
+
+fn governor_quota() -> governor::Quota {
+    governor::Quota::per_second(std::num::NonZeroU32::new(RATE as u32).expect("non-zero"))
+}
+
+fn governor_direct() -> GovernorService<Bare> {
+    let limiter = Arc::new(governor::RateLimiter::direct(governor_quota()));
+    GovernorService::new(Bare, Governor::Direct(limiter))
+}
+
+fn governor_keyed() -> GovernorService<Bare, u64> {
+    let limiter = Arc::new(governor::RateLimiter::keyed(governor_quota()));
+    GovernorService::new(Bare, Governor::Keyed(limiter, |i| i % KEYS))
+}
+
+fn tower_rate_limit() -> tower::limit::RateLimit<Bare> {
+    tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(Bare)
+}
+
+/// Makes every key's first call (the table's inserts) before timing.
+fn warmed<T: harness::Timed>(mut case: T) -> T {
+    case.time(KEYS);
+    case
 }
 
 // --- the groups ---
@@ -566,6 +618,28 @@ fn one_thread_groups(rt: &'static Runtime) -> Vec<Group> {
             ),
     );
 
+    groups.push(
+        with_bare(rt, "rate limit, admitted")
+            .case("steadfast", Awaited::new(rt, rate_limit().layer(Bare), id))
+            .case("governor (direct)", Awaited::new(rt, governor_direct(), id))
+            .case(
+                "tower RateLimit (per clone)",
+                Awaited::new(rt, tower_rate_limit(), id),
+            ),
+    );
+
+    groups.push(
+        with_bare(rt, "keyed rate limit, 100,000 keys, admitted")
+            .case(
+                "steadfast",
+                warmed(Awaited::new(rt, keyed_rate_limit().layer(Bare), id)),
+            )
+            .case(
+                "governor keyed (dashmap)",
+                warmed(Awaited::new(rt, governor_keyed(), id)),
+            ),
+    );
+
     groups
 }
 
@@ -623,6 +697,26 @@ fn two_thread_groups(mt: &'static Runtime) -> Vec<Group> {
                     tower::timeout::TimeoutLayer::new(TIMEOUT).layer(Bare),
                     id,
                 ),
+            ),
+        Group::new("2 threads: rate limit, admitted")
+            .case("bare service (no layer)", bare())
+            .case(
+                "steadfast",
+                TwoThreads::new(mt, rate_limit().layer(Bare), id),
+            )
+            .case(
+                "governor (direct)",
+                TwoThreads::new(mt, governor_direct(), id),
+            ),
+        Group::new("2 threads: keyed rate limit, 100,000 keys")
+            .case("bare service (no layer)", bare())
+            .case(
+                "steadfast",
+                TwoThreads::new(mt, keyed_rate_limit().layer(Bare), id),
+            )
+            .case(
+                "governor keyed (dashmap)",
+                TwoThreads::new(mt, governor_keyed(), id),
             ),
         Group::new("2 threads: deadline + retry + bulkhead + breaker + timeout")
             .case("bare service (no layer)", TwoThreads::new(mt, BareJob, job))

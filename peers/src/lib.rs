@@ -2,4 +2,5 @@
 //! simulation of issue #13. Not published.
 
 pub mod adapters;
+pub mod governor;
 pub mod sim;

@@ -59,6 +59,26 @@ impl RateLimitLayer {
     }
 }
 
+impl RateLimitLayer<crate::deadline::RequestDeadline> {
+    /// A layer whose services pass every call straight through: the
+    /// preset's rate limit piece when none is configured.
+    pub(crate) fn off() -> Self {
+        let shared = Shared {
+            off: true,
+            limiter: Limiter::new(Rate::new(1, 1), Instant::now()),
+            stats: Striped::with_len(1, Default::default),
+            name: None,
+            max_wait: Duration::ZERO,
+            max_waiting: 0,
+            on_rejection: Listeners::new(),
+        };
+        Self {
+            shared: Arc::new(shared),
+            _deadline: PhantomData,
+        }
+    }
+}
+
 impl<D> RateLimitLayer<D> {
     /// Waiting callers also go by the deadline the request carries (through
     /// [`CarriesDeadline`](crate::deadline::CarriesDeadline): an
@@ -210,6 +230,7 @@ impl RateLimitBuilder {
             None => DEFAULT_MAX_WAITING,
         };
         let shared = Shared {
+            off: false,
             limiter: Limiter::new(Rate::new(interval, burst), Instant::now()),
             stats: Striped::new(),
             name: self.name,

@@ -11,6 +11,10 @@ use crate::metrics::listener::Listeners;
 use crate::metrics::{sum, thread_stripe, Count, Striped};
 
 pub(crate) struct Shared {
+    /// Switched off (the preset's rate limit piece when not configured):
+    /// every call passes untouched. A flag rather than a `Toggle` around
+    /// the service, so the preset's type names its inner service once.
+    pub(crate) off: bool,
     pub(crate) limiter: Limiter,
     pub(crate) stats: Striped<Stats>,
     pub(crate) name: Option<Arc<str>>,

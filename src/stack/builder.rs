@@ -17,6 +17,7 @@ use crate::circuit_breaker::{
 };
 use crate::error::InvalidConfig;
 use crate::metrics::MetricsLayer;
+use crate::rate_limit::{RateLimitBuilder, RateLimitLayer};
 use crate::retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -55,6 +56,7 @@ enum BreakerSpec<Kf> {
 /// |---|---|---|---|
 /// | idempotency key (HTTP) | on: a UUID v4 `Idempotency-Key` on POST and PATCH | `idempotency_key` | `no_idempotency_key` |
 /// | deadline | 30 s per call | [`deadline`](Self::deadline) | [`no_deadline`](Self::no_deadline) |
+/// | rate limit | off | [`rate_limit`](Self::rate_limit) | [`no_rate_limit`](Self::no_rate_limit) |
 /// | retry | 3 attempts, exponential 50 ms × 2 up to 5 s, full jitter, budget 20 % + 10/s | [`retry`](Self::retry), [`max_attempts`](Self::max_attempts) | [`no_retry`](Self::no_retry) |
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s (× 2 up to 60 s only on re-trips within 30 s of closing) | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
@@ -77,6 +79,7 @@ struct Settings {
     idempotent_paths: Vec<Box<str>>,
     deadline: Option<Duration>,
     honor_incoming_timeout: bool,
+    rate_limit: Option<RateLimitBuilder>,
     retry: Option<RetryConfigBuilder>,
     bulkhead: Option<BulkheadBuilder>,
     attempt_timeout: Option<Duration>,
@@ -88,6 +91,7 @@ impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResilienceBuilder")
             .field("deadline", &self.settings.deadline)
+            .field("rate_limit", &self.settings.rate_limit.is_some())
             .field("retry", &self.settings.retry.is_some())
             .field("bulkhead", &self.settings.bulkhead.is_some())
             .field(
@@ -122,6 +126,7 @@ impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
                 idempotent_paths: Vec::new(),
                 deadline: Some(DEFAULT_DEADLINE),
                 honor_incoming_timeout: true,
+                rate_limit: None,
                 retry: Some(RetryConfig::builder()),
                 bulkhead: None,
                 attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
@@ -208,6 +213,37 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// No metrics piece (the default).
     pub fn no_metrics(mut self) -> Self {
         self.settings.metrics = None;
+        self
+    }
+
+    /// Limits the calls through the stack to a rate, shared by every clone
+    /// of the stack's service: the [`RateLimitLayer`] that `limit` builds,
+    /// placed outside the retry (one cell per call, whatever its
+    /// attempts) and inside the deadline (a waiting call never waits past
+    /// it). Off by default. Named after the stack unless `limit` has a
+    /// name; [`ResilienceHandle::rate_limit`](super::ResilienceHandle::rate_limit)
+    /// reads it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::rate_limit::RateLimitLayer;
+    /// use steadfast::stack::ResilienceLayer;
+    ///
+    /// let (layer, handle) = ResilienceLayer::new(steadfast::classify::ErrorsAsFailures)
+    ///     .rate_limit(RateLimitLayer::builder(100, Duration::from_secs(1)).max_wait(Duration::from_millis(50)))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(handle.rate_limit().unwrap().burst(), 100);
+    /// # let _ = layer;
+    /// ```
+    pub fn rate_limit(mut self, limit: RateLimitBuilder) -> Self {
+        self.settings.rate_limit = Some(limit);
+        self
+    }
+
+    /// Leaves the rate limit out (the default).
+    pub fn no_rate_limit(mut self) -> Self {
+        self.settings.rate_limit = None;
         self
     }
 
@@ -513,6 +549,18 @@ where
         };
         let retry =
             config.map(|config| RetryLayer::with_policy(config, self.retry_on, replay.clone()));
+        let rate_limit = match self.settings.rate_limit {
+            Some(builder) => Some(
+                match named(builder.has_name()) {
+                    Some(n) => builder.name(n),
+                    None => builder,
+                }
+                .build()
+                .map_err(|e| in_stack("rate_limit", e))?
+                .deadline_aware(),
+            ),
+            None => None,
+        };
         let bulkhead = match self.settings.bulkhead {
             Some(builder) => Some(
                 match named(builder.has_name()) {
@@ -565,6 +613,7 @@ where
             metrics: metrics.as_ref().and_then(MetricsLayer::try_handle),
             deadline: deadline.as_ref().map(DeadlineLayer::timeout),
             attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
+            rate_limit: rate_limit.as_ref().map(RateLimitLayer::handle),
             retry: retry.as_ref().map(RetryLayer::handle),
             bulkhead: bulkhead.as_ref().map(BulkheadLayer::handle),
             breaker: breaker_handles,
@@ -574,6 +623,7 @@ where
             metrics: metrics.unwrap_or(MetricsLayer::off()),
             key: self.key,
             deadline: ToggleLayer::new(deadline),
+            rate_limit: rate_limit.unwrap_or_else(RateLimitLayer::off),
             retry: RetryPiece::new(retry, replay),
             bulkhead: ToggleLayer::new(bulkhead),
             breaker,

@@ -12,6 +12,9 @@ fn collect(out: &mut Samples, s: &ResilienceSnapshot, keyed_name: &str) {
     if let Some(m) = &s.metrics {
         m.collect(out);
     }
+    if let Some(l) = &s.rate_limit {
+        l.collect(out);
+    }
     if let Some(r) = &s.retry {
         r.collect(out);
     }
@@ -107,6 +110,16 @@ mod tests {
             .handle()
             .collect(&mut out);
         BulkheadLayer::new(1).unwrap().handle().collect(&mut out);
+        let every_second = std::time::Duration::from_secs(1);
+        crate::rate_limit::RateLimitLayer::new(1, every_second)
+            .unwrap()
+            .handle()
+            .collect(&mut out);
+        crate::rate_limit::KeyedRateLimitLayer::builder(1, every_second, |_: &()| ())
+            .build()
+            .unwrap()
+            .handle()
+            .collect(&mut out);
         FaultLayer::<()>::builder()
             .seed(1)
             .build()

@@ -12,6 +12,7 @@ use crate::circuit_breaker::{
     CircuitBreakerHandle, CircuitBreakerSnapshot, KeyedCircuitBreakerHandle,
 };
 use crate::metrics::{MetricsHandle, MetricsSnapshot};
+use crate::rate_limit::{RateLimitHandle, RateLimitSnapshot};
 use crate::retry::{RetryHandle, RetrySnapshot};
 
 /// One handle on every piece of a [`ResilienceLayer`](super::ResilienceLayer):
@@ -37,6 +38,7 @@ pub(crate) struct Parts {
     pub(crate) metrics: Option<MetricsHandle>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) rate_limit: Option<RateLimitHandle>,
     pub(crate) retry: Option<RetryHandle>,
     pub(crate) bulkhead: Option<BulkheadHandle>,
     pub(crate) breaker: BreakerHandles,
@@ -69,6 +71,11 @@ impl ResilienceHandle {
     /// ([`ResilienceBuilder::metrics`](super::ResilienceBuilder::metrics)).
     pub fn metrics(&self) -> Option<&MetricsHandle> {
         self.inner.metrics.as_ref()
+    }
+
+    /// The rate limit's handle, when the stack has one.
+    pub fn rate_limit(&self) -> Option<&RateLimitHandle> {
+        self.inner.rate_limit.as_ref()
     }
 
     /// The retry layer's handle, when retries are on.
@@ -105,6 +112,7 @@ impl ResilienceHandle {
             metrics: parts.metrics.as_ref().map(MetricsHandle::snapshot),
             deadline: parts.deadline,
             attempt_timeout: parts.attempt_timeout,
+            rate_limit: parts.rate_limit.as_ref().map(RateLimitHandle::snapshot),
             retry: parts.retry.as_ref().map(RetryHandle::snapshot),
             bulkhead: parts.bulkhead.as_ref().map(BulkheadHandle::snapshot),
             circuit_breaker: match &parts.breaker {
@@ -128,6 +136,7 @@ impl fmt::Debug for ResilienceHandle {
         f.debug_struct("ResilienceHandle")
             .field("deadline", &self.inner.deadline)
             .field("attempt_timeout", &self.inner.attempt_timeout)
+            .field("rate_limit", &self.inner.rate_limit.is_some())
             .field("retry", &self.inner.retry.is_some())
             .field("bulkhead", &self.inner.bulkhead.is_some())
             .field(
@@ -172,6 +181,8 @@ pub struct ResilienceSnapshot {
     pub deadline: Option<Duration>,
     /// The timeout of each attempt.
     pub attempt_timeout: Option<Duration>,
+    /// The rate limit's counters, when the stack has one.
+    pub rate_limit: Option<RateLimitSnapshot>,
     /// The retry layer's counters.
     pub retry: Option<RetrySnapshot>,
     /// The bulkhead's counters.
@@ -205,6 +216,9 @@ impl fmt::Display for ResilienceSnapshot {
         match self.deadline {
             Some(d) => writeln!(f, "{:<9} {d:?} per call", "deadline")?,
             None => off(f, "deadline")?,
+        }
+        if let Some(l) = &self.rate_limit {
+            writeln!(f, "{:<9} {l}", "limit")?;
         }
         match &self.retry {
             Some(r) => writeln!(f, "{:<9} {r}", "retry")?,

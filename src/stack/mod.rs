@@ -2,7 +2,7 @@
 //! line, for HTTP, gRPC or any service.
 //!
 //! ```text
-//! IdempotencyKey → Deadline → Retry (+ budget) → Bulkhead → CircuitBreaker → Timeout → service
+//! Metrics → IdempotencyKey → Deadline → RateLimit → Retry (+ budget) → Bulkhead → CircuitBreaker → Timeout → service
 //! ```
 //!
 //! `ResilienceLayer::http`, `ResilienceLayer::grpc` (feature `http`) and
@@ -57,6 +57,13 @@
 //!   [Carried in a scope](crate::deadline#carried-in-a-scope)); a service
 //!   behind the stack reads it with
 //!   [`Deadline::current`](crate::deadline::Deadline::current) in its `call`.
+//! - **RateLimit** (off unless [`rate_limit`](ResilienceBuilder::rate_limit)
+//!   is set) outside the retry: a call takes one cell of the limit however
+//!   many attempts it makes, so a rate agreed with a dependency holds for
+//!   the calls themselves, and retries stay paced by the retry budget and
+//!   backoff rather than by the limiter. Inside the deadline: a call that
+//!   waits for its turn never waits past it. Its rejection
+//!   ([`RateLimited`](crate::RateLimited)) is never retried.
 //! - **Retry** outside the bulkhead and the breaker: a retry never hammers
 //!   an open breaker (its rejection is not retried, unless
 //!   [`wait_for_open_circuit`](crate::retry::RetryConfigBuilder::wait_for_open_circuit)
@@ -120,6 +127,7 @@ use tower_layer::{Identity, Layer};
 use crate::bulkhead::BulkheadLayer;
 use crate::deadline::RequestDeadline;
 use crate::metrics::MetricsLayer;
+use crate::rate_limit::{RateLimit, RateLimitLayer};
 use crate::retry::{CloneWithDeadline, RetryFailures};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -141,6 +149,7 @@ pub struct ResilienceLayer<C, On, Rp, Kf: BreakerKey = NoKey, Kl = Identity, Ol 
     metrics: MetricsLayer<C>,
     key: Kl,
     deadline: ToggleLayer<DeadlineLayer>,
+    rate_limit: RateLimitLayer<RequestDeadline>,
     retry: RetryPiece<On, Rp>,
     bulkhead: ToggleLayer<BulkheadLayer<RequestDeadline>>,
     breaker: BreakerLayer<C, Kf>,
@@ -151,13 +160,16 @@ pub struct ResilienceLayer<C, On, Rp, Kf: BreakerKey = NoKey, Kl = Identity, Ol 
 /// The stack inside the key-setting and outermost layers.
 pub type Core<S, C, On, Rp, Kf = NoKey> = Toggle<
     DeadlineLayer,
-    RetryToggle<
-        Toggle<
-            BulkheadLayer<RequestDeadline>,
-            Breaker<Toggle<TimeoutLayer<RequestDeadline>, S>, C, Kf>,
+    RateLimit<
+        RetryToggle<
+            Toggle<
+                BulkheadLayer<RequestDeadline>,
+                Breaker<Toggle<TimeoutLayer<RequestDeadline>, S>, C, Kf>,
+            >,
+            On,
+            Rp,
         >,
-        On,
-        Rp,
+        RequestDeadline,
     >,
 >;
 
@@ -170,6 +182,7 @@ impl<C, On, Rp: Clone, Kf: BreakerKey, Kl: Clone, Ol: Clone> Clone
             metrics: self.metrics.clone(),
             key: self.key.clone(),
             deadline: self.deadline.clone(),
+            rate_limit: self.rate_limit.clone(),
             retry: self.retry.clone(),
             bulkhead: self.bulkhead.clone(),
             breaker: self.breaker.clone(),
@@ -208,6 +221,7 @@ where
         let service = self.breaker.layer(service);
         let service = self.bulkhead.layer(service);
         let service = self.retry.layer(service);
+        let service = self.rate_limit.layer(service);
         let service = self.deadline.layer(service);
         self.outer
             .layer(self.metrics.layer(self.key.layer(service)))

@@ -283,3 +283,50 @@ mod stack {
         assert_eq!(per_call(layer.layer(Backend)), 0.0);
     }
 }
+
+/// The rate limiter's admitted path (issue #14): one compare-and-swap,
+/// nothing on the heap; keyed, nothing either once the key is held.
+mod rate_limit {
+    use std::time::Duration;
+
+    use steadfast::rate_limit::{KeyedRateLimitLayer, RateLimitLayer};
+    use tower_layer::Layer;
+
+    use super::cases::{allocs_per_call, drive, Bare};
+    use super::{in_runtime, CALLS};
+
+    #[test]
+    fn an_admitted_call_allocates_nothing() {
+        let per_call = in_runtime(|| {
+            let layer = RateLimitLayer::new(1_000_000_000, Duration::from_secs(1)).unwrap();
+            let mut svc = layer.layer(Bare);
+            let per_call = allocs_per_call(CALLS, |i| {
+                assert_eq!(drive(&mut svc, i).expect("under the limit"), i);
+            });
+            assert_eq!(layer.handle().snapshot().rejected_total(), 0);
+            per_call
+        });
+        assert_eq!(per_call, 0.0);
+    }
+
+    #[test]
+    fn a_keyed_call_of_a_held_key_allocates_nothing() {
+        let per_call = in_runtime(|| {
+            let layer =
+                KeyedRateLimitLayer::builder(1_000_000_000, Duration::from_secs(1), |i: &u64| {
+                    i % 64
+                })
+                .build()
+                .unwrap();
+            let mut svc = layer.layer(Bare);
+            // The first call of each key inserts it.
+            for i in 0..64 {
+                drive(&mut svc, i).expect("under the limit");
+            }
+            allocs_per_call(CALLS, |i| {
+                assert_eq!(drive(&mut svc, i).expect("under the limit"), i);
+            })
+        });
+        assert_eq!(per_call, 0.0);
+    }
+}
