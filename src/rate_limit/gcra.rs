@@ -359,3 +359,117 @@ impl fmt::Debug for Limiter {
             .finish()
     }
 }
+
+/// Model checks of the compare-and-swap and of the queue: run with
+/// `RUSTFLAGS="--cfg steadfast_loom" cargo test --release --lib loom`.
+/// Time is fixed (nanoseconds since the origin), so each model checks
+/// interleavings only.
+#[cfg(all(test, steadfast_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// One cell every 10 ns.
+    const INTERVAL: u64 = 10;
+
+    fn limiter(burst: u64) -> Arc<Limiter> {
+        Arc::new(Limiter::new(INTERVAL, burst, Instant::now()))
+    }
+
+    fn slow(l: &Limiter) -> bool {
+        l.state.load(Acquire) & SLOW != 0
+    }
+
+    /// A call at `now` as the service makes it with a `max_wait` of zero
+    /// but the queue machinery on (`until == now`): the fast path, then
+    /// the slow one when callers wait. `true` when admitted.
+    fn call_now(l: &Limiter, now: u64) -> bool {
+        match l.try_acquire(now) {
+            Ok(()) => true,
+            Err(Some(_)) => false,
+            Err(None) => l.enqueue(now, now, 16, Waker::noop()) == Enqueued::Admitted,
+        }
+    }
+
+    /// `threads` callers at the same instant on an idle limiter of `burst`:
+    /// exactly `burst` are admitted, and `tat` moved once per admission.
+    fn concurrent_fast_path(threads: u64, burst: u64) {
+        loom::model(move || {
+            let l = limiter(burst);
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let l = l.clone();
+                    thread::spawn(move || l.try_acquire(0).is_ok())
+                })
+                .collect();
+            let admitted = handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|&ok| ok)
+                .count() as u64;
+            assert_eq!(admitted, burst.min(threads));
+            assert_eq!(l.state.load(Acquire), (admitted * INTERVAL) << 1);
+        });
+    }
+
+    #[test]
+    fn loom_two_threads_burst_one_admit_one() {
+        concurrent_fast_path(2, 1);
+    }
+
+    #[test]
+    fn loom_three_threads_burst_two_admit_two() {
+        concurrent_fast_path(3, 2);
+    }
+
+    /// The limiter at t = 0 with its one cell (burst 1) taken and one
+    /// waiter queued for the cell at t = 10.
+    fn with_waiter() -> (Arc<Limiter>, u64) {
+        let l = limiter(1);
+        assert_eq!(l.try_acquire(0), Ok(()));
+        let Enqueued::Queued(id) = l.enqueue(0, 100, 16, Waker::noop()) else {
+            panic!("the call should wait")
+        };
+        assert!(slow(&l));
+        (l, id)
+    }
+
+    #[test]
+    fn loom_cancelled_waiter_vs_newcomer_loses_no_cell() {
+        loom::model(|| {
+            let (l, id) = with_waiter();
+            let l1 = l.clone();
+            let newcomer = thread::spawn(move || call_now(&l1, INTERVAL));
+            let l2 = l.clone();
+            let cancel = thread::spawn(move || l2.cancel_waiter(id));
+            let newcomer_admitted = newcomer.join().unwrap();
+            cancel.join().unwrap();
+            assert_eq!(l.waiting(), 0);
+            assert!(!slow(&l), "SLOW left set with nobody waiting");
+            // The cell at t = 10 went to the newcomer or is still there:
+            // exactly one call at t = 10 gets it.
+            let later = l.try_acquire(INTERVAL).is_ok();
+            assert!(newcomer_admitted ^ later, "{newcomer_admitted} {later}");
+        });
+    }
+
+    #[test]
+    fn loom_head_waiter_vs_newcomer_head_gets_the_cell() {
+        loom::model(|| {
+            let (l, id) = with_waiter();
+            let l1 = l.clone();
+            let newcomer = thread::spawn(move || call_now(&l1, INTERVAL));
+            let l2 = l.clone();
+            let waiter = thread::spawn(move || l2.poll_waiter(id, INTERVAL, Waker::noop()));
+            let newcomer_admitted = newcomer.join().unwrap();
+            let turn = waiter.join().unwrap();
+            // A newcomer never overtakes a waiter.
+            assert_eq!(turn, Turn::Admitted);
+            assert!(!newcomer_admitted);
+            assert_eq!(l.waiting(), 0);
+            assert!(!slow(&l));
+            assert_eq!(l.state.load(Acquire), (2 * INTERVAL) << 1);
+        });
+    }
+}
