@@ -374,7 +374,7 @@ mod loom_tests {
     const INTERVAL: u64 = 10;
 
     fn limiter(burst: u64) -> Arc<Limiter> {
-        Arc::new(Limiter::new(INTERVAL, burst, Instant::now()))
+        Arc::new(Limiter::new(Rate::new(INTERVAL, burst), Instant::now()))
     }
 
     fn slow(l: &Limiter) -> bool {

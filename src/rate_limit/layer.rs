@@ -185,8 +185,6 @@ impl RateLimitBuilder {
     }
 
     /// Whether a name was set (the preset names unnamed pieces).
-    // The preset does not take a rate limiter yet: unused until it does.
-    #[allow(dead_code)]
     pub(crate) fn has_name(&self) -> bool {
         self.name.is_some()
     }
