@@ -187,6 +187,7 @@ pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
+pub mod fallback;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod metrics;
