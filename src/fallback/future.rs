@@ -39,14 +39,6 @@ impl On {
     }
 }
 
-/// What the future needs once the inner future is done: only read then.
-struct Recovery<P, C, K> {
-    policy: P,
-    classifier: C,
-    key: K,
-    on: On,
-}
-
 pin_project! {
     /// The response future of [`Fallback`](super::Fallback): the inner
     /// future, then, if its outcome is one the layer is configured for, the
@@ -55,7 +47,11 @@ pin_project! {
     pub struct ResponseFuture<F, P, C, K> {
         #[pin]
         inner: F,
-        recovery: Option<Recovery<P, C, K>>,
+        policy: P,
+        classifier: C,
+        // Taken when the inner future is done.
+        key: Option<K>,
+        on: On,
     }
 }
 
@@ -64,12 +60,10 @@ impl<F, P, C, K> ResponseFuture<F, P, C, K> {
     pub(crate) fn new(inner: F, policy: P, classifier: C, key: K, on: On) -> Self {
         Self {
             inner,
-            recovery: Some(Recovery {
-                policy,
-                classifier,
-                key,
-                on,
-            }),
+            policy,
+            classifier,
+            key: Some(key),
+            on,
         }
     }
 }
@@ -77,7 +71,7 @@ impl<F, P, C, K> ResponseFuture<F, P, C, K> {
 impl<F, P, C, K> fmt::Debug for ResponseFuture<F, P, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("done", &self.recovery.is_none())
+            .field("done", &self.key.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -95,42 +89,47 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        let Recovery {
-            policy,
-            classifier,
-            key,
-            on,
-        } = this
-            .recovery
-            .take()
-            .expect("fallback ResponseFuture polled after completion");
+        let Some(key) = this.key.take() else {
+            polled_after_completion()
+        };
         Poll::Ready(match result {
             Ok(response) => {
                 let result: Result<Res, BoxError> = Ok(response);
-                let failed = classifier.classify(&result).is_failure();
+                let failed = this.classifier.classify(&result).is_failure();
                 let Ok(response) = result else {
                     unreachable!("an `Ok` stays `Ok`")
                 };
                 if failed {
-                    recover_response(&policy, key, response)
+                    recover_response(this.policy, key, response)
                 } else {
-                    Ok(policy.pass(key, response))
+                    Ok(this.policy.pass(key, response))
                 }
             }
-            Err(err) => {
-                let err = err.into();
-                match on.error(&err) {
-                    Some(reason) => recover_error(&policy, key, err, reason),
-                    None => Err(err),
-                }
-            }
+            Err(err) => on_error(this.policy, key, err.into(), *this.on),
         })
     }
 }
 
-/// Runs the fallback for an error; the error is kept for the caller.
 #[cold]
 #[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("fallback ResponseFuture polled after completion")
+}
+
+/// An error: the fallback, if configured for it; else the error.
+#[cold]
+#[inline(never)]
+fn on_error<P, K, Res>(policy: &P, key: K, err: BoxError, on: On) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    match on.error(&err) {
+        Some(reason) => recover_error(policy, key, err, reason),
+        None => Err(err),
+    }
+}
+
+/// Runs the fallback for an error; the error is kept for the caller.
 fn recover_error<P, K, Res>(
     policy: &P,
     key: K,
