@@ -273,7 +273,8 @@ where
 }
 
 /// The key of [`LastGood`] by default: the request's method, path and
-/// query, as `"GET /products?page=2"` (one `String` per call).
+/// query, as `"GET /products?page=2"` (one `String` per call), for
+/// `http::Request` and (feature `reqwest`) `reqwest::Request`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MethodPathQuery;
 
@@ -282,11 +283,29 @@ impl<B> RequestKey<http::Request<B>> for MethodPathQuery {
 
     fn key(&self, req: &http::Request<B>) -> String {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let method = req.method().as_str();
-        let mut key = String::with_capacity(method.len() + 1 + path.len());
-        key.push_str(method);
-        key.push(' ');
-        key.push_str(path);
-        key
+        method_path_query(req.method(), path, None)
     }
+}
+
+#[cfg(feature = "reqwest")]
+impl RequestKey<reqwest::Request> for MethodPathQuery {
+    type Key = String;
+
+    fn key(&self, req: &reqwest::Request) -> String {
+        method_path_query(req.method(), req.url().path(), req.url().query())
+    }
+}
+
+fn method_path_query(method: &http::Method, path: &str, query: Option<&str>) -> String {
+    let method = method.as_str();
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut key = String::with_capacity(method.len() + 1 + path.len() + query_len);
+    key.push_str(method);
+    key.push(' ');
+    key.push_str(path);
+    if let Some(query) = query {
+        key.push('?');
+        key.push_str(query);
+    }
+    key
 }

@@ -169,11 +169,11 @@ impl FallbackLayer<super::LastGood, ErrorsAsFailures, super::MethodPathQuery> {
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl<K, X> FallbackLayer<super::LastGood<K>, ErrorsAsFailures, X> {
-    /// Like [`last_good`](FallbackLayer::last_good), keyed by `key(&request)`.
-    pub fn last_good_by<B>(cache: super::LastGood<K>, key: X) -> Self
-    where
-        X: Fn(&http::Request<B>) -> K,
-    {
+    /// Like [`last_good`](FallbackLayer::last_good), keyed by `key`: a
+    /// [`RequestKey`](super::RequestKey), such as a closure
+    /// `Fn(&Request) -> K` (name the request type in its argument:
+    /// `|req: &http::Request<Body>| ..`).
+    pub fn last_good_by(cache: super::LastGood<K>, key: X) -> Self {
         Self {
             policy: cache,
             classifier: ErrorsAsFailures,
