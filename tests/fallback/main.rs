@@ -11,10 +11,6 @@
 //! * `traits`: `Send + Sync + Clone` and `Debug`.
 #![cfg(feature = "http")]
 
-#[path = "../support/mod.rs"]
-#[allow(dead_code)]
-mod support;
-
 mod cancel;
 mod failing;
 mod last_good;
