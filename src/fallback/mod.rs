@@ -67,8 +67,13 @@
 //!
 //! The closure and the classifier are cloned into every response future:
 //! keep what the closure captures behind an `Arc` (one reference count per
-//! call). Measured on the happy path, with a closure that captures nothing:
-//! see `benches/fallback.rs`; no allocation (`tests/alloc`).
+//! call). On the happy path, with a closure that captures nothing, the
+//! layer makes no allocation (`tests/alloc`) and its response future is
+//! 8 bytes larger than the inner one. `benches/fallback.rs` (2 vCPU KVM
+//! Xeon, noisy): polled in place, no cost over the bare service with its
+//! error boxed (1.11 against 1.17 ns); each call awaited in an `async fn`,
+//! 15.6 against 4.6 ns: the compiler no longer inlines the awaited call
+//! into the caller's loop, which the bare service's it does.
 //!
 //! # HTTP (feature `http`)
 //!
