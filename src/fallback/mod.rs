@@ -73,7 +73,7 @@
 //! Xeon, noisy): polled in place, no cost over the bare service with its
 //! error boxed (1.11 against 1.17 ns); each call awaited in an `async fn`,
 //! 15.6 against 4.6 ns: the compiler no longer inlines the awaited call
-//! into the caller's loop, which the bare service's it does.
+//! into the caller's loop, as it does the bare service's.
 //!
 //! # HTTP (feature `http`)
 //!

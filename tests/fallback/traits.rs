@@ -47,3 +47,30 @@ fn layers_and_services_are_send_sync_clone() {
     assert_send_sync_clone(&last_good.layer(Inner));
     let _: Option<Response<Full<Bytes>>> = None;
 }
+
+#[test]
+fn failed_displays_what_went_wrong() {
+    let err: BoxError = steadfast::Elapsed::new(Duration::from_secs(2)).into();
+    let failed: Failed<'_, u32> = Failed::Error(err.as_ref());
+    assert!(failed.is_rejection());
+    assert_eq!(failed.to_string(), err.to_string());
+    assert!(format!("{failed:?}").starts_with("Error("));
+    assert_eq!(failed.into_response(), None);
+
+    let failed: Failed<'_, u32> = Failed::Response(503);
+    assert!(!failed.is_rejection());
+    assert!(failed.error().is_none());
+    assert_eq!(failed.to_string(), "response classified as a failure");
+    assert_eq!(format!("{failed:?}"), "Response(..)");
+    assert_eq!(failed.into_response(), Some(503));
+}
+
+#[test]
+fn debug_names_the_configuration() {
+    let layer = FallbackLayer::new(|_: Failed<'_, u32>| Ok::<_, BoxError>(0)).on_errors(false);
+    let text = format!("{layer:?}");
+    assert!(text.contains("on_rejections: true"), "{text}");
+    assert!(text.contains("on_errors: false"), "{text}");
+    let text = format!("{:?}", layer.layer(Inner));
+    assert!(text.starts_with("Fallback { inner: Inner"), "{text}");
+}
