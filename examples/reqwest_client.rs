@@ -12,6 +12,10 @@
 //! - an outage (every request 503): the breaker opens and rejects calls
 //!   without sending them; the server comes back, a probe goes through and
 //!   the breaker closes.
+//! - the product list with a fallback (`FallbackLayer::last_good` outside
+//!   the preset): while the Product service is up the list is fresh and
+//!   recorded; while it is down (503s, then the open breaker's rejections)
+//!   the caller gets the last good list, marked by a `Warning` header.
 //!
 //! Everything runs on 127.0.0.1 and ends within a few seconds.
 //!
@@ -30,7 +34,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
 use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitState};
+use steadfast::classify::HttpClassifier;
+use steadfast::fallback::{FallbackLayer, LastGood};
 use steadfast::idempotency::store::MemoryStore;
 use steadfast::idempotency::IdempotencyLayer;
 use steadfast::retry::{Backoff, RetryConfig};
@@ -110,6 +118,10 @@ async fn product(Path(id): Path<u32>) -> String {
     format!("{{\"id\":{id}}}")
 }
 
+async fn product_list() -> &'static str {
+    r#"[{"id":7,"name":"tea"},{"id":8,"name":"cake"}]"#
+}
+
 async fn create_order(State(p): State<Arc<ProductService>>, body: String) -> (StatusCode, String) {
     let id = p.created.fetch_add(1, Ordering::SeqCst) + 1;
     (
@@ -125,6 +137,7 @@ async fn serve(state: Arc<ProductService>) -> Result<String, BoxError> {
         .layer(IdempotencyLayer::builder(MemoryStore::new()).build()?);
     let app = Router::new()
         .route("/products/{id}", get(product))
+        .route("/products", get(product_list))
         .merge(orders)
         .layer(middleware::from_fn_with_state(state.clone(), faults))
         .with_state(state);
@@ -236,7 +249,49 @@ async fn main() -> Result<(), BoxError> {
         sleep(Duration::from_millis(50)).await;
     }
 
+    println!("\n-- the product list, with the last good list as the fallback");
+    // Outside the preset, so it sees the final result: after retries, and
+    // the breaker's rejections. 2xx lists are recorded as their bodies are
+    // read; a 503 or one of our rejections gets the last good one.
+    let cache = LastGood::builder()
+        .max_entries(64)
+        .max_body_bytes(64 * 1024)
+        .max_age(Duration::from_secs(300))
+        .header(
+            HeaderName::from_static("warning"),
+            HeaderValue::from_static("110 products \"cached product list\""),
+        )
+        .build()?;
+    let list = ServiceBuilder::new()
+        .layer(FallbackLayer::last_good(cache).on_failed_responses(HttpClassifier::new()))
+        .map_response(http::Response::<reqwest::Body>::from)
+        .service(products.clone());
+    let get_list = || client.get(format!("{base}/products")).build();
+    let mut served_stale = 0;
+    for down in [false, true, true] {
+        server.down.store(down, Ordering::SeqCst);
+        let res = list.clone().oneshot(get_list()?).await?;
+        let seen = std::mem::take(&mut *lock(&server.seen));
+        let warning = res.headers().get("warning").cloned();
+        let status = res.status();
+        let body = res.into_body().collect().await?.to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        let ms = start.elapsed().as_millis();
+        let state = if down { "down" } else { "up" };
+        println!("{ms:>5} ms  GET /products ({state}) -> {status} {body}");
+        let attempts: Vec<&str> = seen.iter().map(|(what, _)| what.as_str()).collect();
+        println!("           server saw: [{}]", attempts.join(", "));
+        if let Some(warning) = warning {
+            println!("           warning: {}", warning.to_str().unwrap_or("?"));
+            served_stale += 1;
+        }
+    }
+    server.down.store(false, Ordering::SeqCst);
+
     println!("\n{handle}");
+    if served_stale != 2 {
+        return Err(format!("expected 2 cached lists, got {served_stale}").into());
+    }
     if created != 1 {
         return Err(format!("expected one order, the server created {created}").into());
     }

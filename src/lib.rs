@@ -15,6 +15,7 @@
 //! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
 //! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
+//! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | answers a failed or rejected call with a response of yours: a static value, a cached one, the last good response for the key (feature `http`) |
 //! | [`chaos`] | [`FaultLayer`] | injects latency, errors, hangs, refused or reset connections and outage windows, seeded and on tokio's clock, for tests and demos |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
@@ -187,6 +188,7 @@ pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
+pub mod fallback;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod metrics;

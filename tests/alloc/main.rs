@@ -330,3 +330,31 @@ mod rate_limit {
         assert_eq!(per_call, 0.0);
     }
 }
+
+/// The fallback layer: no allocation on the happy path, nor when a
+/// fallback that captures nothing answers a zero-sized error.
+mod fallback {
+    use super::*;
+    use cases::Failing;
+    use steadfast::fallback::{Failed, FallbackLayer};
+
+    #[test]
+    fn happy_path_allocates_nothing() {
+        let layer = FallbackLayer::new(|_: Failed<'_, u64>| Ok(0));
+        let mut svc = layer.layer(Bare);
+        let per_call = allocs_per_call(CALLS, |i| {
+            assert_eq!(drive(&mut svc, i).expect("bare succeeds"), i);
+        });
+        assert_eq!(per_call, 0.0);
+    }
+
+    #[test]
+    fn the_fallback_path_allocates_nothing() {
+        let layer = FallbackLayer::new(|_: Failed<'_, u64>| Ok(u64::MAX));
+        let mut svc = layer.layer(Failing::always());
+        let per_call = allocs_per_call(CALLS, |i| {
+            assert_eq!(drive(&mut svc, i).expect("fallback answers"), u64::MAX);
+        });
+        assert_eq!(per_call, 0.0);
+    }
+}

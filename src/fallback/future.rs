@@ -1,0 +1,195 @@
+//! The response future of [`Fallback`](super::Fallback).
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::error::FallbackFailed;
+use super::policy::{Failed, Recover};
+use crate::classify::Classify;
+use crate::error::BoxError;
+use crate::rejection::Rejection;
+
+/// Which errors make the fallback run (responses: the classifier says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct On {
+    /// This crate's rejections ([`Rejection::of`] finds one).
+    pub(crate) rejections: bool,
+    /// Every other error of the inner service.
+    pub(crate) errors: bool,
+}
+
+impl On {
+    pub(crate) const DEFAULT: Self = Self {
+        rejections: true,
+        errors: true,
+    };
+
+    #[inline]
+    fn error(self, err: &BoxError) -> Option<&'static str> {
+        match Rejection::of(err) {
+            Some(rejection) if self.rejections => Some(rejection.as_str()),
+            None if self.errors => Some("error"),
+            _ => None,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Fallback`](super::Fallback): the inner
+    /// future, then, if its outcome is one the layer is configured for, the
+    /// fallback. Dropping it before the inner future finishes drops the
+    /// inner future and never runs the fallback. See the module docs.
+    pub struct ResponseFuture<F, P, C, K> {
+        #[pin]
+        inner: F,
+        policy: P,
+        classifier: C,
+        // Taken when the inner future is done.
+        key: Option<K>,
+        on: On,
+    }
+}
+
+impl<F, P, C, K> ResponseFuture<F, P, C, K> {
+    #[inline]
+    pub(crate) fn new(inner: F, policy: P, classifier: C, key: K, on: On) -> Self {
+        Self {
+            inner,
+            policy,
+            classifier,
+            key: Some(key),
+            on,
+        }
+    }
+}
+
+impl<F, P, C, K> fmt::Debug for ResponseFuture<F, P, C, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("done", &self.key.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, P, C, K, Res, E> Future for ResponseFuture<F, P, C, K>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    P: Recover<K, Res>,
+    C: Classify<Res, BoxError>,
+{
+    type Output = Result<P::Response, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(key) = this.key.take() else {
+            polled_after_completion()
+        };
+        Poll::Ready(match result {
+            Ok(response) => {
+                let result: Result<Res, BoxError> = Ok(response);
+                let failed = this.classifier.classify(&result).is_failure();
+                let Ok(response) = result else {
+                    unreachable!("an `Ok` stays `Ok`")
+                };
+                if failed {
+                    recover_response(this.policy, key, response)
+                } else {
+                    Ok(this.policy.pass(key, response))
+                }
+            }
+            Err(err) => on_error(this.policy, key, err.into(), *this.on),
+        })
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn polled_after_completion() -> ! {
+    panic!("fallback ResponseFuture polled after completion")
+}
+
+/// An error: the fallback, if configured for it; else the error.
+#[cold]
+#[inline(never)]
+fn on_error<P, K, Res>(policy: &P, key: K, err: BoxError, on: On) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    match on.error(&err) {
+        Some(reason) => recover_error(policy, key, err, reason),
+        None => Err(err),
+    }
+}
+
+/// Runs the fallback for an error; the error is kept for the caller.
+fn recover_error<P, K, Res>(
+    policy: &P,
+    key: K,
+    err: BoxError,
+    reason: &'static str,
+) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    event(reason);
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        policy.recover(key, Failed::Error(err.as_ref()))
+    }));
+    match ran {
+        Ok(Some(Ok(response))) => Ok(response),
+        Ok(Some(Err(e))) => Err(failed(FallbackFailed::error(e, Some(err)))),
+        // Declined: the caller gets the error as it was.
+        Ok(None) => Err(err),
+        Err(payload) => Err(failed(FallbackFailed::panic(&*payload, Some(err)))),
+    }
+}
+
+/// Runs the fallback for a response the classifier called a failure.
+#[cold]
+#[inline(never)]
+fn recover_response<P, K, Res>(policy: &P, key: K, response: Res) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    event("response");
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        policy.recover(key, Failed::Response(response))
+    }));
+    match ran {
+        Ok(Some(Ok(response))) => Ok(response),
+        Ok(Some(Err(e))) => Err(failed(FallbackFailed::error(e, None))),
+        Ok(None) => Err(failed(FallbackFailed::declined())),
+        Err(payload) => Err(failed(FallbackFailed::panic(&*payload, None))),
+    }
+}
+
+fn event(reason: &'static str) {
+    tracing::debug!(
+        target: "steadfast::fallback",
+        layer = "fallback",
+        name = "",
+        event = "fallback",
+        reason,
+        "running the fallback"
+    );
+}
+
+fn failed(err: FallbackFailed) -> BoxError {
+    tracing::warn!(
+        target: "steadfast::fallback",
+        layer = "fallback",
+        name = "",
+        event = "fallback_failed",
+        panicked = err.panicked(),
+        "the fallback failed"
+    );
+    Box::new(err)
+}
