@@ -4,11 +4,13 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use super::error::FallbackFailed;
+use super::handle::{Ran, Stats};
 use super::policy::{Failed, Recover};
 use crate::classify::Classify;
 use crate::error::BoxError;
@@ -52,18 +54,27 @@ pin_project! {
         // Taken when the inner future is done.
         key: Option<K>,
         on: On,
+        stats: Option<Arc<Stats>>,
     }
 }
 
 impl<F, P, C, K> ResponseFuture<F, P, C, K> {
     #[inline]
-    pub(crate) fn new(inner: F, policy: P, classifier: C, key: K, on: On) -> Self {
+    pub(crate) fn new(
+        inner: F,
+        policy: P,
+        classifier: C,
+        key: K,
+        on: On,
+        stats: Option<Arc<Stats>>,
+    ) -> Self {
         Self {
             inner,
             policy,
             classifier,
             key: Some(key),
             on,
+            stats,
         }
     }
 }
@@ -100,12 +111,18 @@ where
                     unreachable!("an `Ok` stays `Ok`")
                 };
                 if failed {
-                    recover_response(this.policy, key, response)
+                    recover_response(this.policy, key, response, this.stats.as_deref())
                 } else {
                     Ok(this.policy.pass(key, response))
                 }
             }
-            Err(err) => on_error(this.policy, key, err.into(), *this.on),
+            Err(err) => on_error(
+                this.policy,
+                key,
+                err.into(),
+                *this.on,
+                this.stats.as_deref(),
+            ),
         })
     }
 }
@@ -119,12 +136,18 @@ fn polled_after_completion() -> ! {
 /// An error: the fallback, if configured for it; else the error.
 #[cold]
 #[inline(never)]
-fn on_error<P, K, Res>(policy: &P, key: K, err: BoxError, on: On) -> Result<P::Response, BoxError>
+fn on_error<P, K, Res>(
+    policy: &P,
+    key: K,
+    err: BoxError,
+    on: On,
+    stats: Option<&Stats>,
+) -> Result<P::Response, BoxError>
 where
     P: Recover<K, Res>,
 {
     match on.error(&err) {
-        Some(reason) => recover_error(policy, key, err, reason),
+        Some(reason) => counted(stats, recover_error(policy, key, err, reason)),
         None => Err(err),
     }
 }
@@ -135,7 +158,7 @@ fn recover_error<P, K, Res>(
     key: K,
     err: BoxError,
     reason: &'static str,
-) -> Result<P::Response, BoxError>
+) -> (Ran, Result<P::Response, BoxError>)
 where
     P: Recover<K, Res>,
 {
@@ -144,18 +167,48 @@ where
         policy.recover(key, Failed::Error(err.as_ref()))
     }));
     match ran {
-        Ok(Some(Ok(response))) => Ok(response),
-        Ok(Some(Err(e))) => Err(failed(FallbackFailed::error(e, Some(err)))),
+        Ok(Some(Ok(response))) => (Ran::Served, Ok(response)),
+        Ok(Some(Err(e))) => (
+            Ran::Failed,
+            Err(failed(FallbackFailed::error(e, Some(err)))),
+        ),
         // Declined: the caller gets the error as it was.
-        Ok(None) => Err(err),
-        Err(payload) => Err(failed(FallbackFailed::panic(&*payload, Some(err)))),
+        Ok(None) => (Ran::Declined, Err(err)),
+        Err(payload) => (
+            Ran::Failed,
+            Err(failed(FallbackFailed::panic(&*payload, Some(err)))),
+        ),
     }
 }
 
 /// Runs the fallback for a response the classifier called a failure.
 #[cold]
 #[inline(never)]
-fn recover_response<P, K, Res>(policy: &P, key: K, response: Res) -> Result<P::Response, BoxError>
+fn recover_response<P, K, Res>(
+    policy: &P,
+    key: K,
+    response: Res,
+    stats: Option<&Stats>,
+) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    counted(stats, recover_response_inner(policy, key, response))
+}
+
+/// Counts how a run of the fallback ended, then hands its result on.
+fn counted<R>(stats: Option<&Stats>, (ran, result): (Ran, R)) -> R {
+    if let Some(stats) = stats {
+        stats.count(ran);
+    }
+    result
+}
+
+fn recover_response_inner<P, K, Res>(
+    policy: &P,
+    key: K,
+    response: Res,
+) -> (Ran, Result<P::Response, BoxError>)
 where
     P: Recover<K, Res>,
 {
@@ -164,10 +217,13 @@ where
         policy.recover(key, Failed::Response(response))
     }));
     match ran {
-        Ok(Some(Ok(response))) => Ok(response),
-        Ok(Some(Err(e))) => Err(failed(FallbackFailed::error(e, None))),
-        Ok(None) => Err(failed(FallbackFailed::declined())),
-        Err(payload) => Err(failed(FallbackFailed::panic(&*payload, None))),
+        Ok(Some(Ok(response))) => (Ran::Served, Ok(response)),
+        Ok(Some(Err(e))) => (Ran::Failed, Err(failed(FallbackFailed::error(e, None)))),
+        Ok(None) => (Ran::Declined, Err(failed(FallbackFailed::declined()))),
+        Err(payload) => (
+            Ran::Failed,
+            Err(failed(FallbackFailed::panic(&*payload, None))),
+        ),
     }
 }
 

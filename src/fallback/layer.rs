@@ -2,7 +2,10 @@ use std::fmt;
 
 use tower_layer::Layer;
 
+use std::sync::Arc;
+
 use super::future::On;
+use super::handle::{FallbackHandle, Stats};
 use super::policy::{CloneRequest, Failed, WithKey};
 use super::service::Fallback;
 use crate::classify::ErrorsAsFailures;
@@ -16,6 +19,7 @@ pub struct FallbackLayer<P, C = ErrorsAsFailures, X = ()> {
     classifier: C,
     key: X,
     on: On,
+    stats: Option<Arc<Stats>>,
 }
 
 impl<P> FallbackLayer<P> {
@@ -38,6 +42,7 @@ impl<P> FallbackLayer<P> {
             classifier: ErrorsAsFailures,
             key: (),
             on: On::DEFAULT,
+            stats: None,
         }
     }
 }
@@ -55,6 +60,7 @@ impl<F> FallbackLayer<WithKey<F>, ErrorsAsFailures, CloneRequest> {
             classifier: ErrorsAsFailures,
             key: CloneRequest,
             on: On::DEFAULT,
+            stats: None,
         }
     }
 }
@@ -73,6 +79,7 @@ impl<F, X> FallbackLayer<WithKey<F>, ErrorsAsFailures, X> {
             classifier: ErrorsAsFailures,
             key,
             on: On::DEFAULT,
+            stats: None,
         }
     }
 }
@@ -107,12 +114,23 @@ impl<P, C, X> FallbackLayer<P, C, X> {
             classifier,
             key: self.key,
             on: self.on,
+            stats: self.stats,
         }
     }
 
     /// The fallback.
     pub fn policy(&self) -> &P {
         &self.policy
+    }
+
+    /// The layer and a [`FallbackHandle`] on its counters: how often the
+    /// fallback served a response, failed, or had nothing to serve. A
+    /// layer with a handle clones an `Arc` into each response future (one
+    /// atomic increment per call); one without counts nothing and costs
+    /// nothing for it.
+    pub fn pair(mut self) -> (Self, FallbackHandle) {
+        let stats = self.stats.get_or_insert_with(Default::default).clone();
+        (self, FallbackHandle::new(stats))
     }
 }
 
@@ -136,6 +154,7 @@ impl<S, P: Clone, C: Clone, X: Clone> Layer<S> for FallbackLayer<P, C, X> {
             self.classifier.clone(),
             self.key.clone(),
             self.on,
+            self.stats.clone(),
         )
     }
 }
@@ -162,6 +181,7 @@ impl FallbackLayer<super::LastGood, ErrorsAsFailures, super::MethodPathQuery> {
             classifier: ErrorsAsFailures,
             key: super::MethodPathQuery,
             on: On::DEFAULT,
+            stats: None,
         }
     }
 }
@@ -179,6 +199,7 @@ impl<K, X> FallbackLayer<super::LastGood<K>, ErrorsAsFailures, X> {
             classifier: ErrorsAsFailures,
             key,
             on: On::DEFAULT,
+            stats: None,
         }
     }
 }

@@ -225,8 +225,10 @@
 
 #[cfg(feature = "http")]
 mod body;
+mod collect;
 pub mod error;
 pub mod future;
+mod handle;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "http")]
@@ -237,6 +239,7 @@ mod service;
 
 #[cfg(feature = "http")]
 pub use self::body::ResponseBody;
+pub use self::handle::{FallbackHandle, FallbackSnapshot};
 #[cfg(feature = "http")]
 pub use self::http::StaticResponse;
 #[cfg(feature = "http")]

@@ -3,7 +3,10 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use std::sync::Arc;
+
 use super::future::{On, ResponseFuture};
+use super::handle::Stats;
 use super::policy::{Recover, RequestKey};
 use crate::classify::{Classify, ErrorsAsFailures};
 use crate::error::BoxError;
@@ -35,18 +38,27 @@ pub struct Fallback<S, P, C = ErrorsAsFailures, X = ()> {
     classifier: C,
     key: X,
     on: On,
+    stats: Option<Arc<Stats>>,
 }
 
 // === impl Fallback ===
 
 impl<S, P, C, X> Fallback<S, P, C, X> {
-    pub(crate) fn from_parts(inner: S, policy: P, classifier: C, key: X, on: On) -> Self {
+    pub(crate) fn from_parts(
+        inner: S,
+        policy: P,
+        classifier: C,
+        key: X,
+        on: On,
+        stats: Option<Arc<Stats>>,
+    ) -> Self {
         Self {
             inner,
             policy,
             classifier,
             key,
             on,
+            stats,
         }
     }
 
@@ -95,6 +107,7 @@ where
             self.classifier.clone(),
             key,
             self.on,
+            self.stats.clone(),
         )
     }
 }

@@ -78,7 +78,7 @@
 //! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
 //! counters). Counters count since the layer was made. `name` is the
 //! instance's name (`""` when it has none); `layer` one of `metrics`,
-//! `circuit_breaker`, `retry`, `bulkhead`, `rate_limit`, `idempotency`, `chaos`; `outcome` one of
+//! `circuit_breaker`, `retry`, `bulkhead`, `rate_limit`, `fallback`, `idempotency`, `chaos`; `outcome` one of
 //! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
 //! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
 //! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -118,6 +118,7 @@
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
+//! | `fallback` | `served`, `failed`, `declined` (what the fallback did with the failures it ran for) |
 //! | `rate_limit` | `waited`, `rejected`, `rejected_after_waiting`, `cancelled_waiting`; for limiters kept per key: `rejected`, `overflowed`, `evicted` |
 //! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |
 //! | `chaos` | `passed`, `delayed`, `injected_error`, `injected_response`, `hang`, `refused`, `reset` (what a [`FaultLayer`](crate::chaos::FaultLayer) did to the calls it saw) |

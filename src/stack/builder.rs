@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_layer::Identity;
+use tower_layer::{Identity, Stack};
 
 use super::breaker::{BreakerKey, BreakerLayer, NoKey};
 use super::handle::{BreakerHandles, KeyedBreakers, Parts, ResilienceHandle};
@@ -16,6 +16,7 @@ use crate::circuit_breaker::{
     CircuitBreakerBuilder, CircuitBreakerConfig, CircuitBreakerLayer, KeyedCircuitBreakerLayer,
 };
 use crate::error::InvalidConfig;
+use crate::fallback::{FallbackHandle, FallbackLayer};
 use crate::metrics::MetricsLayer;
 use crate::rate_limit::{RateLimitBuilder, RateLimitLayer};
 use crate::retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
@@ -61,7 +62,8 @@ enum BreakerSpec<Kf> {
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s (× 2 up to 60 s only on re-trips within 30 s of closing) | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
 /// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
-/// | metrics (outermost) | off | [`metrics`](Self::metrics) | [`no_metrics`](Self::no_metrics) |
+/// | metrics | off | [`metrics`](Self::metrics) | [`no_metrics`](Self::no_metrics) |
+/// | fallback (outermost) | off | [`fallback`](Self::fallback) | — |
 pub struct ResilienceBuilder<C, On, Rp, Kf = NoKey, Kl = Identity, Ol = Identity> {
     classifier: C,
     retry_on: On,
@@ -85,6 +87,7 @@ struct Settings {
     attempt_timeout: Option<Duration>,
     metrics: Option<Arc<str>>,
     name: Option<Arc<str>>,
+    fallback: Option<FallbackHandle>,
 }
 
 impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
@@ -132,6 +135,7 @@ impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
                 attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
                 metrics: None,
                 name: None,
+                fallback: None,
             },
         }
     }
@@ -347,6 +351,50 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
             key: self.key,
             outer: self.outer,
             breaker,
+            settings: self.settings,
+        }
+    }
+
+    /// Answers the calls the stack fails with a response of yours:
+    /// `layer` goes **outermost**, outside the metrics piece, so it sees the
+    /// final result — after every retry, and our rejections (open breaker,
+    /// full bulkhead, rate limit, deadline) as the caller would. The metrics
+    /// piece still counts the failure it answered; the fallback's own
+    /// counters are in [`ResilienceHandle::fallback`](super::ResilienceHandle::fallback).
+    ///
+    /// ```
+    /// use steadfast::fallback::{Failed, FallbackLayer};
+    /// use steadfast::stack::ResilienceLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), steadfast::BoxError> {
+    /// let (layer, handle) = ResilienceLayer::new(steadfast::classify::ErrorsAsFailures)
+    ///     .no_retry()
+    ///     .fallback(FallbackLayer::new(|_: Failed<'_, &str>| Ok("cached")))
+    ///     .build()?;
+    /// let svc = layer.layer(service_fn(|_: u32| async {
+    ///     Err::<&str, _>(std::io::Error::other("down"))
+    /// }));
+    /// assert_eq!(svc.oneshot(1).await?, "cached");
+    /// assert_eq!(handle.fallback().unwrap().snapshot().served, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[allow(clippy::type_complexity)]
+    pub fn fallback<P, Cf, X>(
+        mut self,
+        layer: FallbackLayer<P, Cf, X>,
+    ) -> ResilienceBuilder<C, On, Rp, Kf, Kl, Stack<Ol, FallbackLayer<P, Cf, X>>> {
+        let (layer, handle) = layer.pair();
+        self.settings.fallback = Some(handle);
+        ResilienceBuilder {
+            classifier: self.classifier,
+            retry_on: self.retry_on,
+            replay: self.replay,
+            key: self.key,
+            outer: Stack::new(self.outer, layer),
+            breaker: self.breaker,
             settings: self.settings,
         }
     }
@@ -614,6 +662,7 @@ where
             deadline: deadline.as_ref().map(DeadlineLayer::timeout),
             attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
             rate_limit: rate_limit.as_ref().map(RateLimitLayer::handle),
+            fallback: self.settings.fallback,
             retry: retry.as_ref().map(RetryLayer::handle),
             bulkhead: bulkhead.as_ref().map(BulkheadLayer::handle),
             breaker: breaker_handles,

@@ -9,6 +9,9 @@ use super::{ResilienceHandle, ResilienceSnapshot};
 
 /// `keyed_name`: the name of the keyed breakers (their snapshot has none).
 fn collect(out: &mut Samples, s: &ResilienceSnapshot, keyed_name: &str) {
+    if let Some(fb) = &s.fallback {
+        fb.collect(out);
+    }
     if let Some(m) = &s.metrics {
         m.collect(out);
     }
@@ -119,6 +122,10 @@ mod tests {
             .build()
             .unwrap()
             .handle()
+            .collect(&mut out);
+        crate::fallback::FallbackLayer::new(|_: crate::fallback::Failed<'_, ()>| Ok(()))
+            .pair()
+            .1
             .collect(&mut out);
         FaultLayer::<()>::builder()
             .seed(1)

@@ -11,6 +11,7 @@ use crate::bulkhead::{BulkheadHandle, BulkheadSnapshot};
 use crate::circuit_breaker::{
     CircuitBreakerHandle, CircuitBreakerSnapshot, KeyedCircuitBreakerHandle,
 };
+use crate::fallback::{FallbackHandle, FallbackSnapshot};
 use crate::metrics::{MetricsHandle, MetricsSnapshot};
 use crate::rate_limit::{RateLimitHandle, RateLimitSnapshot};
 use crate::retry::{RetryHandle, RetrySnapshot};
@@ -39,6 +40,7 @@ pub(crate) struct Parts {
     pub(crate) deadline: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimitHandle>,
+    pub(crate) fallback: Option<FallbackHandle>,
     pub(crate) retry: Option<RetryHandle>,
     pub(crate) bulkhead: Option<BulkheadHandle>,
     pub(crate) breaker: BreakerHandles,
@@ -71,6 +73,12 @@ impl ResilienceHandle {
     /// ([`ResilienceBuilder::metrics`](super::ResilienceBuilder::metrics)).
     pub fn metrics(&self) -> Option<&MetricsHandle> {
         self.inner.metrics.as_ref()
+    }
+
+    /// The fallback's counters, when the stack has one
+    /// ([`ResilienceBuilder::fallback`](super::ResilienceBuilder::fallback)).
+    pub fn fallback(&self) -> Option<&FallbackHandle> {
+        self.inner.fallback.as_ref()
     }
 
     /// The rate limit's handle, when the stack has one.
@@ -113,6 +121,7 @@ impl ResilienceHandle {
             deadline: parts.deadline,
             attempt_timeout: parts.attempt_timeout,
             rate_limit: parts.rate_limit.as_ref().map(RateLimitHandle::snapshot),
+            fallback: parts.fallback.as_ref().map(FallbackHandle::snapshot),
             retry: parts.retry.as_ref().map(RetryHandle::snapshot),
             bulkhead: parts.bulkhead.as_ref().map(BulkheadHandle::snapshot),
             circuit_breaker: match &parts.breaker {
@@ -183,6 +192,8 @@ pub struct ResilienceSnapshot {
     pub attempt_timeout: Option<Duration>,
     /// The rate limit's counters, when the stack has one.
     pub rate_limit: Option<RateLimitSnapshot>,
+    /// The fallback's counters, when the stack has one.
+    pub fallback: Option<FallbackSnapshot>,
     /// The retry layer's counters.
     pub retry: Option<RetrySnapshot>,
     /// The bulkhead's counters.
@@ -210,6 +221,9 @@ pub struct KeyedSnapshot {
 impl fmt::Display for ResilienceSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let off = |f: &mut fmt::Formatter<'_>, name: &str| writeln!(f, "{name:<9} off");
+        if let Some(fb) = &self.fallback {
+            writeln!(f, "{:<9} {fb}", "fallback")?;
+        }
         if let Some(m) = &self.metrics {
             writeln!(f, "{:<9} {m}", "metrics")?;
         }
