@@ -178,6 +178,7 @@ mod builder;
 mod error;
 #[cfg(feature = "http")]
 mod headers;
+mod key;
 mod mix;
 mod rejection;
 mod runtime;

@@ -35,9 +35,9 @@ use super::future::ResponseFuture;
 use super::gcra::Rate;
 use super::layer::check;
 use super::shared::Rejected;
-use crate::circuit_breaker::KeyOf;
 use crate::deadline::scope_now;
 use crate::error::{BoxError, InvalidConfig};
+use crate::key::KeyOf;
 use crate::metrics::listener::Listeners;
 use crate::metrics::CachePadded;
 use crate::sync::{lock, AtomicU64, Mutex};
@@ -213,7 +213,7 @@ impl<F> KeyedRateLimitBuilder<F> {
 
     /// The most keys kept at once (default 65,536; at most 16,777,216),
     /// about 36 bytes each. Keys beyond it share one overflow limit; see
-    /// the [module docs](self).
+    /// the [`KeyedRateLimitLayer`] docs.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys;
         self

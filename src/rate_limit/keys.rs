@@ -2,7 +2,7 @@
 //! over `http::Request`s: the caller (a principal in a header, the client's
 //! IP address), or the backend (the authority, for clients).
 //!
-//! Each is a [`KeyOf`](super::KeyOf) for `http::Request<B>`; a closure
+//! Each is a [`KeyOf`] for `http::Request<B>`; a closure
 //! `Fn(&Req) -> K` works as well.
 
 use std::fmt;
@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use http::header::{HeaderName, HeaderValue};
 use http::Request;
 
-pub use crate::circuit_breaker::keys::{authority, AuthorityKey, ByAuthority, HasAuthority};
+pub use crate::key::keys::{authority, AuthorityKey, ByAuthority, HasAuthority};
 
 use super::KeyOf;
 

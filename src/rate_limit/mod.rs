@@ -136,4 +136,4 @@ pub use self::keyed::{
 pub use self::layer::{RateLimitBuilder, RateLimitLayer};
 pub use self::service::RateLimit;
 pub use self::shared::Rejected;
-pub use crate::circuit_breaker::KeyOf;
+pub use crate::key::KeyOf;
