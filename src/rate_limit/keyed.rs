@@ -323,7 +323,7 @@ pub struct KeyedRateLimitLayer<F> {
 impl<F> KeyedRateLimitLayer<F> {
     /// A builder for `rate` calls per `period` per key, with the key of each
     /// request from `key_fn`: a closure `Fn(&Req) -> K` with `K: Hash`, or
-    /// one of the ready-made [`keys`](super::keys) (feature `http`).
+    /// one of the ready-made `keys` (feature `http`).
     pub fn builder(rate: u64, period: Duration, key_fn: F) -> KeyedRateLimitBuilder<F> {
         KeyedRateLimitBuilder {
             key_fn,

@@ -86,7 +86,7 @@
 //!
 //! On a server, put it near the top, after whatever identifies the caller,
 //! and turn rejections into `429 Too Many Requests` with
-//! [`TooManyRequestsLayer`](http::TooManyRequestsLayer) (feature `http`).
+//! `http::TooManyRequestsLayer` (feature `http`).
 //!
 //! # Errors
 //!
