@@ -145,3 +145,25 @@ pub mod keys {
         req.uri().path_and_query().cloned()
     }
 }
+
+/// A [`Hasher`](std::hash::Hasher) for keys that are already keyed hashes
+/// (the fingerprints of the keyed layers): `write_u64` passes the value
+/// through, so a map lookup hashes nothing twice.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}

@@ -20,6 +20,7 @@ use super::service::{admit, Node, Nodes};
 use super::state::Core;
 use crate::classify::{Classify, ErrorsAsFailures};
 use crate::error::{BoxError, InvalidConfig};
+use crate::key::PassThrough;
 use crate::sync::{lock, AtomicU64, Mutex};
 
 const MAX_SHARDS: usize = 16;
@@ -39,33 +40,13 @@ impl Hash for Fingerprint {
     }
 }
 
-/// Passes a fingerprint's `slot` hash through: it is already a keyed hash.
-#[derive(Default)]
-struct SlotHasher(u64);
-
-impl Hasher for SlotHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 struct Entry<C> {
     node: Arc<Node<C>>,
     last_used: u64,
 }
 
 struct Shard<C> {
-    map: HashMap<Fingerprint, Entry<C>, BuildHasherDefault<SlotHasher>>,
+    map: HashMap<Fingerprint, Entry<C>, BuildHasherDefault<PassThrough>>,
     cap: usize,
     last_sweep: u64,
 }

@@ -1,26 +1,8 @@
 //! One limit per key: [`KeyedRateLimitLayer`].
-//!
-//! # What is kept per key
-//!
-//! A key is hashed (SipHash-1-3 under a random seed) and only its 64-bit
-//! fingerprint is kept, with the key's `tat` (see [`gcra`](super::gcra)):
-//! 16 bytes per key in a `HashMap`, about 36 bytes per key with the table's
-//! control bytes and spare capacity, in 16 shards, each behind its own lock
-//! (held for a lookup and a compare, never across an `.await`).
-//!
-//! A key whose limit has fully recovered (`tat <= now`) behaves exactly
-//! like a key never seen, so it can be forgotten without changing any
-//! decision: that is the idle eviction, and it needs no timeout. A shard
-//! that is full sweeps out its recovered keys, at most once per eighth of
-//! the time a burst takes to recover (so a flood of new keys cannot make
-//! every call sweep). A new key that still finds its shard full of keys
-//! in use shares one **overflow** limit, of the same rate, with every other
-//! such key: `max_keys` bounds the memory whatever keys an attacker
-//! sends, and the overflow limit bounds what those keys get through.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,7 +19,7 @@ use super::layer::check;
 use super::shared::Rejected;
 use crate::deadline::scope_now;
 use crate::error::{BoxError, InvalidConfig};
-use crate::key::KeyOf;
+use crate::key::{KeyOf, PassThrough};
 use crate::metrics::listener::Listeners;
 use crate::metrics::CachePadded;
 use crate::sync::{lock, AtomicU64, Mutex};
@@ -49,26 +31,6 @@ const DEFAULT_MAX_KEYS: usize = 65_536;
 
 /// The largest `max_keys`: 16 million keys, about 600 MB.
 const MAX_KEYS: usize = 1 << 24;
-
-/// Passes a fingerprint through: it is already a keyed hash.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
 
 struct Shard {
     /// Fingerprint → `tat`.
@@ -285,6 +247,24 @@ impl<F> KeyedRateLimitBuilder<F> {
 /// A keyed limiter rejects at once (it does not queue): a server answers
 /// the caller who is over its limit with `429`, and holding a request per
 /// caller would hand memory to whoever sends the most.
+///
+/// # What is kept per key
+///
+/// A key is hashed (SipHash-1-3 under a random seed) and only its 64-bit
+/// fingerprint is kept, with the key's `tat` (its GCRA theoretical arrival time):
+/// 16 bytes per key in a `HashMap`, about 36 bytes per key with the table's
+/// control bytes and spare capacity, in 16 shards, each behind its own lock
+/// (held for a lookup and a compare, never across an `.await`).
+///
+/// A key whose limit has fully recovered (`tat <= now`) behaves exactly
+/// like a key never seen, so it can be forgotten without changing any
+/// decision: that is the idle eviction, and it needs no timeout. A shard
+/// that is full sweeps out its recovered keys, at most once per eighth of
+/// the time a burst takes to recover (so a flood of new keys cannot make
+/// every call sweep). A new key that still finds its shard full of keys
+/// in use shares one **overflow** limit, of the same rate, with every other
+/// such key: `max_keys` bounds the memory whatever keys an attacker
+/// sends, and the overflow limit bounds what those keys get through.
 ///
 /// # Clone
 ///
