@@ -363,9 +363,19 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     /// counters are in [`ResilienceHandle::fallback`](super::ResilienceHandle::fallback).
     ///
     /// ```
+    /// use steadfast::deadline::{CarriesDeadline, Deadline};
     /// use steadfast::fallback::{Failed, FallbackLayer};
     /// use steadfast::stack::ResilienceLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// // The preset's requests carry their deadline.
+    /// #[derive(Clone)]
+    /// struct Lookup { id: u32, deadline: Option<Deadline> }
+    ///
+    /// impl CarriesDeadline for Lookup {
+    ///     fn deadline(&self) -> Option<Deadline> { self.deadline }
+    ///     fn set_deadline(&mut self, deadline: Deadline) { self.deadline = Some(deadline) }
+    /// }
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), steadfast::BoxError> {
@@ -373,10 +383,10 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
     ///     .no_retry()
     ///     .fallback(FallbackLayer::new(|_: Failed<'_, &str>| Ok("cached")))
     ///     .build()?;
-    /// let svc = layer.layer(service_fn(|_: u32| async {
+    /// let svc = layer.layer(service_fn(|_: Lookup| async {
     ///     Err::<&str, _>(std::io::Error::other("down"))
     /// }));
-    /// assert_eq!(svc.oneshot(1).await?, "cached");
+    /// assert_eq!(svc.oneshot(Lookup { id: 1, deadline: None }).await?, "cached");
     /// assert_eq!(handle.fallback().unwrap().snapshot().served, 1);
     /// # Ok(())
     /// # }

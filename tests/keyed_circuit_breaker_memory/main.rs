@@ -4,8 +4,6 @@
 //! In its own binary because the allocator is global; it counts only the
 //! thread that switched counting on, so the harness's threads never show up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::future::{ready, Future, Ready};
 use std::pin::pin;
 use std::process::Command;
@@ -15,71 +13,13 @@ use steadfast::circuit_breaker::{CircuitBreakerConfig, KeyedCircuitBreakerLayer}
 use tower_layer::Layer;
 use tower_service::Service;
 
-// --- counting allocator: live bytes and their peak, per thread ---
+#[path = "../support/live_heap.rs"]
+mod live_heap;
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-    static PEAK: Cell<i64> = const { Cell::new(0) };
-}
-
-fn note(delta: i64) {
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = LIVE.try_with(|live| {
-                let now = live.get() + delta;
-                live.set(now);
-                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-            });
-        }
-    });
-}
-
-fn size(layout: Layout) -> i64 {
-    i64::try_from(layout.size()).unwrap_or(i64::MAX)
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments; the
-// counting touches only `const` thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(size(layout));
-        // SAFETY: forwarded as is; the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(size(layout));
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(i64::try_from(new_size).unwrap_or(i64::MAX) - size(layout));
-        // SAFETY: `ptr` and `layout` came from this allocator, i.e. from `System`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        note(-size(layout));
-        // SAFETY: `ptr` and `layout` came from this allocator, i.e. from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use live_heap::{start_counting, stop_counting, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Counts from here on: returns the live bytes so far (the baseline) and
-/// resets the peak to it.
-fn start_counting() -> i64 {
-    COUNTING.set(true);
-    let live = LIVE.get();
-    PEAK.set(live);
-    live
-}
 
 // --- a bare service and a runtime-free driver ---
 
@@ -147,9 +87,7 @@ fn a_million_long_keys_hold_no_more_than_the_cap() {
     for i in 0..CALLS {
         drive(&mut svc, i);
     }
-    let held = LIVE.get() - base;
-    let peak = PEAK.get() - base;
-    COUNTING.set(false);
+    let (held, peak) = stop_counting(base);
     assert_eq!(handle.len(), CAP);
     assert_eq!(handle.overflowed(), CALLS - CAP as u64);
     let bound = CAP as i64 * BYTES_PER_KEY + CONSTANT;
@@ -175,8 +113,7 @@ fn bytes_per_key(n: u64) -> (i64, i64) {
         for i in 0..n {
             drive(&mut svc, i);
         }
-        let held = LIVE.get() - base;
-        COUNTING.set(false);
+        let (held, _) = stop_counting(base);
         assert_eq!(layer.handle().len(), n as usize);
         held / n as i64
     };

@@ -6,7 +6,8 @@
 //! * `errors`: `RateLimited`, `Rejection`, and how the breaker, retry and metrics treat it;
 //! * `waiting`: the FIFO queue, `max_wait`, `max_waiting`, deadlines, cancellation;
 //! * `config`: build-time validation;
-//! * `handle`: snapshots, counters, Display, auto traits.
+//! * `handle`: snapshots, counters, Display, auto traits;
+//! * `keyed`: `KeyedRateLimitLayer`, a limit per key, the key cap and the ready-made keys.
 //!
 //! The inner service, [`Recorder`], is always ready and answers at once; it
 //! logs each request it receives with the (virtual) instant, so a request
@@ -20,6 +21,7 @@ mod config;
 mod errors;
 mod exactness;
 mod handle;
+mod keyed;
 mod model;
 mod waiting;
 

@@ -470,6 +470,7 @@ async fn many_tasks_share_one_stack() {
 
 mod hot_path;
 mod metrics;
+mod rate_limit_fallback;
 
 mod deadline_in_scope {
     use super::*;
