@@ -253,7 +253,8 @@ mod http_keys {
     fn by_header_keys_on_the_value_and_missing_headers_share_none() {
         let key = ByHeader::new("x-api-key");
         let mut a = req();
-        a.headers_mut().insert("x-api-key", "alpha".parse().unwrap());
+        a.headers_mut()
+            .insert("x-api-key", "alpha".parse().unwrap());
         let mut b = req();
         b.headers_mut().insert("x-api-key", "beta".parse().unwrap());
         assert_eq!(key.key_of(&a).unwrap(), "alpha");
@@ -270,8 +271,9 @@ mod http_keys {
         assert_eq!(key.key_of(&a), Some(v4));
         let host = |last: u16| {
             let mut r = req();
-            r.extensions_mut()
-                .insert(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last)));
+            r.extensions_mut().insert(IpAddr::V6(Ipv6Addr::new(
+                0x2001, 0xdb8, 0, 1, 0, 0, 0, last,
+            )));
             r
         };
         // Two addresses of one /64 share a key; another /64 does not.

@@ -89,12 +89,11 @@ fn a_million_keys_hold_no_more_than_the_cap() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const CAP: usize = 10_000;
     const CALLS: u64 = 1_000_000;
-    let layer = KeyedRateLimitLayer::builder(1, Duration::from_secs(3600), |req: &u64| {
-        key_of(*req)
-    })
-    .max_keys(CAP)
-    .build()
-    .expect("valid config");
+    let layer =
+        KeyedRateLimitLayer::builder(1, Duration::from_secs(3600), |req: &u64| key_of(*req))
+            .max_keys(CAP)
+            .build()
+            .expect("valid config");
     let handle = layer.handle();
     let mut svc = layer.layer(Bare);
     let rss_before = rss();
@@ -106,7 +105,10 @@ fn a_million_keys_hold_no_more_than_the_cap() {
     let (held, peak) = stop_counting(base);
     let rss_after = rss();
     let snap = handle.snapshot();
-    assert!(snap.keys <= CAP as u64 && snap.keys > CAP as u64 * 9 / 10, "{snap:?}");
+    assert!(
+        snap.keys <= CAP as u64 && snap.keys > CAP as u64 * 9 / 10,
+        "{snap:?}"
+    );
     assert_eq!(snap.overflowed, CALLS - snap.keys);
     // Each held key its one call, the overflow keys one between them.
     assert_eq!(admitted_calls, snap.keys + 1);
@@ -151,5 +153,8 @@ fn bytes_per_key_match_the_docs() {
     let per_key = held / KEYS as i64;
     println!("{per_key} B per key");
     // 16 bytes of entry + 1 control byte, at a load factor between 7/16 and 7/8.
-    assert!((17..=BYTES_PER_KEY).contains(&per_key), "{per_key} B per key");
+    assert!(
+        (17..=BYTES_PER_KEY).contains(&per_key),
+        "{per_key} B per key"
+    );
 }

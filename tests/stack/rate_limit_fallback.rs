@@ -30,7 +30,11 @@ async fn a_call_takes_one_cell_whatever_its_attempts_and_the_rejection_is_not_re
 
     // The limit is spent: the next call is refused before any attempt,
     // and retry never sees the refusal.
-    let err = svc.clone().oneshot(get("http://products/1")).await.unwrap_err();
+    let err = svc
+        .clone()
+        .oneshot(get("http://products/1"))
+        .await
+        .unwrap_err();
     let limited = err
         .downcast_ref::<RateLimited>()
         .expect("the stack's error is our RateLimited");
@@ -54,7 +58,10 @@ async fn a_call_takes_one_cell_whatever_its_attempts_and_the_rejection_is_not_re
     time::advance(SECOND).await;
     svc.oneshot(get("http://products/1")).await.unwrap();
     assert_eq!(seen.calls(), 6);
-    assert!(handle.to_string().contains("rate"), "{handle}");
+    assert!(
+        handle.to_string().contains("limit     burst 1 every 1s"),
+        "{handle}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -70,7 +77,11 @@ async fn a_waiting_call_never_waits_past_the_deadline() {
     // The next cell is 10 s away, the deadline 2 s: refused without
     // waiting for a cell it could never use.
     let start = Instant::now();
-    let err = svc.clone().oneshot(get("http://products/1")).await.unwrap_err();
+    let err = svc
+        .clone()
+        .oneshot(get("http://products/1"))
+        .await
+        .unwrap_err();
     assert!(Rejection::of(&err).is_some(), "{err}");
     assert!(start.elapsed() <= 2 * SECOND, "{:?}", start.elapsed());
     assert_eq!(seen.calls(), 1);
@@ -104,12 +115,14 @@ async fn the_fallback_answers_for_the_rate_limit() {
     let log = reasons.clone();
     let (layer, handle) = ResilienceLayer::http()
         .rate_limit(RateLimitLayer::builder(1, SECOND))
-        .fallback(FallbackLayer::new(move |failed: Failed<'_, Response<String>>| {
-            log.lock()
-                .unwrap()
-                .push(failed.rejection().map(|r| r.as_str()));
-            Ok(stale("cached products"))
-        }))
+        .fallback(FallbackLayer::new(
+            move |failed: Failed<'_, Response<String>>| {
+                log.lock()
+                    .unwrap()
+                    .push(failed.rejection().map(|r| r.as_str()));
+                Ok(stale("cached products"))
+            },
+        ))
         .build()
         .unwrap();
     let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
