@@ -274,7 +274,9 @@ fn governor_keyed() -> GovernorService<Bare, u64> {
     GovernorService::new(Bare, Governor::Keyed(limiter, |i| i % KEYS))
 }
 
-fn tower_rate_limit() -> tower::limit::RateLimit<Bare> {
+fn tower_rate_limit(rt: &Runtime) -> tower::limit::RateLimit<Bare> {
+    // tower's `RateLimit::new` arms a tokio `Sleep`: it needs the runtime.
+    let _runtime = rt.enter();
     tower::limit::RateLimitLayer::new(u64::MAX, Duration::from_secs(1)).layer(Bare)
 }
 
@@ -624,7 +626,7 @@ fn one_thread_groups(rt: &'static Runtime) -> Vec<Group> {
             .case("governor (direct)", Awaited::new(rt, governor_direct(), id))
             .case(
                 "tower RateLimit (per clone)",
-                Awaited::new(rt, tower_rate_limit(), id),
+                Awaited::new(rt, tower_rate_limit(rt), id),
             ),
     );
 

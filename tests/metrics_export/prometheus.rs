@@ -172,13 +172,16 @@ async fn every_family_parses_back_with_its_type() {
     let strict = read(&text);
 
     // Families without samples in this run: no rate rule on the breaker, no
-    // keyed breakers, no budget, no attempt histogram yet.
+    // keyed breakers, no budget, no attempt histogram yet, no rate limiter.
     let absent: BTreeSet<&str> = [
         "resilience_circuit_failure_rate",
         "resilience_circuit_slow_call_rate",
         "resilience_circuit_keys",
         "resilience_retry_budget_available",
         "resilience_attempt_duration_seconds",
+        "resilience_rate_limit_available",
+        "resilience_rate_limit_waiting",
+        "resilience_rate_limit_keys",
     ]
     .into();
     for family in families() {
@@ -319,7 +322,8 @@ async fn samples_have_the_values_the_layers_counted() {
     assert_eq!(t.value("resilience_call_duration_seconds_count", &[n]), 3.0);
     assert_eq!(t.value("resilience_call_duration_seconds_sum", &[n]), 0.034);
     let samples = t.lines.len();
-    assert_eq!(samples, 4 + 4 + 4 + 6 + 1 + 7 + 5 + 2 + 1 + 1 + 5 + 19);
+    // The last 1: the metrics layer's `rejected_rate_limited` event.
+    assert_eq!(samples, 4 + 4 + 4 + 6 + 1 + 7 + 5 + 2 + 1 + 1 + 5 + 19 + 1);
 }
 
 #[tokio::test(start_paused = true)]
