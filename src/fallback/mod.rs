@@ -94,6 +94,8 @@
 //!   gets the original error (or the failed response, passed on).
 //!
 //! ```
+//! # #[cfg(feature = "http")]
+//! # mod example {
 //! use std::time::Duration;
 //! use bytes::Bytes;
 //! use http::{HeaderName, HeaderValue};
@@ -102,10 +104,8 @@
 //! use steadfast::fallback::{FallbackLayer, LastGood};
 //! use tower::{Layer, ServiceExt};
 //!
-//! # #[cfg(not(feature = "http"))] fn main() {}
-//! # #[cfg(feature = "http")]
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), steadfast::BoxError> {
+//! # pub async fn main() -> Result<(), steadfast::BoxError> {
 //! let cache = LastGood::builder()
 //!     .max_entries(256)
 //!     .max_body_bytes(64 * 1024)
@@ -138,6 +138,11 @@
 //! assert_eq!(stale.headers()["warning"], "110 - \"Response is Stale\"");
 //! # Ok(())
 //! # }
+//! # }
+//! # #[cfg(feature = "http")]
+//! # fn main() -> Result<(), steadfast::BoxError> { example::main() }
+//! # #[cfg(not(feature = "http"))]
+//! # fn main() {}
 //! ```
 //!
 //! **Memory.** At most `max_entries` entries (default 1024), each: the body
