@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use prometheus_parse::{Scrape, Value as Parsed};
 use steadfast::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
-use steadfast::metrics::{families, render_prometheus, Kind, MetricsLayer, Registry};
+use steadfast::metrics::{families, render_prometheus, Kind, MetricsLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
 use crate::scenario::{run, stack};
@@ -538,7 +538,7 @@ async fn the_preset_stack_exports_its_pieces() {
         .circuit_breaker_per_authority(CircuitBreakerConfig::builder().name("upstream"))
         .build()
         .unwrap();
-    let registry = Registry::new();
+    let registry = steadfast::metrics::Registry::new();
     registry.register(handle);
     let t = read(&registry.render_prometheus());
     let up = ("name", "upstream");
@@ -596,7 +596,7 @@ async fn the_preset_handle_exports_its_metrics_piece_and_faults_export_their_inj
             .unwrap();
         svc.clone().oneshot(req).await.unwrap();
     }
-    let registry = Registry::new();
+    let registry = steadfast::metrics::Registry::new();
     registry.register(handle).register(faults.handle());
     let t = read(&registry.render_prometheus());
     let name = ("name", "inventory");
