@@ -166,17 +166,27 @@ where
     let ran = catch_unwind(AssertUnwindSafe(|| {
         policy.recover(key, Failed::Error(err.as_ref()))
     }));
+    settle(ran, Some(err))
+}
+
+/// How a run of the fallback ended, for the caller and the counters. A
+/// failure or panic of the fallback carries `cause`, what made it run (an
+/// error; `None` for a failed response); a fallback that declined hands
+/// `cause` back as it was, or says it declined.
+fn settle<R>(
+    ran: std::thread::Result<Option<Result<R, BoxError>>>,
+    cause: Option<BoxError>,
+) -> (Ran, Result<R, BoxError>) {
     match ran {
         Ok(Some(Ok(response))) => (Ran::Served, Ok(response)),
-        Ok(Some(Err(e))) => (
-            Ran::Failed,
-            Err(failed(FallbackFailed::error(e, Some(err)))),
+        Ok(Some(Err(e))) => (Ran::Failed, Err(failed(FallbackFailed::error(e, cause)))),
+        Ok(None) => (
+            Ran::Declined,
+            Err(cause.unwrap_or_else(|| failed(FallbackFailed::declined()))),
         ),
-        // Declined: the caller gets the error as it was.
-        Ok(None) => (Ran::Declined, Err(err)),
         Err(payload) => (
             Ran::Failed,
-            Err(failed(FallbackFailed::panic(&*payload, Some(err)))),
+            Err(failed(FallbackFailed::panic(&*payload, cause))),
         ),
     }
 }
@@ -216,15 +226,7 @@ where
     let ran = catch_unwind(AssertUnwindSafe(|| {
         policy.recover(key, Failed::Response(response))
     }));
-    match ran {
-        Ok(Some(Ok(response))) => (Ran::Served, Ok(response)),
-        Ok(Some(Err(e))) => (Ran::Failed, Err(failed(FallbackFailed::error(e, None)))),
-        Ok(None) => (Ran::Declined, Err(failed(FallbackFailed::declined()))),
-        Err(payload) => (
-            Ran::Failed,
-            Err(failed(FallbackFailed::panic(&*payload, None))),
-        ),
-    }
+    settle(ran, None)
 }
 
 fn event(reason: &'static str) {

@@ -22,6 +22,20 @@ pub struct FallbackLayer<P, C = ErrorsAsFailures, X = ()> {
     stats: Option<Arc<Stats>>,
 }
 
+impl<P, X> FallbackLayer<P, ErrorsAsFailures, X> {
+    /// `policy` with `key`, on the default outcomes, no classifier, no
+    /// counters: what every constructor starts from.
+    fn from_parts(policy: P, key: X) -> Self {
+        Self {
+            policy,
+            classifier: ErrorsAsFailures,
+            key,
+            on: On::DEFAULT,
+            stats: None,
+        }
+    }
+}
+
 impl<P> FallbackLayer<P> {
     /// Runs `f` on our rejections and transport errors; it gets what went
     /// wrong and nothing of the request, so the happy path costs nothing
@@ -37,13 +51,7 @@ impl<P> FallbackLayer<P> {
     /// Runs `policy`, any [`Recover`](super::Recover) (the closures of
     /// [`new`](Self::new) are some), on our rejections and transport errors.
     pub fn with_policy(policy: P) -> Self {
-        Self {
-            policy,
-            classifier: ErrorsAsFailures,
-            key: (),
-            on: On::DEFAULT,
-            stats: None,
-        }
+        Self::from_parts(policy, ())
     }
 }
 
@@ -55,13 +63,7 @@ impl<F> FallbackLayer<WithKey<F>, ErrorsAsFailures, CloneRequest> {
         Req: Clone,
         F: Fn(Req, Failed<'_, Res>) -> Result<Res, BoxError>,
     {
-        Self {
-            policy: WithKey(f),
-            classifier: ErrorsAsFailures,
-            key: CloneRequest,
-            on: On::DEFAULT,
-            stats: None,
-        }
+        Self::from_parts(WithKey(f), CloneRequest)
     }
 }
 
@@ -74,13 +76,7 @@ impl<F, X> FallbackLayer<WithKey<F>, ErrorsAsFailures, X> {
         X: Fn(&Req) -> K,
         F: Fn(K, Failed<'_, Res>) -> Result<Res, BoxError>,
     {
-        Self {
-            policy: WithKey(f),
-            classifier: ErrorsAsFailures,
-            key,
-            on: On::DEFAULT,
-            stats: None,
-        }
+        Self::from_parts(WithKey(f), key)
     }
 }
 
@@ -176,13 +172,7 @@ impl FallbackLayer<super::LastGood, ErrorsAsFailures, super::MethodPathQuery> {
     /// path and query, and serves the last one for the key on our
     /// rejections and transport errors.
     pub fn last_good(cache: super::LastGood) -> Self {
-        Self {
-            policy: cache,
-            classifier: ErrorsAsFailures,
-            key: super::MethodPathQuery,
-            on: On::DEFAULT,
-            stats: None,
-        }
+        Self::from_parts(cache, super::MethodPathQuery)
     }
 }
 
@@ -194,12 +184,6 @@ impl<K, X> FallbackLayer<super::LastGood<K>, ErrorsAsFailures, X> {
     /// `Fn(&Request) -> K` (name the request type in its argument:
     /// `|req: &http::Request<Body>| ..`).
     pub fn last_good_by(cache: super::LastGood<K>, key: X) -> Self {
-        Self {
-            policy: cache,
-            classifier: ErrorsAsFailures,
-            key,
-            on: On::DEFAULT,
-            stats: None,
-        }
+        Self::from_parts(cache, key)
     }
 }

@@ -4,48 +4,18 @@
 //! In its own binary because the allocator is global; it counts only the
 //! thread that switched counting on, so the harness's threads never show up.
 
-use std::future::{ready, Future, Ready};
-use std::pin::pin;
 use std::process::Command;
-use std::task::{Context, Poll, Waker};
 
 use steadfast::circuit_breaker::{CircuitBreakerConfig, KeyedCircuitBreakerLayer};
 use tower_layer::Layer;
-use tower_service::Service;
 
 #[path = "../support/live_heap.rs"]
 mod live_heap;
 
-use live_heap::{start_counting, stop_counting, Counting};
+use live_heap::{call_once, start_counting, stop_counting, Bare, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-// --- a bare service and a runtime-free driver ---
-
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl<R> Service<R> for Bare {
-    type Response = ();
-    type Error = std::convert::Infallible;
-    type Future = Ready<Result<(), Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        ready(Ok(()))
-    }
-}
-
-fn drive<S: Service<R>, R>(svc: &mut S, req: R) {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let fut = pin!(svc.call(req));
-    assert!(fut.poll(&mut cx).is_ready());
-}
 
 /// A 1 KiB key, distinct for each `i`.
 fn key_of(i: u64) -> Vec<u8> {
@@ -85,7 +55,7 @@ fn a_million_long_keys_hold_no_more_than_the_cap() {
     let mut svc = layer.layer(Bare);
     let base = start_counting();
     for i in 0..CALLS {
-        drive(&mut svc, i);
+        assert!(call_once(&mut svc, i));
     }
     let (held, peak) = stop_counting(base);
     assert_eq!(handle.len(), CAP);
@@ -111,7 +81,7 @@ fn bytes_per_key(n: u64) -> (i64, i64) {
         let mut svc = layer.layer(Bare);
         let base = start_counting();
         for i in 0..n {
-            drive(&mut svc, i);
+            assert!(call_once(&mut svc, i));
         }
         let (held, _) = stop_counting(base);
         assert_eq!(layer.handle().len(), n as usize);

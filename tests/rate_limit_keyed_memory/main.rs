@@ -4,54 +4,22 @@
 //!
 //! In its own binary because the allocator is global.
 
-use std::future::{ready, Future, Ready};
-use std::pin::pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use steadfast::rate_limit::KeyedRateLimitLayer;
 use tower_layer::Layer;
-use tower_service::Service;
 
 #[path = "../support/live_heap.rs"]
 mod live_heap;
 
-use live_heap::{start_counting, stop_counting, Counting};
+use live_heap::{call_once as admitted, start_counting, stop_counting, Bare, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 /// The tests run one at a time: the resident set is the whole process's.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-#[derive(Clone, Copy)]
-struct Bare;
-
-impl<R> Service<R> for Bare {
-    type Response = ();
-    type Error = std::convert::Infallible;
-    type Future = Ready<Result<(), Self::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: R) -> Self::Future {
-        ready(Ok(()))
-    }
-}
-
-/// Calls once; returns whether the call was admitted.
-fn admitted<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(svc.poll_ready(&mut cx).is_ready());
-    let fut = pin!(svc.call(req));
-    match fut.poll(&mut cx) {
-        Poll::Ready(res) => res.is_ok(),
-        Poll::Pending => panic!("a keyed limiter never waits"),
-    }
-}
 
 /// A 256-byte key, distinct for each `i`: only its fingerprint is kept.
 fn key_of(i: u64) -> Vec<u8> {

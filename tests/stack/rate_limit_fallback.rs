@@ -4,24 +4,31 @@
 use steadfast::classify::HttpClassifier;
 use steadfast::fallback::{Failed, FallbackLayer};
 use steadfast::rate_limit::RateLimitLayer;
-use steadfast::{RateLimited, Rejection};
+use steadfast::stack::ResilienceHandle;
+use steadfast::{InvalidConfig, RateLimited, Rejection};
 
 use super::*;
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// The preset `built` over `backend`, with its handle.
+fn over<L: Layer<B>, B>(
+    built: Result<(L, ResilienceHandle), InvalidConfig>,
+    backend: B,
+) -> (L::Service, ResilienceHandle) {
+    let (layer, handle) = built.expect("a valid preset");
+    (layer.layer(backend), handle)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_takes_one_cell_whatever_its_attempts_and_the_rejection_is_not_retried() {
     let seen = Seen::default();
-    let (layer, handle) = ResilienceLayer::http()
-        .rate_limit(RateLimitLayer::builder(1, SECOND))
-        .build()
-        .unwrap();
-    let svc = layer.layer(backend(
-        &seen,
-        StatusCode::SERVICE_UNAVAILABLE,
-        Duration::ZERO,
-    ));
+    let (svc, handle) = over(
+        ResilienceLayer::http()
+            .rate_limit(RateLimitLayer::builder(1, SECOND))
+            .build(),
+        backend(&seen, StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO),
+    );
     let res = svc.clone().oneshot(get("http://products/1")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(seen.calls(), 3, "three attempts on the call's one cell");
@@ -67,12 +74,13 @@ async fn a_call_takes_one_cell_whatever_its_attempts_and_the_rejection_is_not_re
 #[tokio::test(start_paused = true)]
 async fn a_waiting_call_never_waits_past_the_deadline() {
     let seen = Seen::default();
-    let (layer, handle) = ResilienceLayer::http()
-        .deadline(2 * SECOND)
-        .rate_limit(RateLimitLayer::builder(1, 10 * SECOND).max_wait(60 * SECOND))
-        .build()
-        .unwrap();
-    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+    let (svc, handle) = over(
+        ResilienceLayer::http()
+            .deadline(2 * SECOND)
+            .rate_limit(RateLimitLayer::builder(1, 10 * SECOND).max_wait(60 * SECOND))
+            .build(),
+        backend(&seen, StatusCode::OK, Duration::ZERO),
+    );
     svc.clone().oneshot(get("http://products/1")).await.unwrap();
     // The next cell is 10 s away, the deadline 2 s: refused without
     // waiting for a cell it could never use.
@@ -88,12 +96,13 @@ async fn a_waiting_call_never_waits_past_the_deadline() {
     assert_eq!(handle.rate_limit().unwrap().waiting(), 0);
 
     // A cell 1 s away is worth waiting for, within the deadline.
-    let (layer, _) = ResilienceLayer::http()
-        .deadline(2 * SECOND)
-        .rate_limit(RateLimitLayer::builder(1, SECOND).max_wait(60 * SECOND))
-        .build()
-        .unwrap();
-    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+    let (svc, _) = over(
+        ResilienceLayer::http()
+            .deadline(2 * SECOND)
+            .rate_limit(RateLimitLayer::builder(1, SECOND).max_wait(60 * SECOND))
+            .build(),
+        backend(&seen, StatusCode::OK, Duration::ZERO),
+    );
     svc.clone().oneshot(get("http://products/1")).await.unwrap();
     let start = Instant::now();
     svc.oneshot(get("http://products/1")).await.unwrap();
@@ -113,19 +122,20 @@ async fn the_fallback_answers_for_the_rate_limit() {
     let seen = Seen::default();
     let reasons = Arc::new(Mutex::new(Vec::new()));
     let log = reasons.clone();
-    let (layer, handle) = ResilienceLayer::http()
-        .rate_limit(RateLimitLayer::builder(1, SECOND))
-        .fallback(FallbackLayer::new(
-            move |failed: Failed<'_, Response<String>>| {
-                log.lock()
-                    .unwrap()
-                    .push(failed.rejection().map(|r| r.as_str()));
-                Ok(stale("cached products"))
-            },
-        ))
-        .build()
-        .unwrap();
-    let svc = layer.layer(backend(&seen, StatusCode::OK, Duration::ZERO));
+    let (svc, handle) = over(
+        ResilienceLayer::http()
+            .rate_limit(RateLimitLayer::builder(1, SECOND))
+            .fallback(FallbackLayer::new(
+                move |failed: Failed<'_, Response<String>>| {
+                    log.lock()
+                        .unwrap()
+                        .push(failed.rejection().map(|r| r.as_str()));
+                    Ok(stale("cached products"))
+                },
+            ))
+            .build(),
+        backend(&seen, StatusCode::OK, Duration::ZERO),
+    );
     let res = svc.clone().oneshot(get("http://products/1")).await.unwrap();
     assert_eq!(res.body(), "ok");
     let res = svc.clone().oneshot(get("http://products/1")).await.unwrap();
@@ -143,22 +153,19 @@ async fn the_fallback_answers_for_the_rate_limit() {
 #[tokio::test(start_paused = true)]
 async fn the_fallback_sees_the_final_result_after_every_retry() {
     let seen = Seen::default();
-    let (layer, handle) = ResilienceLayer::http()
-        .fallback(
-            FallbackLayer::new(|failed: Failed<'_, Response<String>>| {
-                let res = failed.into_response().expect("a failed response");
-                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-                Ok(stale("cached products"))
-            })
-            .on_failed_responses(HttpClassifier::new()),
-        )
-        .build()
-        .unwrap();
-    let svc = layer.layer(backend(
-        &seen,
-        StatusCode::SERVICE_UNAVAILABLE,
-        Duration::ZERO,
-    ));
+    let (svc, handle) = over(
+        ResilienceLayer::http()
+            .fallback(
+                FallbackLayer::new(|failed: Failed<'_, Response<String>>| {
+                    let res = failed.into_response().expect("a failed response");
+                    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+                    Ok(stale("cached products"))
+                })
+                .on_failed_responses(HttpClassifier::new()),
+            )
+            .build(),
+        backend(&seen, StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO),
+    );
     let res = svc.oneshot(get("http://products/1")).await.unwrap();
     assert_eq!(res.body(), "cached products");
     assert_eq!(seen.calls(), 3, "every retry ran before the fallback");

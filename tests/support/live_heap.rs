@@ -1,10 +1,16 @@
 //! A counting global allocator that follows the live heap of the thread
 //! that switched counting on, and its peak; for the memory tests of the
 //! keyed layers (`#[path]`-included by each, each its own binary, since the
-//! allocator is global).
+//! allocator is global), with the bare service and the runtime-free driver
+//! they call through.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::future::{ready, Future, Ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use tower_service::Service;
 
 /// The allocator: `System`, counted.
 pub struct Counting;
@@ -74,4 +80,34 @@ pub fn stop_counting(base: i64) -> (i64, i64) {
     let peak = PEAK.get() - base;
     COUNTING.set(false);
     (held, peak)
+}
+
+/// Always ready, answers `Ok(())` at once, allocates nothing.
+#[derive(Clone, Copy)]
+pub struct Bare;
+
+impl<R> Service<R> for Bare {
+    type Response = ();
+    type Error = std::convert::Infallible;
+    type Future = Ready<Result<(), Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: R) -> Self::Future {
+        ready(Ok(()))
+    }
+}
+
+/// One call through `svc`, polled once without a runtime: the layers under
+/// test answer at once (admitted or rejected); returns whether it succeeded.
+pub fn call_once<S: Service<R>, R>(svc: &mut S, req: R) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let fut = pin!(svc.call(req));
+    match fut.poll(&mut cx) {
+        Poll::Ready(res) => res.is_ok(),
+        Poll::Pending => panic!("the call did not answer at once"),
+    }
 }
