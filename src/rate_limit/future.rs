@@ -45,8 +45,12 @@ pin_project! {
         Waiting {
             queued: Pin<Box<Queued<S, Req>>>,
         },
+        // Boxed when the call is rejected: a `RateLimited` (two
+        // `Duration`s, 32 bytes) inline would make every future that
+        // large, admitted ones included; a rejection allocates once
+        // either way.
         Rejected {
-            error: Option<RateLimited>,
+            error: Option<BoxError>,
         },
     }
 }
@@ -114,7 +118,9 @@ where
 
     pub(crate) fn rejected(error: RateLimited) -> Self {
         Self {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(Box::new(error)),
+            },
         }
     }
 
@@ -168,19 +174,37 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
-        loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Called { future } => return future.poll(cx).map_err(Into::into),
-                KindProj::Rejected { error } => {
-                    let error = error
-                        .take()
-                        .expect("rate limit ResponseFuture polled after completion");
-                    return Poll::Ready(Err(Box::new(error)));
-                }
-                KindProj::Waiting { queued } => ready!(poll_queued(queued.as_mut(), cx)),
-            };
-            kind.set(next);
+        // The admitted call, on its own: nothing of the slow paths below
+        // is inlined into the caller's loop.
+        if let KindProj::Called { future } = kind.as_mut().project() {
+            return future.poll(cx).map_err(Into::into);
         }
+        poll_slow(kind, cx)
+    }
+}
+
+/// A rejected call, or one waiting for its turn (then called).
+#[inline(never)]
+fn poll_slow<S, Req>(
+    mut kind: Pin<&mut Kind<S, Req>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    loop {
+        let next = match kind.as_mut().project() {
+            KindProj::Called { future } => return future.poll(cx).map_err(Into::into),
+            KindProj::Rejected { error } => {
+                let error = error
+                    .take()
+                    .expect("rate limit ResponseFuture polled after completion");
+                return Poll::Ready(Err(error));
+            }
+            KindProj::Waiting { queued } => ready!(poll_queued(queued.as_mut(), cx)),
+        };
+        kind.set(next);
     }
 }
 
@@ -206,7 +230,7 @@ where
             let behind = limiter.waiting().saturating_mul(limiter.interval_nanos());
             let retry_after = Duration::from_nanos(limiter.wait_at(t).saturating_add(behind));
             return Poll::Ready(Kind::Rejected {
-                error: Some(shared.reject(retry_after, waited)),
+                error: Some(Box::new(shared.reject(retry_after, waited))),
             });
         }
         match q.sleep.as_mut().as_pin_mut() {

@@ -54,6 +54,19 @@ const SLOW: u64 = 1;
 /// so that no sum of a time and a span overflows 63 bits.
 pub(crate) const MAX_SPAN_NANOS: u64 = u64::MAX >> 3;
 
+/// `now` in nanoseconds since `origin` (zero before it), in 64 bits, without
+/// `Duration::as_nanos`'s `u128`: 2^62 ns, where it saturates, is 146
+/// years, and the word holds 63 bits.
+#[inline]
+pub(crate) fn nanos_since(origin: Instant, now: Instant) -> u64 {
+    let since = now.saturating_duration_since(origin);
+    since
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(since.subsec_nanos()))
+        .min(u64::MAX >> 2)
+}
+
 /// What [`Limiter::enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Enqueued {
@@ -166,9 +179,7 @@ impl Limiter {
     /// `now` in the word's nanoseconds.
     #[inline]
     pub(crate) fn nanos(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin);
-        // `as_nanos` is a u128; 2^63 ns is 292 years.
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX >> 2)
+        nanos_since(self.origin, now)
     }
 
     /// The instant of `nanos` in the word's time.

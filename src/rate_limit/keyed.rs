@@ -57,8 +57,7 @@ pub(crate) struct Keyed<F> {
 impl<F> Keyed<F> {
     #[inline]
     fn nanos(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.origin);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX >> 2)
+        super::gcra::nanos_since(self.origin, now)
     }
 
     /// Sweeps the recovered keys out of `shard`; returns how many went.
