@@ -99,31 +99,60 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
         let Some(key) = this.key.take() else {
             polled_after_completion()
         };
-        Poll::Ready(match result {
+        // The happy path: a response the classifier does not call a
+        // failure. Everything else is out of line, so that this poll stays
+        // small enough to inline into the caller's `async fn`.
+        match result {
             Ok(response) => {
-                let result: Result<Res, BoxError> = Ok(response);
-                let failed = this.classifier.classify(&result).is_failure();
+                let result = Ok(response);
+                if this.classifier.classify(&result).is_failure() {
+                    return Poll::Ready(on_failure(
+                        this.policy,
+                        key,
+                        result,
+                        *this.on,
+                        this.stats.as_deref(),
+                    ));
+                }
                 let Ok(response) = result else {
                     unreachable!("an `Ok` stays `Ok`")
                 };
-                if failed {
-                    recover_response(this.policy, key, response, this.stats.as_deref())
-                } else {
-                    Ok(this.policy.pass(key, response))
-                }
+                Poll::Ready(Ok(this.policy.pass(key, response)))
             }
-            Err(err) => on_error(
+            Err(err) => Poll::Ready(on_failure(
                 this.policy,
                 key,
-                err.into(),
+                Err(err),
                 *this.on,
                 this.stats.as_deref(),
-            ),
-        })
+            )),
+        }
+    }
+}
+
+/// A failed response or an error: the fallback, if configured for it.
+#[cold]
+#[inline(never)]
+fn on_failure<P, K, Res>(
+    policy: &P,
+    key: K,
+    result: Result<Res, BoxError>,
+    on: On,
+    stats: Option<&Stats>,
+) -> Result<P::Response, BoxError>
+where
+    P: Recover<K, Res>,
+{
+    match result {
+        Ok(response) => counted(stats, recover_response(policy, key, response)),
+        Err(err) => match on.error(&err) {
+            Some(reason) => counted(stats, recover_error(policy, key, err, reason)),
+            None => Err(err),
+        },
     }
 }
 
@@ -131,25 +160,6 @@ where
 #[inline(never)]
 fn polled_after_completion() -> ! {
     panic!("fallback ResponseFuture polled after completion")
-}
-
-/// An error: the fallback, if configured for it; else the error.
-#[cold]
-#[inline(never)]
-fn on_error<P, K, Res>(
-    policy: &P,
-    key: K,
-    err: BoxError,
-    on: On,
-    stats: Option<&Stats>,
-) -> Result<P::Response, BoxError>
-where
-    P: Recover<K, Res>,
-{
-    match on.error(&err) {
-        Some(reason) => counted(stats, recover_error(policy, key, err, reason)),
-        None => Err(err),
-    }
 }
 
 /// Runs the fallback for an error; the error is kept for the caller.
@@ -191,21 +201,6 @@ fn settle<R>(
     }
 }
 
-/// Runs the fallback for a response the classifier called a failure.
-#[cold]
-#[inline(never)]
-fn recover_response<P, K, Res>(
-    policy: &P,
-    key: K,
-    response: Res,
-    stats: Option<&Stats>,
-) -> Result<P::Response, BoxError>
-where
-    P: Recover<K, Res>,
-{
-    counted(stats, recover_response_inner(policy, key, response))
-}
-
 /// Counts how a run of the fallback ended, then hands its result on.
 fn counted<R>(stats: Option<&Stats>, (ran, result): (Ran, R)) -> R {
     if let Some(stats) = stats {
@@ -214,7 +209,8 @@ fn counted<R>(stats: Option<&Stats>, (ran, result): (Ran, R)) -> R {
     result
 }
 
-fn recover_response_inner<P, K, Res>(
+/// Runs the fallback for a response the classifier called a failure.
+fn recover_response<P, K, Res>(
     policy: &P,
     key: K,
     response: Res,
