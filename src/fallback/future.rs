@@ -103,34 +103,22 @@ where
         let Some(key) = this.key.take() else {
             polled_after_completion()
         };
-        // The happy path: a response the classifier does not call a
-        // failure. Everything else is out of line, so that this poll stays
-        // small enough to inline into the caller's `async fn`.
-        match result {
-            Ok(response) => {
-                let result = Ok(response);
-                if this.classifier.classify(&result).is_failure() {
-                    return Poll::Ready(on_failure(
-                        this.policy,
-                        key,
-                        result,
-                        *this.on,
-                        this.stats.as_deref(),
-                    ));
-                }
-                let Ok(response) = result else {
-                    unreachable!("an `Ok` stays `Ok`")
-                };
-                Poll::Ready(Ok(this.policy.pass(key, response)))
-            }
-            Err(err) => Poll::Ready(on_failure(
+        // The happy path is a response the classifier does not call a
+        // failure (errors are not classified); everything else goes to one
+        // cold function.
+        if result.is_err() || this.classifier.classify(&result).is_failure() {
+            return Poll::Ready(on_failure(
                 this.policy,
                 key,
-                Err(err),
+                result,
                 *this.on,
                 this.stats.as_deref(),
-            )),
+            ));
         }
+        let Ok(response) = result else {
+            unreachable!("an error took the branch above")
+        };
+        Poll::Ready(Ok(this.policy.pass(key, response)))
     }
 }
 
