@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use cases::{allocs_per_call, drive, Bare};
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use in_task::in_task;
+use steadfast::adaptive::{AdaptiveLimitLayer, Aimd, Algorithm, Gradient};
 use steadfast::bulkhead::BulkheadLayer;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_layer::Layer;
@@ -103,6 +104,69 @@ fn fast_path(c: &mut Criterion) {
     g.bench_function("in_task/bulkhead_max_wait", |b| {
         b.iter_custom(|iters| in_task(&rt, iters, bulkhead_waiting().layer(Bare)))
     });
+    g.finish();
+}
+
+/// A bulkhead whose limit an adaptive limit of `algorithm` drives (the
+/// limit far above the one call in flight: every call is admitted).
+fn adaptive_bulkhead<S>(algorithm: impl Into<Algorithm>, inner: S) -> impl Service<u64> + Clone
+where
+    S: Service<u64, Response = u64> + Clone,
+    S::Error: Into<steadfast::BoxError>,
+{
+    let bulkhead = bulkhead();
+    let adaptive = AdaptiveLimitLayer::builder(bulkhead.handle())
+        .algorithm(algorithm)
+        .max_limit(LIMIT)
+        .min_limit(LIMIT)
+        .build()
+        .expect("valid config");
+    bulkhead.layer(adaptive.layer(inner))
+}
+
+/// An admitted call through a bulkhead with an adaptive limit: the
+/// bulkhead alone, with AIMD (no clock), with the gradient (two clock
+/// reads), each awaited as users call.
+fn adaptive(c: &mut Criterion) {
+    let rt = awaited::runtime();
+    awaited::report(
+        &rt,
+        "awaited/adaptive_aimd",
+        adaptive_bulkhead(Aimd::new(), Bare),
+        id,
+        "",
+    );
+    awaited::report(
+        &rt,
+        "awaited/adaptive_gradient",
+        adaptive_bulkhead(Gradient::new(), Bare),
+        id,
+        "",
+    );
+    let mut g = c.benchmark_group("adaptive_awaited");
+    awaited::awaited(&mut g, &rt, "bare", Bare, id);
+    awaited::awaited(&mut g, &rt, "bulkhead", bulkhead().layer(Bare), id);
+    awaited::awaited(
+        &mut g,
+        &rt,
+        "bulkhead+aimd",
+        adaptive_bulkhead(Aimd::new(), Bare),
+        id,
+    );
+    awaited::awaited(
+        &mut g,
+        &rt,
+        "bulkhead+gradient",
+        adaptive_bulkhead(Gradient::new(), Bare),
+        id,
+    );
+    awaited::awaited(
+        &mut g,
+        &rt,
+        "bulkhead+aimd_timeout",
+        adaptive_bulkhead(Aimd::new().timeout(Duration::from_secs(1)), Bare),
+        id,
+    );
     g.finish();
 }
 
@@ -244,7 +308,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = fast_path, rejection, contention, awaited_calls
+    targets = fast_path, rejection, contention, awaited_calls, adaptive
 }
 
 fn main() {

@@ -184,6 +184,7 @@ mod rejection;
 mod runtime;
 mod sync;
 
+pub mod adaptive;
 pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;

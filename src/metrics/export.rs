@@ -154,6 +154,10 @@ families! {
         "Calls waiting in the rate limiter's queue for their turn.";
     RATE_LIMIT_KEYS: "resilience.rate_limit.keys", "resilience_rate_limit_keys", Gauge, "{key}", ["name"], Sum,
         "Keys with a limit of their own, for rate limiters kept one per key.";
+    ADAPTIVE_LIMIT: "resilience.adaptive.limit", "resilience_adaptive_limit", Gauge, "{call}", ["name"], Sum,
+        "The limit an adaptive limit last gave its bulkhead.";
+    ADAPTIVE_RTT: "resilience.adaptive.rtt", "resilience_adaptive_rtt_seconds", Gauge, "s", ["name", "window"], Max,
+        "An adaptive limit's round-trip estimates: short (recent average) and long (windowed minimum).";
     CALL_DURATION: "resilience.call.duration", "resilience_call_duration_seconds", Histogram, "s", ["name"], Sum,
         "How long finished calls took through the metrics layer, whatever the outcome.";
     ATTEMPT_DURATION: "resilience.attempt.duration", "resilience_attempt_duration_seconds", Histogram, "s", ["name"], Sum,

@@ -78,7 +78,7 @@
 //! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
 //! counters). Counters count since the layer was made. `name` is the
 //! instance's name (`""` when it has none); `layer` one of `metrics`,
-//! `circuit_breaker`, `retry`, `bulkhead`, `rate_limit`, `fallback`, `idempotency`, `chaos`; `outcome` one of
+//! `circuit_breaker`, `retry`, `bulkhead`, `adaptive`, `rate_limit`, `fallback`, `idempotency`, `chaos`; `outcome` one of
 //! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
 //! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
 //! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -101,6 +101,8 @@
 //! | `resilience.rate_limit.available` | `resilience_rate_limit_available` | gauge | `{call}` | `name` | Calls the rate limiter would admit at once now. |
 //! | `resilience.rate_limit.waiting` | `resilience_rate_limit_waiting` | gauge | `{call}` | `name` | Calls waiting in the rate limiter's queue for their turn. |
 //! | `resilience.rate_limit.keys` | `resilience_rate_limit_keys` | gauge | `{key}` | `name` | Keys with a limit of their own, for rate limiters kept one per key. |
+//! | `resilience.adaptive.limit` | `resilience_adaptive_limit` | gauge | `{call}` | `name` | The limit an adaptive limit last gave its bulkhead. |
+//! | `resilience.adaptive.rtt` | `resilience_adaptive_rtt_seconds` | gauge | `s` | `name`, `window` | An adaptive limit's round-trip estimates: short (recent average) and long (windowed minimum). |
 //! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
 //! | `resilience.attempt.duration` | `resilience_attempt_duration_seconds` | histogram | `s` | `name` | How long each attempt of the retry layer took. |
 //!
@@ -118,6 +120,7 @@
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
+//! | `adaptive` | `sample`, `skipped`, `drop` (finished calls the estimate took, successes left out while another call updated it, drops) |
 //! | `fallback` | `served`, `failed`, `declined` (what the fallback did with the failures it ran for) |
 //! | `rate_limit` | `waited`, `rejected`, `rejected_after_waiting`, `cancelled_waiting`; for limiters kept per key: `rejected`, `overflowed`, `evicted` |
 //! | `idempotency` | `claim`, `replay`, `conflict`, `mismatch`, `store_error`, `shed`, `detached`, `detached_timed_out`, `store_write_failure`, `lease_renewal`, `lease_lost` |

@@ -358,3 +358,57 @@ mod fallback {
         assert_eq!(per_call, 0.0);
     }
 }
+
+/// The adaptive limit inside its bulkhead: an admitted call, its RTT
+/// measured and the estimate updated, allocates nothing; nor does a drop
+/// that moves the bulkhead's limit.
+mod adaptive {
+    use super::*;
+    use cases::Failing;
+    use steadfast::adaptive::{AdaptiveLimitLayer, Aimd, Algorithm, Gradient};
+    use steadfast::bulkhead::BulkheadLayer;
+
+    #[test]
+    fn an_admitted_call_allocates_nothing() {
+        for algorithm in [
+            Algorithm::from(Gradient::new()),
+            Algorithm::from(Aimd::new()),
+        ] {
+            let per_call = in_runtime(|| {
+                let bulkhead = BulkheadLayer::new(64).unwrap();
+                let adaptive = AdaptiveLimitLayer::builder(bulkhead.handle())
+                    .algorithm(algorithm)
+                    .build()
+                    .unwrap();
+                let handle = adaptive.handle();
+                let mut svc = bulkhead.layer(adaptive.layer(Bare));
+                let per_call = allocs_per_call(CALLS, |i| {
+                    assert_eq!(drive(&mut svc, i).expect("admitted"), i);
+                });
+                assert!(handle.snapshot().samples >= CALLS);
+                per_call
+            });
+            assert_eq!(per_call, 0.0, "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn a_drop_that_moves_the_limit_allocates_nothing() {
+        let per_call = in_runtime(|| {
+            let bulkhead = BulkheadLayer::new(1_000).unwrap();
+            let adaptive = AdaptiveLimitLayer::builder(bulkhead.handle())
+                .algorithm(Aimd::new().backoff_ratio(0.999))
+                .build()
+                .unwrap();
+            let handle = adaptive.handle();
+            let mut svc = bulkhead.layer(adaptive.layer(Failing::always()));
+            let per_call = allocs_per_call(CALLS, |i| {
+                drive(&mut svc, i).expect_err("fails");
+            });
+            assert!(handle.limit() < 1_000);
+            assert!(handle.drops() >= CALLS);
+            per_call
+        });
+        assert_eq!(per_call, 0.0);
+    }
+}
