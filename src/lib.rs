@@ -14,6 +14,7 @@
 //! | [`retry`] | [`RetryLayer`] | sends failed calls again: backoff with jitter, a retry budget, server hints, safe replay |
 //! | [`timeout`] | [`TimeoutLayer`], [`DeadlineLayer`] | bounds one attempt, and the whole call with its retries |
 //! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
+//! | [`adaptive`] | [`AdaptiveLimitLayer`](adaptive::AdaptiveLimitLayer) | moves a bulkhead's limit with the backend's latency and failures (AIMD, gradient) |
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | answers a failed or rejected call with a response of yours: a static value, a cached one, the last good response for the key (feature `http`) |
 //! | [`chaos`] | [`FaultLayer`] | injects latency, errors, hangs, refused or reset connections and outage windows, seeded and on tokio's clock, for tests and demos |
@@ -119,9 +120,9 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"retry"`, `"timeout"`, `"deadline"`, `"idempotency"` |
+//! | `layer` | `"circuit_breaker"`, `"bulkhead"`, `"adaptive"`, `"retry"`, `"timeout"`, `"deadline"`, `"idempotency"` |
 //! | `name` | the instance's name, or `""` |
-//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`); idempotency server: `"replay"`, `"conflict"`, `"mismatch"` (`debug`), `"shed"`, `"store_error"`, `"lease_lost"`, `"not_stored"`, `"detached_timed_out"`, `"abandoned"` (`warn`), `"store_write_failure"` (`error`), `"release_deferred"` (`debug`) |
+//! | `event` | `"state_change"` (breaker: `warn` when it opens, else `info`), `"rejected"` (breaker, bulkhead: `debug`), `"timed_out"` (timeout, deadline: `debug`), `"retry"` and `"give_up"` (retry: `debug`), `"limit_changed"` (adaptive: `debug`, with `from` and `to`); idempotency server: `"replay"`, `"conflict"`, `"mismatch"` (`debug`), `"shed"`, `"store_error"`, `"lease_lost"`, `"not_stored"`, `"detached_timed_out"`, `"abandoned"` (`warn`), `"store_write_failure"` (`error`), `"release_deferred"` (`debug`) |
 //! | `state` | breaker: the state entered (`state_change`) or rejecting in (`rejected`), as [`CircuitState::as_str`](circuit_breaker::CircuitState::as_str) |
 //! | `attempt` | retry: the attempt about to be sent (`retry`), or the last one sent (`give_up`) |
 //! | `delay_ms` | retry: the backoff before the attempt |

@@ -92,3 +92,28 @@ fn preset_snapshot_serialises_every_piece() {
         assert_eq!(json[field], 0, "{field} in {json}");
     }
 }
+
+#[test]
+fn adaptive_snapshot_serialises_with_its_field_names() {
+    let bulkhead = BulkheadLayer::new(16).unwrap();
+    let layer = steadfast::adaptive::AdaptiveLimitLayer::builder(bulkhead.handle())
+        .name("orders")
+        .build()
+        .unwrap();
+    let json = serde_json::to_value(layer.handle().snapshot()).unwrap();
+    assert_eq!(json["name"], "orders");
+    assert_eq!(json["limit"], 16);
+    assert_eq!(json["estimate"], 16.0);
+    assert_eq!(json["short_rtt"], serde_json::Value::Null);
+    for field in [
+        "min_limit",
+        "max_limit",
+        "in_flight",
+        "long_rtt",
+        "samples",
+        "skipped",
+        "drops",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+}
