@@ -16,6 +16,7 @@
 //! | [`bulkhead`] | [`BulkheadLayer`] | bounds the calls in flight, with a bounded FIFO wait |
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | answers a failed or rejected call with a response of yours: a static value, a cached one, the last good response for the key (feature `http`) |
+//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer) | sends a second attempt when the first is slow (after a fixed delay or a latency percentile), first answer wins, within the retry budget, only for requests safe to repeat |
 //! | [`chaos`] | [`FaultLayer`] | injects latency, errors, hangs, refused or reset connections and outage windows, seeded and on tokio's clock, for tests and demos |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
@@ -190,6 +191,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
 pub mod fallback;
+pub mod hedge;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod metrics;
