@@ -87,3 +87,19 @@ async fn a_rejection_of_the_first_attempt_is_returned_at_once() {
     assert_eq!(backend.sent_ms(), [0]);
     assert_eq!(counts(&handle.snapshot()).1, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn service_builder_hedge_sits_outside_the_bulkhead() {
+    use steadfast::ServiceBuilderExt as _;
+
+    let backend = Backend::new(&[Step::Hang, Step::Ok(10)]);
+    let svc = tower::ServiceBuilder::new()
+        .hedge(fixed(100, 2).build().unwrap())
+        .bulkhead(4)
+        .unwrap()
+        .service(backend.service());
+    let start = Instant::now();
+    assert_eq!(svc.oneshot(1).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), ms(110));
+    assert_eq!(backend.cancelled(), [0]);
+}

@@ -32,4 +32,5 @@ mod percentile;
 #[cfg(feature = "http")]
 mod safety;
 mod schedule;
-
+mod sim;
+mod tail;
