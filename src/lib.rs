@@ -74,6 +74,7 @@
 //! | `IdempotencyKey` | outside retry, so every attempt carries the same key (and a keyed POST may be retried) |
 //! | `Deadline` | outside retry, so one deadline bounds every attempt and backoff sleep |
 //! | `Retry` | outside the breaker and the bulkhead, so it never re-sends their rejections and can wait out a short open period |
+//! | `Hedge` | in place of `Retry` (or beside it, sharing its budget), for calls that are slow rather than failing: each hedge is a call the bulkhead, breaker and timeout inside see; see [`hedge`](hedge#ordering) |
 //! | `Bulkhead` | inside retry, so it limits attempts in flight and a call backing off holds no slot |
 //! | `CircuitBreaker` | outside the timeout, so an attempt that times out counts as a failure |
 //! | `Timeout` | innermost, so it bounds one attempt, not the whole call |

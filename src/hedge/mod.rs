@@ -71,7 +71,8 @@
 //! reads the clock or sets a timer), and each hedge's timer runs from the
 //! moment the previous attempt was sent. When the timer and an attempt are
 //! ready at the same instant, the attempt is polled first: an answer at
-//! exactly the delay sends no hedge.
+//! exactly the delay sends no hedge. tokio's timer counts whole
+//! milliseconds: a delay of 10.2 ms fires at 11 ms.
 //!
 //! # Non-fatal results
 //!
