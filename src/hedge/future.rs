@@ -256,7 +256,7 @@ where
     }
     hedging(this);
     let h = this.hedging.as_deref_mut().expect("hedging state");
-    note(h, result, judged, this.timer.as_mut());
+    note(h, result, judged, this.timer.as_mut(), *this.deadline);
     drive(this, cx)
 }
 
@@ -288,6 +288,7 @@ fn note<F, R, Res>(
     result: Result<Res, BoxError>,
     judged: Judged,
     timer: Pin<&mut Option<Sleep>>,
+    deadline: Option<Deadline>,
 ) {
     match judged {
         Judged::Answer => unreachable!("steadfast::hedge: an answer is returned, not noted"),
@@ -306,9 +307,15 @@ fn note<F, R, Res>(
                 Next::Timer => {}
                 Next::After(after) => {
                     if h.readying.is_none() {
-                        // The next hedge waits for the server's delay.
-                        if let Some(timer) = timer.as_pin_mut() {
-                            timer.reset(Instant::now() + after.min(HOUR));
+                        // The next hedge waits for the server's delay; none
+                        // when that is at or after the deadline.
+                        match wake_at(Instant::now(), after.min(HOUR), deadline) {
+                            Some(wake) => {
+                                if let Some(timer) = timer.as_pin_mut() {
+                                    timer.reset(wake);
+                                }
+                            }
+                            None => h.done = true,
                         }
                     }
                 }
@@ -345,7 +352,7 @@ where
                     return Poll::Ready(finish(this, result, 1));
                 }
                 let h = this.hedging.as_deref_mut().expect("hedging state");
-                note(h, result, judged, this.timer.as_mut());
+                note(h, result, judged, this.timer.as_mut(), *this.deadline);
             }
         }
         let h = this.hedging.as_deref_mut().expect("hedging state");
@@ -366,7 +373,7 @@ where
                     budget.refund(w);
                 }
             }
-            note(h, result, judged, this.timer.as_mut());
+            note(h, result, judged, this.timer.as_mut(), *this.deadline);
         }
 
         // A hedge waiting for the service: send it once it is ready.
@@ -527,6 +534,8 @@ where
     shared.replay.before_retry(&mut request, *this.deadline);
     let number = h.sent + 1;
     h.sent = number;
+    // A non-fatal result that came while it was readied is answered by it.
+    h.early = false;
     shared.stats.hedge();
     tracing::debug!(
         target: "steadfast::hedge",

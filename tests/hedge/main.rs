@@ -13,6 +13,7 @@
 //!   gRPC hedges carry their number and the time left;
 //! * `deadline`: no hedge at or after the deadline;
 //! * `percentile`: the delay follows the latency percentile of the window;
+//! * `alloc`: a call answered at once allocates nothing;
 //! * `config`: bad settings are an `InvalidConfig` naming the field;
 //! * `tail`: a simulation of a heavy-tailed backend, p99 and p99.9 with and
 //!   without hedging (`--nocapture` prints the figures).
@@ -21,6 +22,12 @@
 mod support;
 
 mod harness;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../alloc/cases.rs"]
+mod cases;
+
+mod alloc;
 
 mod budget;
 mod cancel;
