@@ -9,6 +9,7 @@ use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::classify::ErrorsAsFailures;
 use crate::error::InvalidConfig;
+use crate::hedge::{HedgeConfig, HedgeLayer};
 use crate::retry::{RetryConfig, RetryLayer};
 use crate::timeout::{DeadlineLayer, TimeoutLayer};
 
@@ -29,12 +30,12 @@ mod sealed {
 /// Adds this crate's layers to [`tower::ServiceBuilder`], each with the
 /// classifier that fits the request type.
 ///
-/// | request type | breaker | retries |
-/// |---|---|---|
-/// | any (every `Err` is a failure) | [`circuit_breaker`](Self::circuit_breaker) | [`retries`](Self::retries) (`Req: Clone`) |
-/// | `http::Request<B>` (feature `http`) | `http_circuit_breaker` (5xx, 408, 429, transport errors) | `http_retries` (body replay, the safe-method rule) |
-/// | gRPC over `http::Request<B>` (feature `http`) | `grpc_circuit_breaker` (UNAVAILABLE, …) | `grpc_retries` |
-/// | `reqwest::Request` (feature `reqwest`) | `http_circuit_breaker` | `reqwest_retries` |
+/// | request type | breaker | retries | hedges |
+/// |---|---|---|---|
+/// | any (every `Err` is a failure) | [`circuit_breaker`](Self::circuit_breaker) | [`retries`](Self::retries) (`Req: Clone`) | [`hedge`](Self::hedge) (`Req: Clone`) |
+/// | `http::Request<B>` (feature `http`) | `http_circuit_breaker` (5xx, 408, 429, transport errors) | `http_retries` (body replay, the safe-method rule) | `http_hedge` |
+/// | gRPC over `http::Request<B>` (feature `http`) | `grpc_circuit_breaker` (UNAVAILABLE, …) | `grpc_retries` | `grpc_hedge` |
+/// | `reqwest::Request` (feature `reqwest`) | `http_circuit_breaker` | `reqwest_retries` | — |
 ///
 /// and for every request type [`attempt_timeout`](Self::attempt_timeout),
 /// [`deadline`](Self::deadline) (requests that carry a deadline),
@@ -242,6 +243,29 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     /// `http_retries` repeat the request.
     #[cfg(feature = "http")]
     fn idempotency_key(self) -> ServiceBuilder<Stack<IdempotencyKeyLayer, L>>;
+
+    /// Adds a [`HedgeLayer::new`] with `config`: when an attempt is slow,
+    /// another goes after the delay and the first answer wins; every `Err`
+    /// is non-fatal. In place of the retries, outside the bulkhead and the
+    /// breaker.
+    fn hedge(self, config: HedgeConfig) -> ServiceBuilder<Stack<HedgeLayer, L>>;
+
+    /// Adds a [`HedgeLayer::http`] with `config`: hedges `http::Request<B>`
+    /// calls that are safe to repeat, by the HTTP retry rule.
+    #[cfg(feature = "http")]
+    fn http_hedge(
+        self,
+        config: HedgeConfig,
+    ) -> ServiceBuilder<Stack<HedgeLayer<HttpRetryOn, HttpReplay>, L>>;
+
+    /// Adds a [`HedgeLayer::grpc`] with `config`: hedges gRPC calls marked
+    /// idempotent, by the gRPC retry rule. For idempotent paths, build the
+    /// layer and use [`HedgeLayer::idempotent_paths`].
+    #[cfg(feature = "http")]
+    fn grpc_hedge(
+        self,
+        config: HedgeConfig,
+    ) -> ServiceBuilder<Stack<HedgeLayer<GrpcRetryOn, HttpReplay>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -326,5 +350,25 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "http")]
     fn idempotency_key(self) -> ServiceBuilder<Stack<IdempotencyKeyLayer, L>> {
         self.layer(IdempotencyKeyLayer::new())
+    }
+
+    fn hedge(self, config: HedgeConfig) -> ServiceBuilder<Stack<HedgeLayer, L>> {
+        self.layer(HedgeLayer::new(config))
+    }
+
+    #[cfg(feature = "http")]
+    fn http_hedge(
+        self,
+        config: HedgeConfig,
+    ) -> ServiceBuilder<Stack<HedgeLayer<HttpRetryOn, HttpReplay>, L>> {
+        self.layer(HedgeLayer::http(config))
+    }
+
+    #[cfg(feature = "http")]
+    fn grpc_hedge(
+        self,
+        config: HedgeConfig,
+    ) -> ServiceBuilder<Stack<HedgeLayer<GrpcRetryOn, HttpReplay>, L>> {
+        self.layer(HedgeLayer::grpc(config))
     }
 }

@@ -17,6 +17,7 @@
 //! | [`adaptive`] | [`AdaptiveLimitLayer`](adaptive::AdaptiveLimitLayer) | moves a bulkhead's limit with the backend's latency and failures (AIMD, gradient) |
 //! | `idempotency` (feature `http`) | `IdempotencyKeyLayer`, `IdempotencyLayer` | one key per non-idempotent call on the client; each keyed request runs at most once on the server (memory or Redis store) |
 //! | [`fallback`] | [`FallbackLayer`](fallback::FallbackLayer) | answers a failed or rejected call with a response of yours: a static value, a cached one, the last good response for the key (feature `http`) |
+//! | [`hedge`] | [`HedgeLayer`](hedge::HedgeLayer) | sends a second attempt when the first is slow (after a fixed delay or a latency percentile), first answer wins, within the retry budget, only for requests safe to repeat |
 //! | [`chaos`] | [`FaultLayer`] | injects latency, errors, hangs, refused or reset connections and outage windows, seeded and on tokio's clock, for tests and demos |
 //! | [`classify`] | — | decides whether a finished call was a success, a failure or neither |
 //! | [`deadline`] | — | the [`Deadline`] of a whole call, carried with the request for every layer to read |
@@ -74,6 +75,7 @@
 //! | `IdempotencyKey` | outside retry, so every attempt carries the same key (and a keyed POST may be retried) |
 //! | `Deadline` | outside retry, so one deadline bounds every attempt and backoff sleep |
 //! | `Retry` | outside the breaker and the bulkhead, so it never re-sends their rejections and can wait out a short open period |
+//! | `Hedge` | in place of `Retry` (or beside it, sharing its budget), for calls that are slow rather than failing: each hedge is a call the bulkhead, breaker and timeout inside see; see [`hedge`](hedge#ordering) |
 //! | `Bulkhead` | inside retry, so it limits attempts in flight and a call backing off holds no slot |
 //! | `CircuitBreaker` | outside the timeout, so an attempt that times out counts as a failure |
 //! | `Timeout` | innermost, so it bounds one attempt, not the whole call |
@@ -192,6 +194,7 @@ pub mod circuit_breaker;
 pub mod classify;
 pub mod deadline;
 pub mod fallback;
+pub mod hedge;
 #[cfg(feature = "http")]
 pub mod idempotency;
 pub mod metrics;

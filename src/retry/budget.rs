@@ -309,6 +309,42 @@ pub struct Withdrawal {
     budget: u64,
 }
 
+/// A withdrawal for an attempt not sent yet: dropping it (the call was
+/// cancelled, or the attempt abandoned before it was sent) refunds it. The
+/// retry and hedge futures hold one between the decision and the `call`.
+pub(crate) struct Pending {
+    budget: RetryBudget,
+    withdrawal: Option<Withdrawal>,
+}
+
+impl Pending {
+    pub(crate) fn new(budget: RetryBudget, withdrawal: Withdrawal) -> Self {
+        Self {
+            budget,
+            withdrawal: Some(withdrawal),
+        }
+    }
+
+    /// The attempt was sent: the withdrawal is spent.
+    pub(crate) fn spend(self) {
+        let _ = self.into_withdrawal();
+    }
+
+    /// The attempt was sent: the withdrawal, to refund by hand should the
+    /// attempt turn out never to have reached the backend.
+    pub(crate) fn into_withdrawal(mut self) -> Option<Withdrawal> {
+        self.withdrawal.take()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(w) = self.withdrawal.take() {
+            self.budget.refund(w);
+        }
+    }
+}
+
 /// A budget's counters at one moment, from [`RetryBudget::snapshot`].
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]

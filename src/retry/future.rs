@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use super::budget::{RetryBudget, Withdrawal};
+use super::budget::Pending;
 use super::handle::Skip;
 use super::policy::{RetryOn, Verdict};
 use super::replay::{NotReplayable, Replay};
@@ -24,28 +24,6 @@ use crate::deadline::Deadline;
 use crate::error::{cause_ref, is_attempt_timeout, is_own_rejection, BoxError};
 use crate::mix::splitmix64;
 use crate::rejection::{CircuitOpen, DeadlineExceeded};
-
-/// A budget withdrawal for an attempt not sent yet: dropping it (the caller
-/// cancelled during the backoff) gives the retry back.
-struct Pending {
-    budget: RetryBudget,
-    withdrawal: Option<Withdrawal>,
-}
-
-impl Pending {
-    /// The attempt was sent: the withdrawal is spent.
-    fn spend(mut self) {
-        self.withdrawal = None;
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Some(w) = self.withdrawal.take() {
-            self.budget.refund(w);
-        }
-    }
-}
 
 /// What a call keeps once it has retried at least once: boxed, made on the
 /// first retry, so the happy path's future carries none of it (the next
@@ -394,10 +372,7 @@ where
     let pending = match &config.budget {
         None => None,
         Some(budget) => match budget.try_withdraw_at(now) {
-            Some(withdrawal) => Some(Pending {
-                budget: budget.clone(),
-                withdrawal: Some(withdrawal),
-            }),
+            Some(withdrawal) => Some(Pending::new(budget.clone(), withdrawal)),
             None => return Some(skip(shared, Skip::Budget, *this.attempts, result)),
         },
     };
