@@ -206,6 +206,12 @@ impl HedgeConfigBuilder {
         self
     }
 
+    /// Whether [`name`](Self::name) was given (the preset names an unnamed
+    /// piece after the stack).
+    pub(crate) fn has_name(&self) -> bool {
+        self.name.is_some()
+    }
+
     /// Checks every value and returns the configuration.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ use tower_layer::{Identity, Stack};
 
 use super::breaker::{BreakerKey, BreakerLayer, NoKey};
 use super::handle::{BreakerHandles, KeyedBreakers, Parts, ResilienceHandle};
-use super::retry::RetryPiece;
+use super::retry::{Mode, RetryPiece};
 use super::toggle::ToggleLayer;
 use super::ResilienceLayer;
 use crate::bulkhead::{BulkheadBuilder, BulkheadLayer};
@@ -17,6 +17,7 @@ use crate::circuit_breaker::{
 };
 use crate::error::InvalidConfig;
 use crate::fallback::{FallbackHandle, FallbackLayer};
+use crate::hedge::{HedgeConfigBuilder, HedgeLayer};
 use crate::metrics::MetricsLayer;
 use crate::rate_limit::{RateLimitBuilder, RateLimitLayer};
 use crate::retry::{RetryConfig, RetryConfigBuilder, RetryLayer};
@@ -59,6 +60,7 @@ enum BreakerSpec<Kf> {
 /// | deadline | 30 s per call | [`deadline`](Self::deadline) | [`no_deadline`](Self::no_deadline) |
 /// | rate limit | off | [`rate_limit`](Self::rate_limit) | [`no_rate_limit`](Self::no_rate_limit) |
 /// | retry | 3 attempts, exponential 50 ms × 2 up to 5 s, full jitter, budget 20 % + 10/s | [`retry`](Self::retry), [`max_attempts`](Self::max_attempts) | [`no_retry`](Self::no_retry) |
+/// | hedge (in place of retry) | off | [`hedge`](Self::hedge) | [`no_hedge`](Self::no_hedge) |
 /// | bulkhead | off | [`bulkhead`](Self::bulkhead), [`bulkhead_with`](Self::bulkhead_with) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | circuit breaker | 50 % failures over 10 s (≥ 20 calls) or 20 in a row; open 5 s (× 2 up to 60 s only on re-trips within 30 s of closing) | [`circuit_breaker`](Self::circuit_breaker), `circuit_breaker_per_authority` (feature `http`) | [`no_circuit_breaker`](Self::no_circuit_breaker) |
 /// | attempt timeout | 10 s per attempt | [`attempt_timeout`](Self::attempt_timeout) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
@@ -83,6 +85,7 @@ struct Settings {
     honor_incoming_timeout: bool,
     rate_limit: Option<RateLimitBuilder>,
     retry: Option<RetryConfigBuilder>,
+    hedge: Option<HedgeConfigBuilder>,
     bulkhead: Option<BulkheadBuilder>,
     attempt_timeout: Option<Duration>,
     metrics: Option<Arc<str>>,
@@ -96,6 +99,7 @@ impl<C, On, Rp, Kf, Kl, Ol> fmt::Debug for ResilienceBuilder<C, On, Rp, Kf, Kl, 
             .field("deadline", &self.settings.deadline)
             .field("rate_limit", &self.settings.rate_limit.is_some())
             .field("retry", &self.settings.retry.is_some())
+            .field("hedge", &self.settings.hedge.is_some())
             .field("bulkhead", &self.settings.bulkhead.is_some())
             .field(
                 "circuit_breaker",
@@ -131,6 +135,7 @@ impl<C, On, Rp, Kl, Ol> ResilienceBuilder<C, On, Rp, NoKey, Kl, Ol> {
                 honor_incoming_timeout: true,
                 rate_limit: None,
                 retry: Some(RetryConfig::builder()),
+                hedge: None,
                 bulkhead: None,
                 attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
                 metrics: None,
@@ -251,22 +256,75 @@ impl<C, On, Rp, Kf, Kl, Ol> ResilienceBuilder<C, On, Rp, Kf, Kl, Ol> {
         self
     }
 
-    /// Retries with these settings (default: [`RetryConfig::builder`]'s).
+    /// Retries with these settings (default: [`RetryConfig::builder`]'s),
+    /// in place of hedges if [`hedge`](Self::hedge) asked for them.
     pub fn retry(mut self, retry: RetryConfigBuilder) -> Self {
         self.settings.retry = Some(retry);
+        self.settings.hedge = None;
         self
     }
 
-    /// Retries with the default settings but at most `n` attempts in all.
+    /// Retries with the default settings but at most `n` attempts in all
+    /// (in place of hedges, as [`retry`](Self::retry)).
     pub fn max_attempts(mut self, n: u32) -> Self {
         let retry = self.settings.retry.take().unwrap_or_default();
         self.settings.retry = Some(retry.max_attempts(n));
+        self.settings.hedge = None;
         self
     }
 
-    /// No retries: each call is one attempt.
+    /// No retries: each call is one attempt (unless [`hedge`](Self::hedge)
+    /// sends more).
     pub fn no_retry(mut self) -> Self {
         self.settings.retry = None;
+        self
+    }
+
+    /// Hedges calls in place of retrying them: a
+    /// [`HedgeLayer`](crate::hedge::HedgeLayer) where the retry layer
+    /// goes, with the stack's rule for what is non-fatal and its replay
+    /// (so only requests safe to repeat are hedged, bodies are replayed up
+    /// to the hedge's `max_replay_body`, gRPC hedges carry
+    /// `grpc-previous-rpc-attempts` and the time left). Retries are off
+    /// while hedges are on; [`retry`](Self::retry) or
+    /// [`max_attempts`](Self::max_attempts) turn them back on and hedges off.
+    ///
+    /// **Hedge or retry?** Hedge reads whose latency has a long tail (a
+    /// slow replica, a GC pause, a cold cache): a hedge sent after the p95
+    /// turns a 1 s tail into the next replica's 10 ms, for a few percent
+    /// more calls. Retry calls that *fail* (a reset, a 503): a hedge only
+    /// helps while the first attempt is still running, and a retry waits
+    /// out a backoff that a failing backend needs. Both draw on a retry
+    /// budget, so neither can multiply an overload. Each hedge is an attempt
+    /// for the bulkhead (a slot each) and the breaker (counted), with its
+    /// own attempt timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use steadfast::hedge::HedgeConfig;
+    /// use steadfast::ResilienceLayer;
+    ///
+    /// # #[cfg(feature = "http")]
+    /// # fn main() -> Result<(), steadfast::InvalidConfig> {
+    /// let (_layer, handle) = ResilienceLayer::http()
+    ///     .hedge(HedgeConfig::builder().delay(Duration::from_millis(50)))
+    ///     .build()?;
+    /// assert!(handle.retry().is_none());
+    /// assert_eq!(handle.hedge().unwrap().snapshot().calls, 0);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(feature = "http"))]
+    /// # fn main() {}
+    /// ```
+    pub fn hedge(mut self, hedge: HedgeConfigBuilder) -> Self {
+        self.settings.hedge = Some(hedge);
+        self.settings.retry = None;
+        self
+    }
+
+    /// No hedges (the default).
+    pub fn no_hedge(mut self) -> Self {
+        self.settings.hedge = None;
         self
     }
 
@@ -597,16 +655,49 @@ where
             ),
             None => None,
         };
+        let hedge = match self.settings.hedge {
+            Some(builder) => Some(
+                match named(builder.has_name()) {
+                    Some(n) => builder.name(n),
+                    None => builder,
+                }
+                .build()
+                .map_err(|e| in_stack("hedge", e))?,
+            ),
+            None => None,
+        };
         // Made even with retries off: it converts each request the same way.
         let replay = match self.replay {
-            ReplaySpec::Preset(make) => make(
-                config.as_ref().unwrap_or(&RetryConfig::default()),
-                &self.settings.idempotent_paths,
-            ),
+            ReplaySpec::Preset(make) => {
+                // Hedges keep bodies up to their own cap.
+                let for_hedge = hedge.as_ref().map(|h| {
+                    RetryConfig::builder()
+                        .max_replay_body(h.max_replay_body)
+                        .build()
+                        .unwrap_or_default()
+                });
+                let config = config
+                    .as_ref()
+                    .or(for_hedge.as_ref())
+                    .unwrap_or(&RetryConfig::default())
+                    .clone();
+                make(&config, &self.settings.idempotent_paths)
+            }
             ReplaySpec::Given(replay) => replay,
         };
-        let retry =
-            config.map(|config| RetryLayer::with_policy(config, self.retry_on, replay.clone()));
+        let mode = match (config, hedge) {
+            (Some(config), _) => Mode::Retry(RetryLayer::with_policy(
+                config,
+                self.retry_on,
+                replay.clone(),
+            )),
+            (None, Some(hedge)) => Mode::Hedge(HedgeLayer::with_policy(
+                hedge,
+                self.retry_on,
+                replay.clone(),
+            )),
+            (None, None) => Mode::Off,
+        };
         let rate_limit = match self.settings.rate_limit {
             Some(builder) => Some(
                 match named(builder.has_name()) {
@@ -673,7 +764,14 @@ where
             attempt_timeout: timeout.as_ref().map(TimeoutLayer::timeout),
             rate_limit: rate_limit.as_ref().map(RateLimitLayer::handle),
             fallback: self.settings.fallback,
-            retry: retry.as_ref().map(RetryLayer::handle),
+            retry: match &mode {
+                Mode::Retry(retry) => Some(retry.handle()),
+                _ => None,
+            },
+            hedge: match &mode {
+                Mode::Hedge(hedge) => Some(hedge.handle()),
+                _ => None,
+            },
             bulkhead: bulkhead.as_ref().map(BulkheadLayer::handle),
             breaker: breaker_handles,
         });
@@ -683,7 +781,7 @@ where
             key: self.key,
             deadline: ToggleLayer::new(deadline),
             rate_limit: rate_limit.unwrap_or_else(RateLimitLayer::off),
-            retry: RetryPiece::new(retry, replay),
+            retry: RetryPiece::new(mode, replay),
             bulkhead: ToggleLayer::new(bulkhead),
             breaker,
             timeout: ToggleLayer::new(timeout),

@@ -12,6 +12,7 @@ use crate::circuit_breaker::{
     CircuitBreakerHandle, CircuitBreakerSnapshot, KeyedCircuitBreakerHandle,
 };
 use crate::fallback::{FallbackHandle, FallbackSnapshot};
+use crate::hedge::{HedgeHandle, HedgeSnapshot};
 use crate::metrics::{MetricsHandle, MetricsSnapshot};
 use crate::rate_limit::{RateLimitHandle, RateLimitSnapshot};
 use crate::retry::{RetryHandle, RetrySnapshot};
@@ -42,6 +43,7 @@ pub(crate) struct Parts {
     pub(crate) rate_limit: Option<RateLimitHandle>,
     pub(crate) fallback: Option<FallbackHandle>,
     pub(crate) retry: Option<RetryHandle>,
+    pub(crate) hedge: Option<HedgeHandle>,
     pub(crate) bulkhead: Option<BulkheadHandle>,
     pub(crate) breaker: BreakerHandles,
 }
@@ -91,6 +93,12 @@ impl ResilienceHandle {
         self.inner.retry.as_ref()
     }
 
+    /// The hedge layer's handle, when the stack hedges in place of retries
+    /// ([`ResilienceBuilder::hedge`](super::ResilienceBuilder::hedge)).
+    pub fn hedge(&self) -> Option<&HedgeHandle> {
+        self.inner.hedge.as_ref()
+    }
+
     /// The bulkhead's handle, when a bulkhead is set.
     pub fn bulkhead(&self) -> Option<&BulkheadHandle> {
         self.inner.bulkhead.as_ref()
@@ -123,6 +131,7 @@ impl ResilienceHandle {
             rate_limit: parts.rate_limit.as_ref().map(RateLimitHandle::snapshot),
             fallback: parts.fallback.as_ref().map(FallbackHandle::snapshot),
             retry: parts.retry.as_ref().map(RetryHandle::snapshot),
+            hedge: parts.hedge.as_ref().map(HedgeHandle::snapshot),
             bulkhead: parts.bulkhead.as_ref().map(BulkheadHandle::snapshot),
             circuit_breaker: match &parts.breaker {
                 BreakerHandles::Single(h) => Some(h.snapshot()),
@@ -147,6 +156,7 @@ impl fmt::Debug for ResilienceHandle {
             .field("attempt_timeout", &self.inner.attempt_timeout)
             .field("rate_limit", &self.inner.rate_limit.is_some())
             .field("retry", &self.inner.retry.is_some())
+            .field("hedge", &self.inner.hedge.is_some())
             .field("bulkhead", &self.inner.bulkhead.is_some())
             .field(
                 "circuit_breaker",
@@ -196,6 +206,8 @@ pub struct ResilienceSnapshot {
     pub fallback: Option<FallbackSnapshot>,
     /// The retry layer's counters.
     pub retry: Option<RetrySnapshot>,
+    /// The hedge layer's counters, when the stack hedges.
+    pub hedge: Option<HedgeSnapshot>,
     /// The bulkhead's counters.
     pub bulkhead: Option<BulkheadSnapshot>,
     /// The breaker's counters, when the stack has one breaker.
@@ -234,9 +246,10 @@ impl fmt::Display for ResilienceSnapshot {
         if let Some(l) = &self.rate_limit {
             writeln!(f, "{:<9} {l}", "limit")?;
         }
-        match &self.retry {
-            Some(r) => writeln!(f, "{:<9} {r}", "retry")?,
-            None => off(f, "retry")?,
+        match (&self.retry, &self.hedge) {
+            (Some(r), _) => writeln!(f, "{:<9} {r}", "retry")?,
+            (None, Some(h)) => writeln!(f, "{:<9} {h}", "hedge")?,
+            (None, None) => off(f, "retry")?,
         }
         match &self.bulkhead {
             Some(b) => writeln!(f, "{:<9} {b}", "bulkhead")?,

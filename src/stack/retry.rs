@@ -1,4 +1,5 @@
-//! The retry piece of the stack: on, or off with the same request type.
+//! The retry piece of the stack: retries, or hedges in their place, or
+//! neither with the same request type.
 
 use std::fmt;
 use std::task::{Context, Poll};
@@ -8,30 +9,45 @@ use tower_service::Service;
 
 use super::toggle::ToggleFuture;
 use crate::error::BoxError;
+use crate::hedge::future::ResponseFuture as HedgeFuture;
+use crate::hedge::{Hedge, HedgeLayer};
 use crate::retry::future::ResponseFuture;
 use crate::retry::{Replay, Retry, RetryLayer, RetryOn};
 
-/// The retry piece of [`ResilienceLayer`](super::ResilienceLayer).
+/// The retry piece of [`ResilienceLayer`](super::ResilienceLayer):
+/// retries, or hedges in their place
+/// ([`hedge`](super::ResilienceBuilder::hedge)), or neither.
 ///
 /// Off, it still hands the inner service the request type retry would
 /// (`Rp::Request`, e.g. `http::Request<ReplayBody<B>>`), so that switching
 /// retries off does not change what the service behind must accept; the
 /// replay's stash is dropped at once.
 pub struct RetryPiece<On, Rp> {
-    retry: Option<RetryLayer<On, Rp>>,
+    mode: Mode<On, Rp>,
     replay: Rp,
 }
 
+/// What the piece does.
+pub(crate) enum Mode<On, Rp> {
+    Retry(RetryLayer<On, Rp>),
+    Hedge(HedgeLayer<On, Rp>),
+    Off,
+}
+
 impl<On, Rp> RetryPiece<On, Rp> {
-    pub(crate) fn new(retry: Option<RetryLayer<On, Rp>>, replay: Rp) -> Self {
-        Self { retry, replay }
+    pub(crate) fn new(mode: Mode<On, Rp>, replay: Rp) -> Self {
+        Self { mode, replay }
     }
 }
 
 impl<On, Rp: Clone> Clone for RetryPiece<On, Rp> {
     fn clone(&self) -> Self {
         Self {
-            retry: self.retry.clone(),
+            mode: match &self.mode {
+                Mode::Retry(l) => Mode::Retry(l.clone()),
+                Mode::Hedge(l) => Mode::Hedge(l.clone()),
+                Mode::Off => Mode::Off,
+            },
             replay: self.replay.clone(),
         }
     }
@@ -39,8 +55,13 @@ impl<On, Rp: Clone> Clone for RetryPiece<On, Rp> {
 
 impl<On, Rp> fmt::Debug for RetryPiece<On, Rp> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match self.mode {
+            Mode::Retry(_) => "retry",
+            Mode::Hedge(_) => "hedge",
+            Mode::Off => "off",
+        };
         f.debug_struct("RetryPiece")
-            .field("on", &self.retry.is_some())
+            .field("mode", &mode)
             .finish_non_exhaustive()
     }
 }
@@ -49,9 +70,10 @@ impl<S, On, Rp: Clone> Layer<S> for RetryPiece<On, Rp> {
     type Service = RetryToggle<S, On, Rp>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        match &self.retry {
-            Some(retry) => RetryToggle::On(retry.layer(inner)),
-            None => RetryToggle::Off {
+        match &self.mode {
+            Mode::Retry(retry) => RetryToggle::On(retry.layer(inner)),
+            Mode::Hedge(hedge) => RetryToggle::Hedge(hedge.layer(inner)),
+            Mode::Off => RetryToggle::Off {
                 inner,
                 replay: self.replay.clone(),
             },
@@ -63,10 +85,12 @@ impl<S, On, Rp: Clone> Layer<S> for RetryPiece<On, Rp> {
 ///
 /// # Clone
 ///
-/// Clones share the retry layer's budget and counters.
+/// Clones share the retry (or hedge) layer's budget and counters.
 pub enum RetryToggle<S, On, Rp> {
     /// Retries on.
     On(Retry<S, On, Rp>),
+    /// Hedges in place of retries.
+    Hedge(Hedge<S, On, Rp>),
     /// Retries off: one attempt, the request converted as for a retry.
     Off {
         /// The inner service.
@@ -80,6 +104,7 @@ impl<S: Clone, On, Rp: Clone> Clone for RetryToggle<S, On, Rp> {
     fn clone(&self) -> Self {
         match self {
             Self::On(s) => Self::On(s.clone()),
+            Self::Hedge(s) => Self::Hedge(s.clone()),
             Self::Off { inner, replay } => Self::Off {
                 inner: inner.clone(),
                 replay: replay.clone(),
@@ -92,6 +117,7 @@ impl<S: fmt::Debug, On, Rp> fmt::Debug for RetryToggle<S, On, Rp> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::On(s) => f.debug_tuple("On").field(s).finish(),
+            Self::Hedge(s) => f.debug_tuple("Hedge").field(s).finish(),
             Self::Off { inner, .. } => f.debug_tuple("Off").field(inner).finish(),
         }
     }
@@ -106,12 +132,16 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ToggleFuture<ResponseFuture<S, On, Rp, Req>, S::Future>;
+    type Future = ToggleFuture<
+        ToggleFuture<ResponseFuture<S, On, Rp, Req>, HedgeFuture<S, On, Rp, Req>>,
+        S::Future,
+    >;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self {
             Self::On(s) => s.poll_ready(cx),
+            Self::Hedge(s) => s.poll_ready(cx),
             Self::Off { inner, .. } => inner.poll_ready(cx).map_err(Into::into),
         }
     }
@@ -120,7 +150,8 @@ where
     #[cfg_attr(debug_assertions, inline)]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
-            Self::On(s) => ToggleFuture::on(s.call(req)),
+            Self::On(s) => ToggleFuture::on(ToggleFuture::on(s.call(req))),
+            Self::Hedge(s) => ToggleFuture::on(ToggleFuture::off(s.call(req))),
             Self::Off { inner, replay } => {
                 // Converted the same way, nothing kept.
                 ToggleFuture::off(inner.call(replay.convert(req)))

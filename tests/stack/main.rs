@@ -468,6 +468,7 @@ async fn many_tasks_share_one_stack() {
 
 // --- The deadline in scope (see `steadfast::deadline`, "Carried in a scope") ---
 
+mod hedge;
 mod hot_path;
 mod metrics;
 mod rate_limit_fallback;
