@@ -93,8 +93,12 @@ pin_project! {
         spare: Option<Spare<S, Rp::Stash>>,
         hedging: Option<Box<Hedging<S::Future, Rp::Request, S::Response>>>,
         deadline: Option<Deadline>,
-        // When the timer was first set, for the latency percentile.
+        // When the first attempt was first found pending, for the latency
+        // percentile.
         started: Option<Instant>,
+        // The first hedge's timer was considered (set, or not for the
+        // deadline).
+        armed: bool,
         _req: PhantomData<fn(Req)>,
     }
 }
@@ -119,6 +123,7 @@ where
             hedging: None,
             deadline,
             started: None,
+            armed: false,
             _req: PhantomData,
         }
     }
@@ -172,7 +177,7 @@ where
                         if this.spare.is_none() {
                             return Poll::Pending;
                         }
-                        if this.timer.is_none() {
+                        if !*this.armed {
                             arm_first(&mut this);
                         }
                         let due = this
@@ -202,6 +207,7 @@ where
 {
     let now = Instant::now();
     let shared: &Shared<On, Rp> = this.shared;
+    *this.armed = true;
     if shared.delay.tracker().is_some() {
         *this.started = Some(now);
     }
@@ -210,12 +216,9 @@ where
             "steadfast::hedge::Hedge",
             wake,
         ))),
-        None => {
-            // No hedge could go before the deadline: the call is the first
-            // attempt alone.
-            shared.stats.skip(Skip::Deadline);
-            *this.spare = None;
-        }
+        // No hedge by the delay before the deadline; a non-fatal result
+        // may still send one at once.
+        None => shared.stats.skip(Skip::Deadline),
     }
 }
 
@@ -248,10 +251,16 @@ where
         // Rejected by a layer inside and nothing else in flight: fail fast.
         return Poll::Ready(finish(this, result, 1));
     }
-    if this.timer.is_none() {
-        arm_first(this);
-        if this.spare.is_none() {
-            return Poll::Ready(finish(this, result, 1));
+    if !*this.armed {
+        // Answered at the first poll: the next hedge goes at once (its send
+        // sets the timer of the one after), or its timer starts now.
+        if judged == Judged::NonFatal(Next::Now) {
+            *this.armed = true;
+            if this.shared.delay.tracker().is_some() {
+                *this.started = Some(Instant::now());
+            }
+        } else {
+            arm_first(this);
         }
     }
     hedging(this);

@@ -167,8 +167,14 @@
 //! hedges, the next request) is boxed when the first hedge is due. Its
 //! overhead is the request's clone, a clone of the inner service, a
 //! budget deposit and, once the first attempt is pending, one clock read
-//! and a timer. The response future around an always-ready
-//! `service_fn` over `u32` is 200 bytes on x86-64 (the `tests/hedge` suite
+//! and a timer (with a percentile delay, a second read when the call ends,
+//! for its latency). Measured (`benches/hedge.rs`, workspace member
+//! `integration`, one run on a 2-core x86-64): a call made in a task and
+//! answered at once costs 9.2 ns against 0.8 ns bare (retry: 7.5 ns); one
+//! pending at its first poll 109 ns against 0.8 ns, nearly all of it the
+//! tokio timer's registration, as for the timeout layer (104 ns); 153 ns
+//! with the p95 delay. The response future around an always-ready
+//! `service_fn` over `u32` is 208 bytes on x86-64 (the `tests/hedge` suite
 //! prints it).
 //!
 //! # Errors

@@ -49,10 +49,33 @@ async fn a_deadline_shorter_than_the_delay_sends_no_hedge() {
     let svc = DeadlineLayer::new(ms(80))
         .unwrap()
         .layer(hedge.layer(http_backend(&backend, &seen)));
-    let req = http::Request::get("http://shop/p/1")
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
+    let req = get();
     assert!(svc.oneshot(req).await.is_err());
     assert_eq!(backend.sent_ms(), [0]);
     assert_eq!(handle.snapshot().deadline_reached, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_fatal_result_hedges_at_once_even_when_the_delay_is_past_the_deadline() {
+    let hedge = HedgeLayer::http(fixed(100, 2).build().unwrap());
+    let handle = hedge.handle();
+    // The first attempt fails at 5 ms (a transport error: non-fatal).
+    let backend = Backend::new(&[Step::Err(5), Step::Ok(10)]);
+    let seen = Seen::default();
+    let svc = DeadlineLayer::new(ms(80))
+        .unwrap()
+        .layer(hedge.layer(http_backend(&backend, &seen)));
+    let req = get();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.headers()["x-attempt"], "1");
+    assert_eq!(backend.sent_ms(), [0, 5]);
+    // Counted when the first attempt was found pending: no hedge by the
+    // delay could go before the deadline.
+    assert_eq!(counts(&handle.snapshot()), (1, 1, 1, 0, 1, 0));
+}
+
+fn get() -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::get("http://shop/p/1")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap()
 }

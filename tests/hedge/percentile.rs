@@ -9,6 +9,16 @@ use tower::{Layer, ServiceExt};
 
 use crate::harness::{ms, Backend, Step};
 
+/// p95 of the last 10 s, from 1 ms to `max`, no budget.
+fn p95(max: Duration) -> HedgeLayer {
+    let config = HedgeConfig::builder()
+        .delay_percentile(95.0, Duration::from_secs(10), ms(1), max)
+        .no_budget()
+        .build()
+        .unwrap();
+    HedgeLayer::new(config)
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_delay_follows_the_p95_of_the_window() {
     // 100 calls of 20 ms, then a call whose first attempt hangs.
@@ -52,12 +62,7 @@ async fn old_calls_leave_the_window() {
     let mut script = vec![Step::Ok(200); 50];
     script.extend(vec![Step::Ok(10); 300]);
     let backend = Backend::new(&script);
-    let config = HedgeConfig::builder()
-        .delay_percentile(95.0, Duration::from_secs(10), ms(1), ms(1000))
-        .no_budget()
-        .build()
-        .unwrap();
-    let layer = HedgeLayer::new(config);
+    let layer = p95(ms(1000));
     let handle = layer.handle();
     let svc = layer.layer(backend.service());
     for _ in 0..50 {

@@ -143,3 +143,24 @@ where
         extra_load: sent as f64 / CALLS as f64 - 1.0,
     }
 }
+
+/// The seed of every run, so that each sees the same backend.
+pub const SEED: u64 = 7;
+
+/// The run without hedging and the run through a default `HedgeLayer`
+/// (p95 of 10 s, one hedge, the default budget), with its counters.
+pub async fn plain_and_hedged() -> (Figures, Figures, steadfast::hedge::HedgeSnapshot) {
+    use tower::Layer;
+
+    let backend = Backend::new(SEED);
+    let plain = run("no hedging", backend.clone(), &backend).await;
+    let backend = Backend::new(SEED);
+    let layer = steadfast::hedge::HedgeLayer::new(steadfast::hedge::HedgeConfig::default());
+    let hedged = run(
+        "steadfast (p95 of 10 s, 2, budget)",
+        layer.layer(backend.clone()),
+        &backend,
+    )
+    .await;
+    (plain, hedged, layer.handle().snapshot())
+}

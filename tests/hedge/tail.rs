@@ -7,29 +7,12 @@
 
 use std::time::Duration;
 
-use steadfast::hedge::{HedgeConfig, HedgeLayer};
-use tower::Layer;
-
-use crate::sim::{run, Backend};
-
-const SEED: u64 = 7;
+use crate::sim::plain_and_hedged;
 
 #[tokio::test(start_paused = true)]
 async fn hedging_at_p95_cuts_the_tail() {
-    let backend = Backend::new(SEED);
-    let plain = run("no hedging", backend.clone(), &backend).await;
-
-    let backend = Backend::new(SEED);
-    let layer = HedgeLayer::new(HedgeConfig::default());
-    let handle = layer.handle();
-    let hedged = run(
-        "steadfast HedgeLayer (p95, 2, budget)",
-        layer.layer(backend.clone()),
-        &backend,
-    )
-    .await;
-
-    println!("{plain}\n{hedged}\n{}", handle.snapshot());
+    let (plain, hedged, snapshot) = plain_and_hedged().await;
+    println!("{plain}\n{hedged}\n{snapshot}");
     // Without hedging, the 1 % of slow calls are the tail.
     assert!(plain.p999 >= Duration::from_millis(999), "{plain}");
     // (With 1 % slow, p99 sits on the boundary: 10 ms for this seed.)
@@ -40,7 +23,7 @@ async fn hedging_at_p95_cuts_the_tail() {
     assert!(hedged.p999 <= Duration::from_millis(60), "{hedged}");
     assert!(hedged.extra_load <= 0.05, "{hedged}");
     assert_eq!(plain.extra_load, 0.0);
-    let s = handle.snapshot();
+    let s = snapshot;
     assert_eq!(s.calls, 60_000);
     assert!(s.hedges_won > 0 && s.refused_by_budget == 0, "{s}");
 }

@@ -14,12 +14,7 @@ mod sim;
 
 use std::time::Duration;
 
-use steadfast::hedge::{HedgeConfig, HedgeLayer};
-use tower::Layer;
-
-use sim::{run, Backend};
-
-const SEED: u64 = 7;
+use sim::{run, Backend, SEED};
 
 /// Hedges every call (tower asks the policy whether a request may be
 /// cloned; all of these may).
@@ -38,18 +33,7 @@ impl tower::hedge::Policy<u32> for Always {
 
 #[tokio::test(start_paused = true)]
 async fn steadfast_and_tower_hedging_side_by_side() {
-    let backend = Backend::new(SEED);
-    let plain = run("no hedging", backend.clone(), &backend).await;
-
-    let backend = Backend::new(SEED);
-    let layer = HedgeLayer::new(HedgeConfig::default());
-    let handle = layer.handle();
-    let ours = run(
-        "steadfast (p95 of 10 s, 2, budget)",
-        layer.layer(backend.clone()),
-        &backend,
-    )
-    .await;
+    let (plain, ours, snapshot) = sim::plain_and_hedged().await;
 
     let mut towers = Vec::new();
     for (name, period) in [
@@ -66,7 +50,7 @@ async fn steadfast_and_tower_hedging_side_by_side() {
     for t in &towers {
         println!("{t}");
     }
-    println!("steadfast: {}", handle.snapshot());
+    println!("steadfast: {snapshot}");
 
     assert!(plain.p999 >= Duration::from_millis(999), "{plain}");
     assert!(ours.p99 <= Duration::from_millis(30), "{ours}");
