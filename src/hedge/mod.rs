@@ -190,6 +190,7 @@
 //!
 //! [`BoxError`]: crate::BoxError
 
+mod collect;
 mod config;
 mod delay;
 pub mod future;

@@ -147,13 +147,15 @@ families! {
     CIRCUIT_KEYS: "resilience.circuit.keys", "resilience_circuit_keys", Gauge, "{breaker}", ["name"], Sum,
         "Keys with a breaker of their own, for breakers kept one per key.";
     RETRY_BUDGET_AVAILABLE: "resilience.retry.budget.available", "resilience_retry_budget_available", Gauge, "{retry}", ["name"], Sum,
-        "Retries the retry budget would allow now.";
+        "Retries the retry budget would allow now (for a hedge layer, hedges).";
     RATE_LIMIT_AVAILABLE: "resilience.rate_limit.available", "resilience_rate_limit_available", Gauge, "{call}", ["name"], Sum,
         "Calls the rate limiter would admit at once now.";
     RATE_LIMIT_WAITING: "resilience.rate_limit.waiting", "resilience_rate_limit_waiting", Gauge, "{call}", ["name"], Sum,
         "Calls waiting in the rate limiter's queue for their turn.";
     RATE_LIMIT_KEYS: "resilience.rate_limit.keys", "resilience_rate_limit_keys", Gauge, "{key}", ["name"], Sum,
         "Keys with a limit of their own, for rate limiters kept one per key.";
+    HEDGE_DELAY: "resilience.hedge.delay", "resilience_hedge_delay_seconds", Gauge, "s", ["name"], Max,
+        "The hedge layer's delay in force: the fixed delay, or the latest percentile estimate.";
     ADAPTIVE_LIMIT: "resilience.adaptive.limit", "resilience_adaptive_limit", Gauge, "{call}", ["name"], Sum,
         "The limit an adaptive limit last gave its bulkhead.";
     ADAPTIVE_RTT: "resilience.adaptive.rtt", "resilience_adaptive_rtt_seconds", Gauge, "s", ["name", "window"], Max,

@@ -78,7 +78,7 @@
 //! name with `_` for `.`, `_seconds` for a unit of seconds, and `_total` on
 //! counters). Counters count since the layer was made. `name` is the
 //! instance's name (`""` when it has none); `layer` one of `metrics`,
-//! `circuit_breaker`, `retry`, `bulkhead`, `adaptive`, `rate_limit`, `fallback`, `idempotency`, `chaos`; `outcome` one of
+//! `circuit_breaker`, `retry`, `hedge`, `bulkhead`, `adaptive`, `rate_limit`, `fallback`, `idempotency`, `chaos`; `outcome` one of
 //! `success`, `failure`, `ignored`, `cancelled`; `state` one of `closed`,
 //! `open`, `half_open`, `forced_open`, `disabled`. Histograms' `le` bounds
 //! are 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
@@ -97,10 +97,11 @@
 //! | `resilience.circuit.failure_rate` | `resilience_circuit_failure_rate` | gauge | `1` | `name` | Failures over calls in the breaker's current window, 0 to 1; absent while the window is empty. |
 //! | `resilience.circuit.slow_call_rate` | `resilience_circuit_slow_call_rate` | gauge | `1` | `name` | Slow calls over calls in the breaker's current window, 0 to 1; absent while the window is empty. |
 //! | `resilience.circuit.keys` | `resilience_circuit_keys` | gauge | `{breaker}` | `name` | Keys with a breaker of their own, for breakers kept one per key. |
-//! | `resilience.retry.budget.available` | `resilience_retry_budget_available` | gauge | `{retry}` | `name` | Retries the retry budget would allow now. |
+//! | `resilience.retry.budget.available` | `resilience_retry_budget_available` | gauge | `{retry}` | `name` | Retries the retry budget would allow now (for a hedge layer, hedges). |
 //! | `resilience.rate_limit.available` | `resilience_rate_limit_available` | gauge | `{call}` | `name` | Calls the rate limiter would admit at once now. |
 //! | `resilience.rate_limit.waiting` | `resilience_rate_limit_waiting` | gauge | `{call}` | `name` | Calls waiting in the rate limiter's queue for their turn. |
 //! | `resilience.rate_limit.keys` | `resilience_rate_limit_keys` | gauge | `{key}` | `name` | Keys with a limit of their own, for rate limiters kept one per key. |
+//! | `resilience.hedge.delay` | `resilience_hedge_delay_seconds` | gauge | `s` | `name` | The hedge layer's delay in force: the fixed delay, or the latest percentile estimate. |
 //! | `resilience.adaptive.limit` | `resilience_adaptive_limit` | gauge | `{call}` | `name` | The limit an adaptive limit last gave its bulkhead. |
 //! | `resilience.adaptive.rtt` | `resilience_adaptive_rtt_seconds` | gauge | `s` | `name`, `window` | An adaptive limit's round-trip estimates: short (recent average) and long (windowed minimum). |
 //! | `resilience.call.duration` | `resilience_call_duration_seconds` | histogram | `s` | `name` | How long finished calls took through the metrics layer, whatever the outcome. |
@@ -119,6 +120,7 @@
 //! | `metrics` | `rejected_circuit_open`, `rejected_bulkhead_full`, `rejected_rate_limited`, `deadline_exceeded`, `timed_out` (calls this crate's layers ended, as the metrics layer saw them) |
 //! | `circuit_breaker` | `rejected`, `slow_call`, `late`, `opened`, `half_opened`, `closed`; for breakers kept per key: `overflowed`, `evicted` |
 //! | `retry` | `retry`, `budget_refused`, `skipped_unsafe`, `skipped_unreplayable`, `exhausted`, `deadline_reached`, `server_hint` |
+//! | `hedge` | `call`, `hedge`, `hedge_won`, `budget_refused`, `deadline_reached`, `skipped_unsafe`, `skipped_unreplayable` |
 //! | `bulkhead` | `admitted`, `waited`, `rejected_queue_full`, `rejected_wait_timed_out`, `cancelled_waiting` |
 //! | `adaptive` | `sample`, `skipped`, `drop` (finished calls the estimate took, successes left out while another call updated it, drops) |
 //! | `fallback` | `served`, `failed`, `declined` (what the fallback did with the failures it ran for) |

@@ -21,6 +21,9 @@ fn collect(out: &mut Samples, s: &ResilienceSnapshot, keyed_name: &str) {
     if let Some(r) = &s.retry {
         r.collect(out);
     }
+    if let Some(h) = &s.hedge {
+        h.collect(out);
+    }
     if let Some(b) = &s.bulkhead {
         b.collect(out);
     }
@@ -112,7 +115,18 @@ mod tests {
         RetryLayer::new(RetryConfig::default())
             .handle()
             .collect(&mut out);
-        BulkheadLayer::new(1).unwrap().handle().collect(&mut out);
+        let bulkhead = BulkheadLayer::new(1).unwrap();
+        bulkhead.handle().collect(&mut out);
+        crate::adaptive::AdaptiveLimitLayer::new(
+            bulkhead.handle(),
+            crate::adaptive::Gradient::new(),
+        )
+        .unwrap()
+        .handle()
+        .collect(&mut out);
+        crate::hedge::HedgeLayer::new(crate::hedge::HedgeConfig::default())
+            .handle()
+            .collect(&mut out);
         let every_second = std::time::Duration::from_secs(1);
         crate::rate_limit::RateLimitLayer::new(1, every_second)
             .unwrap()

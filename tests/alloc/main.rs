@@ -370,8 +370,9 @@ mod adaptive {
 
     #[test]
     fn an_admitted_call_allocates_nothing() {
+        // Every call timed: the estimate updated on every call.
         for algorithm in [
-            Algorithm::from(Gradient::new()),
+            Algorithm::from(Gradient::new().measure_every(1)),
             Algorithm::from(Aimd::new()),
         ] {
             let per_call = in_runtime(|| {

@@ -172,7 +172,8 @@ async fn every_family_parses_back_with_its_type() {
     let strict = read(&text);
 
     // Families without samples in this run: no rate rule on the breaker, no
-    // keyed breakers, no budget, no attempt histogram yet, no rate limiter.
+    // keyed breakers, no budget, no attempt histogram yet, no rate limiter,
+    // no hedges, no adaptive limit.
     let absent: BTreeSet<&str> = [
         "resilience_circuit_failure_rate",
         "resilience_circuit_slow_call_rate",
@@ -182,6 +183,9 @@ async fn every_family_parses_back_with_its_type() {
         "resilience_rate_limit_available",
         "resilience_rate_limit_waiting",
         "resilience_rate_limit_keys",
+        "resilience_hedge_delay_seconds",
+        "resilience_adaptive_limit",
+        "resilience_adaptive_rtt_seconds",
     ]
     .into();
     for family in families() {

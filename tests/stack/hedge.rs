@@ -54,6 +54,18 @@ async fn a_slow_get_is_answered_by_its_hedge_and_the_loser_frees_its_slot() {
     let breaker = handle.circuit_breaker().unwrap().snapshot();
     assert_eq!(breaker.failures, 0, "{breaker}");
     assert!(handle.to_string().contains("hedge"), "{handle:?}");
+    // The exporters see the hedge piece.
+    let registry = steadfast::metrics::Registry::new();
+    registry.register(handle.clone());
+    let text = registry.render_prometheus();
+    assert!(
+        text.contains(r#"resilience_events_total{layer="hedge",name="",event="hedge_won"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"resilience_hedge_delay_seconds{name=""} 0.05"#),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
