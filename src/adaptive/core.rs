@@ -149,8 +149,9 @@ impl Core {
         }
         self.publish(&est);
         let after = est.limit();
-        drop(est);
         if after != before {
+            // Still under the lock: two updates applied out of order would
+            // leave the bulkhead at a stale limit.
             self.apply(before, after);
         }
     }

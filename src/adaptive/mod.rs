@@ -84,8 +84,11 @@
 //! under a try-lock that never makes a caller wait: a caller that finds it
 //! held leaves its sample out (counted as `skipped`), or, for a drop,
 //! leaves the drop for the next holder. The bulkhead's limit is written
-//! only when the whole number changes. Nothing allocates after the layer
-//! is built.
+//! only when the whole number changes, by the holder of the try-lock (so
+//! changes reach the bulkhead in order); that write takes the bulkhead's
+//! queue lock for a moment, as any
+//! [`set_max_concurrent`](crate::bulkhead::BulkheadHandle::set_max_concurrent)
+//! does. Nothing allocates after the layer is built.
 //!
 //! # Errors
 //!
