@@ -70,8 +70,8 @@ impl<C> AdaptiveLimitLayer<C> {
     /// Decides with `classify` which results are drops: an
     /// [`Outcome::Failure`](crate::classify::Outcome::Failure) is a drop,
     /// an `Outcome::Success` an RTT sample, an `Outcome::Ignored` neither.
-    /// E.g. [`HttpClassifier`](crate::classify::HttpClassifier) (feature
-    /// `http`) counts 5xx responses as drops.
+    /// E.g. `HttpClassifier` (feature `http`) counts 5xx responses as
+    /// drops.
     pub fn classify<C2>(self, classify: C2) -> AdaptiveLimitLayer<C2> {
         AdaptiveLimitLayer {
             core: self.core,

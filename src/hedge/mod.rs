@@ -101,7 +101,7 @@
 //! layer, through the same [`Replay`](crate::retry::Replay): idempotent
 //! HTTP methods, requests with an `Idempotency-Key`, the
 //! [`Idempotent`](crate::retry::Idempotent) marker, and gRPC methods named
-//! in [`idempotent_paths`](HedgeLayer::idempotent_paths). Any other request
+//! in `HedgeLayer::idempotent_paths` (feature `http`). Any other request
 //! (a POST without a key, a gRPC call not marked) is sent once, never
 //! hedged — not even after a non-fatal result — and counted
 //! ([`HedgeSnapshot::skipped_unsafe`]). [`HedgeLayer::new`] over plain
